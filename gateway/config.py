@@ -1,0 +1,600 @@
+"""Site configuration: the contract with enterprises.
+
+A site file is parsed once, at start, in layers: YAML syntax, then structure (pydantic models),
+then cross-field checks driven by tables (register kind -> legal types, type -> register count),
+then profile resolution. Every problem becomes a :class:`ConfigIssue` that names the key path
+(``devices[3].points[1].type``), the bad value and what is allowed; :class:`ConfigError` carries
+all of them so an enterprise fixes its file in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.errors import ConfigError, ConfigIssue
+
+__all__ = [
+    "BUILTIN_PROFILES",
+    "REGISTER_WIDTH",
+    "ConfigError",
+    "ConfigIssue",
+    "Device",
+    "Point",
+    "Profile",
+    "SiteConfig",
+    "load_site",
+    "parse_site",
+]
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+BUILTIN_PROFILES: dict[str, Path] = {
+    "gas_detector": PROFILE_DIR / "gas_detector.yaml",
+    "tank_gauge": PROFILE_DIR / "tank_gauge.yaml",
+    "elevator": PROFILE_DIR / "elevator.yaml",
+    "tower_crane": PROFILE_DIR / "tower_crane.yaml",
+}
+
+DataType = Literal[
+    "bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"
+]
+RegisterKind = Literal["holding", "input", "coil", "discrete"]
+WordOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
+
+#: 16-bit registers each data type occupies (bool on a register kind reads one bit of one word).
+REGISTER_WIDTH: dict[str, int] = {
+    "bool": 1,
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "int64": 4,
+    "uint64": 4,
+    "float64": 4,
+}
+BIT_KINDS = frozenset({"coil", "discrete"})
+NAME_RE = r"^[a-z0-9_]+$"
+DEVICE_ID_RE = r"^[a-z0-9_-]+$"
+MAX_ADDRESS = 65535
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PointSpec(_Frozen):
+    """One point as written in a profile or a device's ``points`` list (all fields optional so a
+    device can override a profile point partly; :class:`Point` is the checked, merged form)."""
+
+    name: Annotated[str, Field(pattern=NAME_RE, max_length=64)]
+    register_kind: RegisterKind | None = Field(default=None, alias="register")
+    address: Annotated[int, Field(ge=0, le=MAX_ADDRESS)] | None = None
+    type: DataType | None = None
+    order: WordOrder | None = None
+    scale: float | None = None
+    offset: float | None = None
+    bit: Annotated[int, Field(ge=0, le=15)] | None = None
+    unit: str | None = None
+    description: str | None = None
+    writable: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A resolved, checked point of one device."""
+
+    name: str
+    register: RegisterKind
+    address: int
+    type: DataType
+    order: WordOrder = "ABCD"
+    scale: float = 1.0
+    offset: float = 0.0
+    bit: int | None = None
+    unit: str = ""
+    description: str = ""
+    writable: bool = False
+
+    @property
+    def width(self) -> int:
+        """Registers (or bits, for coils and discrete inputs) this point spans."""
+        if self.register in BIT_KINDS:
+            return 1
+        return REGISTER_WIDTH[self.type]
+
+
+class ProfileFile(_Frozen):
+    kind: Annotated[str, Field(pattern=NAME_RE)]
+    measurement: Annotated[str, Field(pattern=NAME_RE)] | None = None
+    description: str = ""
+    points: list[PointSpec] = Field(min_length=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A device kind's register map, shared by the gateway and the simulators."""
+
+    name: str
+    kind: str
+    measurement: str
+    description: str
+    points: tuple[Point, ...]
+    source: Path
+
+
+class TcpConnection(_Frozen):
+    transport: Literal["tcp"]
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+
+
+class RtuOverTcpConnection(_Frozen):
+    transport: Literal["rtu-over-tcp"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)]
+    baudrate: Annotated[int, Field(gt=0)] = 9600
+    frame_gap: Annotated[float, Field(ge=0)] | None = None
+
+
+class RtuConnection(_Frozen):
+    transport: Literal["rtu"]
+    port: str
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    frame_gap: Annotated[float, Field(ge=0)] | None = None
+
+
+Connection = Annotated[
+    TcpConnection | RtuOverTcpConnection | RtuConnection, Field(discriminator="transport")
+]
+
+
+class DeviceFile(_Frozen):
+    id: Annotated[str, Field(pattern=DEVICE_ID_RE, max_length=64)]
+    profile: str
+    connection: Connection
+    unit: Annotated[int, Field(ge=0, le=255)] = 1
+    poll_interval: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    timeout: Annotated[float, Field(gt=0, le=60)] = 1.0
+    tags: dict[Annotated[str, Field(pattern=NAME_RE)], str] = Field(default_factory=dict)
+    points: list[PointSpec] = Field(default_factory=list)
+    limits: dict[str, dict[str, float]] = Field(default_factory=dict)
+    max_gap: Annotated[int, Field(ge=0, le=100)] = 8
+
+    @field_validator("tags")
+    @classmethod
+    def _reserved_tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        clash = {"site", "device", "point", "rule", "level"} & tags.keys()
+        if clash:
+            raise ValueError(f"tag names {sorted(clash)} are reserved by the gateway")
+        return tags
+
+
+class SiteInfo(_Frozen):
+    id: Annotated[str, Field(pattern=DEVICE_ID_RE, max_length=64)]
+    name: str = ""
+
+
+class TlsConfig(_Frozen):
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: give both or neither")
+        return self
+
+
+class MqttConfig(_Frozen):
+    url: Annotated[str, Field(pattern=r"^mqtts?://[^/:]+(:\d+)?/?$")] = "mqtt://127.0.0.1:1883"
+    topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-/]+$")] = "hazard"
+    telemetry_qos: Literal[0, 1] = 0
+    username_env: str | None = None
+    password_env: str | None = None
+    tls: TlsConfig | None = None
+    client_id: str | None = None
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+
+
+class InfluxConfig(_Frozen):
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    org: str
+    bucket: str
+    token_env: str | None = None
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    flush_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
+
+
+class OutboxConfig(_Frozen):
+    path: str = "hazardgw-outbox.sqlite3"
+    max_mb: Annotated[float, Field(gt=0)] = 256.0
+
+
+class SiteFile(_Frozen):
+    site: SiteInfo
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    influx: InfluxConfig | None = None
+    outbox: OutboxConfig | None = None
+    rules: list[str] = Field(default_factory=list)
+    devices: list[DeviceFile] = Field(min_length=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A resolved device: its connection, its profile and its merged, checked points."""
+
+    id: str
+    profile: Profile
+    connection: TcpConnection | RtuOverTcpConnection | RtuConnection
+    unit: int
+    poll_interval: float
+    timeout: float
+    tags: Mapping[str, str]
+    points: tuple[Point, ...]
+    limits: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    max_gap: int = 8
+
+    @property
+    def kind(self) -> str:
+        return self.profile.kind
+
+    @property
+    def measurement(self) -> str:
+        return self.profile.measurement
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    """The whole, checked site: what the gateway, simulators and checks run from."""
+
+    site: SiteInfo
+    mqtt: MqttConfig
+    influx: InfluxConfig | None
+    outbox: OutboxConfig | None
+    rules: tuple[Path, ...]
+    devices: tuple[Device, ...]
+    source: Path | None = None
+
+    def device(self, device_id: str) -> Device:
+        for dev in self.devices:
+            if dev.id == device_id:
+                return dev
+        raise KeyError(device_id)
+
+
+# --------------------------------------------------------------------------- error formatting
+
+
+def _loc_to_path(loc: Iterable[int | str], prefix: str = "") -> str:
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in {"tcp", "rtu", "rtu-over-tcp"} or part.startswith("function-"):
+            continue  # pydantic's discriminator / validator tags are not keys in the file
+        else:
+            path += f".{part}" if path and not path.endswith(":") else part
+    return path
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _issues_from_validation(exc: ValidationError, prefix: str = "") -> list[ConfigIssue]:
+    issues = []
+    for err in exc.errors(include_url=False):
+        path = _loc_to_path(err["loc"], prefix)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling against docs/config.md)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif err["type"] == "union_tag_invalid":
+            msg = "transport must be one of 'tcp', 'rtu', 'rtu-over-tcp'"
+        elif err["type"] == "union_tag_not_found":
+            msg = "connection needs a 'transport': one of 'tcp', 'rtu', 'rtu-over-tcp'"
+        elif err["type"] == "string_pattern_mismatch":
+            pattern = err.get("ctx", {}).get("pattern", "")
+            msg = f"does not match {pattern}"
+        value = None if err["type"] == "missing" else err.get("input")
+        issues.append(ConfigIssue(path or "(top level)", msg, value))
+    return issues
+
+
+# --------------------------------------------------------------------------- point checks
+
+
+def _merge_point(base: Point | None, spec: PointSpec, path: str) -> Point | ConfigIssue:
+    given = spec.model_dump(exclude_none=True, by_alias=True)
+    if base is None:
+        for key in ("register", "address"):
+            if key not in given:
+                return ConfigIssue(f"{path}.{key}", "required key is missing for a new point", None)
+        register = given["register"]
+        given.setdefault("type", "bool" if register in BIT_KINDS else "uint16")
+        return Point(**given)
+    merged = {
+        "name": base.name,
+        "register": base.register,
+        "address": base.address,
+        "type": base.type,
+        "order": base.order,
+        "scale": base.scale,
+        "offset": base.offset,
+        "bit": base.bit,
+        "unit": base.unit,
+        "description": base.description,
+        "writable": base.writable,
+    }
+    merged.update(given)
+    return Point(**merged)
+
+
+def check_point(point: Point, path: str) -> list[ConfigIssue]:
+    """Cross-field checks for one point, driven by the tables above."""
+    issues: list[ConfigIssue] = []
+    if point.register in BIT_KINDS:
+        if point.type != "bool":
+            issues.append(
+                ConfigIssue(
+                    f"{path}.type",
+                    f"a {point.register} point carries one bit: type must be 'bool'",
+                    point.type,
+                )
+            )
+        if point.bit is not None:
+            issues.append(
+                ConfigIssue(
+                    f"{path}.bit",
+                    f"'bit' selects a bit of a 16-bit register; a {point.register} is one bit",
+                    point.bit,
+                )
+            )
+    elif point.type == "bool" and point.bit is None:
+        issues.append(
+            ConfigIssue(
+                f"{path}.bit",
+                "a bool on a holding/input register needs 'bit' (0-15): which bit of the word",
+                None,
+            )
+        )
+    elif point.bit is not None and point.type != "bool":
+        issues.append(
+            ConfigIssue(f"{path}.type", "a point with 'bit' must have type 'bool'", point.type)
+        )
+    if point.address + point.width - 1 > MAX_ADDRESS:
+        issues.append(
+            ConfigIssue(
+                f"{path}.address",
+                f"a {point.type} spans {point.width} registers and runs past address {MAX_ADDRESS}",
+                point.address,
+            )
+        )
+    if point.scale == 0:
+        issues.append(ConfigIssue(f"{path}.scale", "scale 0 would make every value 0", 0.0))
+    return issues
+
+
+def _resolve_points(
+    base: Sequence[Point], specs: Sequence[PointSpec], path: str, base_path: str
+) -> tuple[tuple[Point, ...], list[ConfigIssue]]:
+    issues: list[ConfigIssue] = []
+    points: dict[str, Point] = {p.name: p for p in base}
+    seen: set[str] = set()
+    for i, spec in enumerate(specs):
+        ppath = f"{path}[{i}]"
+        if spec.name in seen:
+            issues.append(ConfigIssue(f"{ppath}.name", "duplicate point name", spec.name))
+            continue
+        seen.add(spec.name)
+        result = _merge_point(points.get(spec.name), spec, ppath)
+        if isinstance(result, ConfigIssue):
+            issues.append(result)
+            continue
+        issues.extend(check_point(result, ppath))
+        points[spec.name] = result
+    for i, point in enumerate(base):
+        if point.name not in seen:
+            issues.extend(check_point(point, f"{base_path}[{i}]"))
+    return tuple(points.values()), issues
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def _read_yaml(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigIssue(str(path), f"{what} file not found", None)]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(path), f"cannot read {what}: {exc}", None)]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigIssue(where, f"YAML syntax error: {problem}", None)]) from None
+
+
+def load_profile(name_or_path: str, base_dir: Path | None = None) -> Profile:
+    """Load a built-in profile by name, or a profile YAML by path (relative to ``base_dir``)."""
+    if name_or_path in BUILTIN_PROFILES:
+        path = BUILTIN_PROFILES[name_or_path]
+        name = name_or_path
+    else:
+        path = Path(name_or_path)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        name = path.stem
+    raw = _read_yaml(path, "profile")
+    try:
+        pf = ProfileFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_issues_from_validation(exc, f"{path}:")) from None
+    points, issues = _resolve_points((), pf.points, f"{path}:points", f"{path}:points")
+    if issues:
+        raise ConfigError(issues)
+    return Profile(
+        name=name,
+        kind=pf.kind,
+        measurement=pf.measurement or pf.kind,
+        description=pf.description,
+        points=points,
+        source=path,
+    )
+
+
+# --------------------------------------------------------------------------- site
+
+
+def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = None) -> SiteConfig:
+    """Check a parsed YAML document and resolve it into a :class:`SiteConfig`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            [ConfigIssue("(top level)", "a site file is a mapping with site:, devices:, ...", raw)]
+        )
+    try:
+        sf = SiteFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_issues_from_validation(exc)) from None
+
+    issues: list[ConfigIssue] = []
+    profiles: dict[str, Profile] = {}
+    devices: list[Device] = []
+    seen_ids: dict[str, int] = {}
+    endpoints: dict[tuple[str, str, int], int] = {}
+    for i, dev in enumerate(sf.devices):
+        dpath = f"devices[{i}]"
+        if dev.id in seen_ids:
+            issues.append(
+                ConfigIssue(
+                    f"{dpath}.id", f"duplicate device id (also devices[{seen_ids[dev.id]}])", dev.id
+                )
+            )
+        seen_ids.setdefault(dev.id, i)
+        conn = dev.connection
+        key = (
+            conn.transport,
+            str(getattr(conn, "host", "")) + ":" + str(conn.port),
+            dev.unit,
+        )
+        if key in endpoints:
+            issues.append(
+                ConfigIssue(
+                    f"{dpath}.unit",
+                    f"devices[{endpoints[key]}] already uses this connection and unit",
+                    dev.unit,
+                )
+            )
+        endpoints.setdefault(key, i)
+        if dev.profile not in profiles:
+            try:
+                profiles[dev.profile] = load_profile(dev.profile, base_dir)
+            except ConfigError as exc:
+                hint = ""
+                if dev.profile not in BUILTIN_PROFILES and not dev.profile.endswith(
+                    (".yaml", ".yml")
+                ):
+                    hint = f"; built-in profiles: {', '.join(sorted(BUILTIN_PROFILES))}"
+                for issue in exc.issues:
+                    prefix = f"{dpath}.profile"
+                    issues.append(
+                        ConfigIssue(
+                            prefix,
+                            f"{issue.path}: {issue.message}{hint}"
+                            if issue.path != prefix
+                            else issue.message,
+                            dev.profile,
+                        )
+                    )
+                continue
+        profile = profiles[dev.profile]
+        points, pissues = _resolve_points(
+            profile.points, dev.points, f"{dpath}.points", f"{dpath}.profile({profile.name})"
+        )
+        issues.extend(pissues)
+        devices.append(
+            Device(
+                id=dev.id,
+                profile=profile,
+                connection=conn,
+                unit=dev.unit,
+                poll_interval=dev.poll_interval,
+                timeout=dev.timeout,
+                tags=dict(dev.tags),
+                points=points,
+                limits={k: dict(v) for k, v in dev.limits.items()},
+                max_gap=dev.max_gap,
+            )
+        )
+
+    rules: list[Path] = []
+    for i, rule_path in enumerate(sf.rules):
+        path = Path(rule_path)
+        candidates = [path] if path.is_absolute() else [(base_dir or Path.cwd()) / path]
+        if not path.is_absolute():
+            candidates.append(Path(__file__).resolve().parent.parent / path)
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            issues.append(ConfigIssue(f"rules[{i}]", "rule pack file not found", rule_path))
+        else:
+            rules.append(found)
+
+    for env_key, env_name in (
+        ("mqtt.username_env", sf.mqtt.username_env),
+        ("mqtt.password_env", sf.mqtt.password_env),
+    ):
+        if env_name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env_name):
+            issues.append(ConfigIssue(env_key, "not a valid environment variable name", env_name))
+    if sf.mqtt.tls is not None:
+        for key in ("ca_file", "cert_file", "key_file"):
+            value = getattr(sf.mqtt.tls, key)
+            if value is not None:
+                p = Path(value)
+                if not p.is_absolute() and base_dir is not None:
+                    p = base_dir / p
+                if not p.is_file():
+                    issues.append(ConfigIssue(f"mqtt.tls.{key}", "file not found", value))
+
+    if issues:
+        raise ConfigError(issues)
+    return SiteConfig(
+        site=sf.site,
+        mqtt=sf.mqtt,
+        influx=sf.influx,
+        outbox=sf.outbox,
+        rules=tuple(rules),
+        devices=tuple(devices),
+        source=source,
+    )
+
+
+def load_site(path: str | os.PathLike[str]) -> SiteConfig:
+    """Read, check and resolve a site file. Raises :class:`ConfigError` listing every problem."""
+    p = Path(path)
+    raw = _read_yaml(p, "site config")
+    return parse_site(raw, base_dir=p.resolve().parent, source=p)

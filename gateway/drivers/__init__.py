@@ -1,0 +1,1 @@
+"""Field protocols. One sub-package per protocol; Modbus first."""
