@@ -334,7 +334,7 @@ def _merge_point(base: Point | None, spec: PointSpec, path: str) -> Point | Conf
                 return ConfigIssue(f"{path}.{key}", "required key is missing for a new point", None)
         register = given["register"]
         given.setdefault("type", "bool" if register in BIT_KINDS else "uint16")
-        return Point(**given)
+        return Point(**given)  # type: ignore[arg-type]
     merged = {
         "name": base.name,
         "register": base.register,
@@ -349,7 +349,7 @@ def _merge_point(base: Point | None, spec: PointSpec, path: str) -> Point | Conf
         "writable": base.writable,
     }
     merged.update(given)
-    return Point(**merged)
+    return Point(**merged)  # type: ignore[arg-type]
 
 
 def check_point(point: Point, path: str) -> list[ConfigIssue]:
@@ -564,21 +564,21 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         else:
             rules.append(found)
 
-    for env_key, env_name in (
+    for env_path, env_name in (
         ("mqtt.username_env", sf.mqtt.username_env),
         ("mqtt.password_env", sf.mqtt.password_env),
     ):
         if env_name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env_name):
-            issues.append(ConfigIssue(env_key, "not a valid environment variable name", env_name))
+            issues.append(ConfigIssue(env_path, "not a valid environment variable name", env_name))
     if sf.mqtt.tls is not None:
-        for key in ("ca_file", "cert_file", "key_file"):
-            value = getattr(sf.mqtt.tls, key)
+        for tls_key in ("ca_file", "cert_file", "key_file"):
+            value = getattr(sf.mqtt.tls, tls_key)
             if value is not None:
                 p = Path(value)
                 if not p.is_absolute() and base_dir is not None:
                     p = base_dir / p
                 if not p.is_file():
-                    issues.append(ConfigIssue(f"mqtt.tls.{key}", "file not found", value))
+                    issues.append(ConfigIssue(f"mqtt.tls.{tls_key}", "file not found", value))
 
     if issues:
         raise ConfigError(issues)

@@ -1,0 +1,208 @@
+"""The gateway: pollers, point table, publishers, as named tasks in one TaskGroup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gateway import __version__
+from gateway.config import MqttConfig, SiteConfig
+from gateway.drivers.modbus.link import ModbusLink, link_key
+from gateway.messages import OutboundMessage
+from gateway.mqtt import MqttPublisher
+from gateway.points import PointTable
+from gateway.poller import DevicePoller, PollResult
+from gateway.telemetry import Topics, device_status_payload, json_payload, telemetry_payload
+
+__all__ = ["Gateway", "GatewayStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class GatewayStats:
+    polls: int = 0
+    failed_polls: int = 0
+    points: int = 0
+    requests: int = 0
+    lag_ms: deque[float] = field(default_factory=lambda: deque(maxlen=20_000))
+    started: float = field(default_factory=time.monotonic)
+
+    def snapshot(self, window_s: float) -> dict[str, float]:
+        lags = np.fromiter(self.lag_ms, dtype=np.float64) if self.lag_ms else np.zeros(1)
+        return {
+            "polls": self.polls,
+            "failed_polls": self.failed_polls,
+            "points": self.points,
+            "requests": self.requests,
+            "points_per_s": self.points / window_s if window_s > 0 else 0.0,
+            "poll_lag_ms": float(np.percentile(lags, 50)),
+            "poll_lag_p99_ms": float(np.percentile(lags, 99)),
+        }
+
+
+class Gateway:
+    """Polls every device of a site and publishes telemetry, status and alarms."""
+
+    def __init__(
+        self,
+        site: SiteConfig,
+        *,
+        mqtt: MqttConfig | None = None,
+        client_id: str | None = None,
+        backoff_max: float = 10.0,
+        stats_interval: float = 10.0,
+    ) -> None:
+        self.site = site
+        self.mqtt_cfg = mqtt or site.mqtt
+        self.topics = Topics(self.mqtt_cfg.topic_prefix, site.site.id)
+        self.table = PointTable(site.devices)
+        self.stats = GatewayStats()
+        self.stats_interval = stats_interval
+        base_dir = str(site.source.resolve().parent) if site.source else None
+        self.publisher = MqttPublisher(
+            self.mqtt_cfg,
+            self.topics,
+            client_id=client_id
+            or self.mqtt_cfg.client_id
+            or f"hazardgw-{site.site.id}-{socket.gethostname()}-{os.getpid()}",
+            version=__version__,
+            on_command=self.handle_command,
+            base_dir=base_dir,
+            backoff_max=backoff_max,
+        )
+        self.links: dict[str, ModbusLink] = {}
+        self.pollers: list[DevicePoller] = []
+        n = max(1, len(site.devices))
+        for rows in self.table.devices:
+            dev = rows.device
+            key = link_key(dev.connection)
+            link = self.links.get(key)
+            if link is None:
+                link = self.links[key] = ModbusLink(dev.connection, timeout=dev.timeout)
+            # spread first polls over one interval so a large site does not poll in lock-step
+            stagger = dev.poll_interval * (rows.index / n)
+            self.pollers.append(
+                DevicePoller(rows, link, self.on_poll, backoff_max=backoff_max, start_delay=stagger)
+            )
+        self._online: list[bool | None] = [None] * len(self.pollers)
+        self._errors = [0] * len(self.pollers)
+        self.telemetry_qos = self.mqtt_cfg.telemetry_qos
+
+    # ------------------------------------------------------------------ poll results
+
+    def on_poll(self, res: PollResult) -> None:
+        idx = res.rows.index
+        dev = res.rows.device
+        ts_ms = int(res.ts * 1000)
+        st = self.stats
+        st.polls += 1
+        st.lag_ms.append(res.lag_s * 1000.0)
+        st.requests += res.requests
+        if res.error is None and res.values is not None and res.good is not None:
+            self.table.update(idx, res.values, res.good, res.ts)
+            st.points += int(res.good.sum())
+            self.publisher.publish(
+                OutboundMessage(
+                    self.topics.telemetry(dev.id),
+                    telemetry_payload(res.rows, ts_ms, res.values, res.good),
+                    qos=self.telemetry_qos,
+                )
+            )
+            online, error = True, None
+        else:
+            st.failed_polls += 1
+            self._errors[idx] += 1
+            self.table.mark_bad(idx, res.ts)
+            online, error = False, str(res.error)
+        self.table.device_online[idx] = online
+        if self._online[idx] != online:
+            self._online[idx] = online
+            self.publisher.publish(
+                OutboundMessage(
+                    self.topics.status(dev.id),
+                    device_status_payload(
+                        ts_ms, online, error, res.latency_s * 1000.0, self._errors[idx]
+                    ),
+                    qos=1,
+                    retain=True,
+                    kind="status",
+                )
+            )
+
+    # ------------------------------------------------------------------ commands
+
+    async def handle_command(self, topic: str, payload: bytes) -> list[OutboundMessage]:
+        reply = {"ok": False, "error": f"no handler for {topic}", "request": None}
+        return [OutboundMessage(self.topics.cmd_reply, json_payload(reply), qos=1, kind="reply")]
+
+    # ------------------------------------------------------------------ run
+
+    async def _stats_loop(self) -> None:
+        last = time.monotonic()
+        last_points = 0
+        while True:
+            await asyncio.sleep(self.stats_interval)
+            now = time.monotonic()
+            snap = self.stats.snapshot(now - last)
+            snap["points_per_s"] = (self.stats.points - last_points) / (now - last)
+            last, last_points = now, self.stats.points
+            online = int(self.table.device_online.sum())
+            payload = {
+                "ts": int(time.time() * 1000),
+                "online": True,
+                "version": __version__,
+                "devices": len(self.pollers),
+                "devices_online": online,
+                "points_per_s": round(snap["points_per_s"], 1),
+                "poll_lag_ms": round(snap["poll_lag_ms"], 3),
+                "mqtt_backlog": self.publisher.backlog,
+            }
+            self.publisher.publish(
+                OutboundMessage(
+                    self.topics.gateway_status,
+                    json_payload(payload),
+                    qos=1,
+                    retain=True,
+                    kind="status",
+                )
+            )
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set (or the task is cancelled)."""
+        log.info(
+            "gateway %s: %d devices on %d links, %d points; MQTT %s",
+            self.site.site.id,
+            len(self.pollers),
+            len(self.links),
+            self.table.size,
+            self.mqtt_cfg.url,
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.publisher.run(), name="mqtt")
+                tg.create_task(self._stats_loop(), name="stats")
+                for poller in self.pollers:
+                    tg.create_task(poller.run(), name=f"poll:{poller.device.id}")
+                if stop is not None:
+                    await stop.wait()
+                    raise _Stop
+        except* _Stop:
+            pass
+        finally:
+            await self.publisher.close()
+            for link in self.links.values():
+                with contextlib.suppress(Exception):
+                    link.close()
+
+
+class _Stop(Exception):
+    """Raised inside the task group to stop every task."""

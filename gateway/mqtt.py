@@ -1,0 +1,241 @@
+"""MQTT publishing with aiomqtt: one connection, reconnected with capped, jittered backoff.
+
+Telemetry at QoS 0 goes through a bounded in-memory queue (oldest dropped and counted while the
+broker is away); QoS 1 messages (status, alarms, events, replies and QoS 1 telemetry) are kept
+until the broker acknowledges them, and replayed in order after a reconnect. The last retained
+message of every topic is remembered and re-published on reconnect, so a broker that restarted
+without persistence gets the gateway's state back. The gateway status topic carries a will
+(``online: false``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import aiomqtt
+
+from gateway.config import MqttConfig
+from gateway.messages import OutboundMessage
+from gateway.telemetry import Topics, json_payload
+
+__all__ = ["MqttPublisher", "MqttStats", "broker_address"]
+
+log = logging.getLogger(__name__)
+
+CommandHandler = Callable[[str, bytes], Awaitable[list[OutboundMessage]]]
+MAX_INFLIGHT = 200
+QOS0_QUEUE = 20_000
+
+
+@dataclass(slots=True)
+class MqttStats:
+    sent: int = 0
+    dropped_qos0: int = 0
+    reconnects: int = 0
+    connected: bool = False
+    commands: int = 0
+
+
+def broker_address(url: str) -> tuple[str, int, bool]:
+    parsed = urlparse(url)
+    tls = parsed.scheme == "mqtts"
+    return parsed.hostname or "127.0.0.1", parsed.port or (8883 if tls else 1883), tls
+
+
+def _tls_context(cfg: MqttConfig, base_dir: str | None) -> ssl.SSLContext:
+    def path(p: str | None) -> str | None:
+        if p is None or os.path.isabs(p) or base_dir is None:
+            return p
+        return os.path.join(base_dir, p)
+
+    tls = cfg.tls
+    ctx = ssl.create_default_context(cafile=path(tls.ca_file) if tls else None)
+    if tls and tls.cert_file and tls.key_file:
+        ctx.load_cert_chain(path(tls.cert_file) or "", path(tls.key_file))
+    if tls and tls.insecure:
+        ctx.check_hostname = False
+    return ctx
+
+
+class MqttPublisher:
+    """Owns the broker connection; ``publish`` never blocks the caller."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        topics: Topics,
+        *,
+        client_id: str,
+        version: str,
+        on_command: CommandHandler | None = None,
+        base_dir: str | None = None,
+        backoff_max: float = 10.0,
+    ) -> None:
+        self.cfg = cfg
+        self.topics = topics
+        self.client_id = client_id
+        self.version = version
+        self.on_command = on_command
+        self.base_dir = base_dir
+        self.backoff_max = backoff_max
+        self.stats = MqttStats()
+        self._qos0: deque[OutboundMessage] = deque()
+        self._qos1: deque[OutboundMessage] = deque()
+        self._retained: dict[str, OutboundMessage] = {}
+        self._wake = asyncio.Event()
+        self._connected_event = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self.host, self.port, self.tls = broker_address(cfg.url)
+
+    # ------------------------------------------------------------------ producer side
+
+    def publish(self, msg: OutboundMessage) -> None:
+        if msg.retain:
+            self._retained[msg.topic] = msg
+        if msg.qos == 0:
+            if len(self._qos0) >= QOS0_QUEUE:
+                self._qos0.popleft()
+                self.stats.dropped_qos0 += 1
+            self._qos0.append(msg)
+        else:
+            self._qos1.append(msg)
+        self._wake.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._qos0) + len(self._qos1)
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        async with asyncio.timeout(timeout):
+            await self._connected_event.wait()
+
+    def _status(self, online: bool) -> bytes:
+        return json_payload(
+            {"ts": int(time.time() * 1000), "online": online, "version": self.version}
+        )
+
+    # ------------------------------------------------------------------ connection
+
+    def _make_client(self) -> aiomqtt.Client:
+        user = os.environ.get(self.cfg.username_env) if self.cfg.username_env else None
+        password = os.environ.get(self.cfg.password_env) if self.cfg.password_env else None
+        will = aiomqtt.Will(self.topics.gateway_status, self._status(False), qos=1, retain=True)
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            username=user,
+            password=password,
+            identifier=self.client_id,
+            will=will,
+            keepalive=self.cfg.keepalive,
+            timeout=10,
+            tls_context=_tls_context(self.cfg, self.base_dir) if self.tls else None,
+            max_inflight_messages=MAX_INFLIGHT,
+            clean_session=True,
+        )
+
+    async def run(self) -> None:
+        """Connect, publish and listen forever; broker outages are normal weather."""
+        attempt = 0
+        while True:
+            try:
+                async with self._make_client() as client:
+                    self._client = client
+                    if attempt or self.stats.reconnects:
+                        log.info("MQTT broker %s:%s reachable again", self.host, self.port)
+                    attempt = 0
+                    await client.publish(
+                        self.topics.gateway_status, self._status(True), qos=1, retain=True
+                    )
+                    await client.subscribe(self.topics.cmd_filter, qos=1)
+                    for msg in list(self._retained.values()):
+                        await client.publish(msg.topic, msg.payload, qos=1, retain=True)
+                    self.stats.connected = True
+                    self._connected_event.set()
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._send_loop(client), name="mqtt-send")
+                        tg.create_task(self._listen_loop(client), name="mqtt-listen")
+            except* (aiomqtt.MqttError, OSError, ssl.SSLError) as eg:
+                self._disconnected()
+                if attempt == 0:
+                    log.error(
+                        "MQTT broker %s:%s unavailable: %s", self.host, self.port, eg.exceptions[0]
+                    )
+                attempt += 1
+                self.stats.reconnects += 1
+                delay = min(self.backoff_max, 0.2 * 2 ** min(attempt, 8))
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    def _disconnected(self) -> None:
+        self._client = None
+        self.stats.connected = False
+        self._connected_event.clear()
+
+    async def _send_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._qos1 or self._qos0:
+                if self._qos1:
+                    await self._send_qos1(client)
+                if self._qos0:
+                    msg = self._qos0.popleft()
+                    try:
+                        await client.publish(msg.topic, msg.payload, qos=0, retain=msg.retain)
+                    except aiomqtt.MqttError:
+                        self._qos0.appendleft(msg)
+                        raise
+                    self.stats.sent += 1
+                    if not self._qos1 and len(self._qos0) % 64 == 0:
+                        await asyncio.sleep(0)
+
+    async def _send_qos1(self, client: aiomqtt.Client) -> None:
+        batch = [self._qos1.popleft() for _ in range(min(MAX_INFLIGHT, len(self._qos1)))]
+        results = await asyncio.gather(
+            *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in batch),
+            return_exceptions=True,
+        )
+        failed = [m for m, r in zip(batch, results, strict=True) if isinstance(r, BaseException)]
+        self.stats.sent += len(batch) - len(failed)
+        if failed:
+            # keep order: everything unacknowledged goes back to the front
+            self._qos1.extendleft(reversed(failed))
+            err = next(r for r in results if isinstance(r, BaseException))
+            if isinstance(err, aiomqtt.MqttError):
+                raise err
+            raise aiomqtt.MqttError(str(err))
+
+    async def _listen_loop(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            topic = str(message.topic)
+            if topic == self.topics.cmd_reply or self.on_command is None:
+                continue
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            self.stats.commands += 1
+            try:
+                replies = await self.on_command(topic, payload)
+            except Exception:  # a command must never take the gateway down
+                log.exception("command on %s failed", topic)
+                continue
+            for reply in replies:
+                self.publish(reply)
+
+    async def close(self) -> None:
+        """Publish ``online: false`` and disconnect cleanly (best effort)."""
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await client.publish(
+                        self.topics.gateway_status, self._status(False), qos=1, retain=True
+                    )

@@ -1,0 +1,72 @@
+"""MQTT payloads and topics, per the contract in DESIGN.md."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.points import DeviceRows
+
+__all__ = ["Topics", "device_status_payload", "telemetry_payload"]
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+class Topics:
+    """Topic names under ``P = {topic_prefix}/{site_id}``."""
+
+    def __init__(self, prefix: str, site_id: str) -> None:
+        self.base = f"{prefix.rstrip('/')}/{site_id}"
+        self.gateway_status = f"{self.base}/gateway/status"
+        self.events_alarm = f"{self.base}/events/alarm"
+        self.cmd_ack = f"{self.base}/cmd/alarm/ack"
+        self.cmd_shelve = f"{self.base}/cmd/alarm/shelve"
+        self.cmd_filter = f"{self.base}/cmd/#"
+        self.cmd_reply = f"{self.base}/cmd/reply"
+
+    def telemetry(self, device: str) -> str:
+        return f"{self.base}/{device}/telemetry"
+
+    def status(self, device: str) -> str:
+        return f"{self.base}/{device}/status"
+
+    def alarm(self, device: str, point: str, rule: str) -> str:
+        return f"{self.base}/alarms/{device}/{point}/{rule}"
+
+
+def telemetry_payload(
+    dev: DeviceRows,
+    ts_ms: int,
+    values: npt.NDArray[np.float64],
+    good: npt.NDArray[np.bool_],
+) -> bytes:
+    """``{"ts":…, "values":{…}, "quality":{…}}``; bad points carry ``null``."""
+    vals: dict[str, Any] = {}
+    qual: dict[str, str] = {}
+    for name, v, ok, integer in zip(
+        dev.names, values.tolist(), good.tolist(), dev.integer.tolist(), strict=True
+    ):
+        if ok:
+            vals[name] = int(v) if integer else v
+            qual[name] = "good"
+        else:
+            vals[name] = None
+            qual[name] = "bad"
+    return _dumps({"ts": ts_ms, "values": vals, "quality": qual}).encode()
+
+
+def device_status_payload(
+    ts_ms: int, online: bool, error: str | None, latency_ms: float | None, errors: int
+) -> bytes:
+    lat = None if latency_ms is None or math.isnan(latency_ms) else round(latency_ms, 3)
+    return _dumps(
+        {"ts": ts_ms, "online": online, "error": error, "latency_ms": lat, "errors": errors}
+    ).encode()
+
+
+def json_payload(obj: Any) -> bytes:
+    return _dumps(obj).encode()
