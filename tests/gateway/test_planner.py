@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -91,7 +93,7 @@ def test_plan_covers_every_point_within_limits(specs: list[tuple[int, str]], max
     assert sorted(served) == list(range(len(points)))
     # no two requests could have been merged: each gap exceeds max_gap or the limit binds
     reqs = sorted(plan.requests, key=lambda r: r.address)
-    for a, b in zip(reqs, reqs[1:], strict=False):
+    for a, b in itertools.pairwise(reqs):
         assert b.address > a.end + max_gap or max(a.end, b.end) - a.address > MAX_REGISTERS
 
 
