@@ -59,7 +59,7 @@ class Gateway:
         mqtt: MqttConfig | None = None,
         client_id: str | None = None,
         backoff_max: float = 10.0,
-        stats_interval: float = 10.0,
+        stats_interval: float = 5.0,
     ) -> None:
         self.site = site
         self.mqtt_cfg = mqtt or site.mqtt
@@ -148,13 +148,14 @@ class Gateway:
 
     async def _stats_loop(self) -> None:
         last = time.monotonic()
-        last_points = 0
+        last_points = last_requests = 0
         while True:
             await asyncio.sleep(self.stats_interval)
             now = time.monotonic()
             snap = self.stats.snapshot(now - last)
             snap["points_per_s"] = (self.stats.points - last_points) / (now - last)
-            last, last_points = now, self.stats.points
+            snap["requests_per_s"] = (self.stats.requests - last_requests) / (now - last)
+            last, last_points, last_requests = now, self.stats.points, self.stats.requests
             online = int(self.table.device_online.sum())
             payload = {
                 "ts": int(time.time() * 1000),
@@ -163,7 +164,9 @@ class Gateway:
                 "devices": len(self.pollers),
                 "devices_online": online,
                 "points_per_s": round(snap["points_per_s"], 1),
+                "requests_per_s": round(snap["requests_per_s"], 1),
                 "poll_lag_ms": round(snap["poll_lag_ms"], 3),
+                "poll_lag_p99_ms": round(snap["poll_lag_p99_ms"], 3),
                 "mqtt_backlog": self.publisher.backlog,
             }
             self.publisher.publish(
