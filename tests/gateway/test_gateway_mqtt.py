@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 import time
@@ -81,10 +82,8 @@ class Recorder:
             if remaining <= 0:
                 raise AssertionError(f"no matching message within {timeout} s")
             self.event.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.event.wait(), remaining)
-            except TimeoutError:
-                pass
 
 
 @pytest.fixture
