@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.config import BUILTIN_PROFILES, Device, TcpConnection, load_profile
+from gateway.config import BUILTIN_PROFILES, load_profile
 from gateway.sinks.lineprotocol import (
     ALARM_STATE_CODES,
     LineEncoder,
@@ -23,22 +23,7 @@ from gateway.sinks.lineprotocol import (
     gateway_line,
     is_integer_point,
 )
-
-TS = 1_764_000_000_123
-
-
-def make_device(profile: str = "gas_detector", dev_id: str = "face1-gas", **tags: str) -> Device:
-    prof = load_profile(profile)
-    return Device(
-        id=dev_id,
-        profile=prof,
-        connection=TcpConnection(transport="tcp", host="127.0.0.1", port=5020),
-        unit=1,
-        poll_interval=1.0,
-        timeout=1.0,
-        tags=tags,
-        points=prof.points,
-    )
+from tests.sink.devices import TS, make_device
 
 
 def split_line(line: str) -> tuple[str, dict[str, str], int]:
