@@ -1,0 +1,51 @@
+"""hazard-gateway rules engine: vectorized alarm rules over the gateway's point table.
+
+Load rule packs, bind them to the point table and tick::
+
+    packs = load_packs([Path("rules/packs/coal_mine.yaml")])
+    engine = RuleEngine(points, packs, overrides={"face1-gas": {"ch4_face": {"HH": 1.4}}})
+    transitions = engine.tick(now, values, quality, sample_ts, device_online)
+
+See ``docs/rules.md`` for rule kinds, the pack format, binding, overrides and the alarm lifecycle.
+"""
+
+from ._binding import COMM_POINT, Binding, BindingPlan, bind
+from ._engine import MAX_SHELVE_MINUTES, RuleEngine
+from ._errors import (
+    AlarmCommandError,
+    InvalidCommand,
+    RulesConfigError,
+    RulesError,
+    UnknownAlarm,
+)
+from ._flood import FLOOD_END_BELOW, FLOOD_START_ABOVE, FLOOD_WINDOW_S
+from ._model import AlarmState, AlarmTransition, FloodEvent, Level, PointRef, State
+from ._pack import RulePack, load_packs, parse_pack
+from ._trend import least_squares_slope
+
+__all__ = [
+    "COMM_POINT",
+    "FLOOD_END_BELOW",
+    "FLOOD_START_ABOVE",
+    "FLOOD_WINDOW_S",
+    "MAX_SHELVE_MINUTES",
+    "AlarmCommandError",
+    "AlarmState",
+    "AlarmTransition",
+    "Binding",
+    "BindingPlan",
+    "FloodEvent",
+    "InvalidCommand",
+    "Level",
+    "PointRef",
+    "RuleEngine",
+    "RulePack",
+    "RulesConfigError",
+    "RulesError",
+    "State",
+    "UnknownAlarm",
+    "bind",
+    "least_squares_slope",
+    "load_packs",
+    "parse_pack",
+]

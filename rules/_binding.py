@@ -1,0 +1,613 @@
+"""Binding: which rule applies to which point, with site overrides applied.
+
+The result, a :class:`BindingPlan`, is plain data (one :class:`Binding` per alarm). The vectorized
+engine compiles it into arrays; the scalar reference implementation in the tests walks it row by
+row. Rows are ordered in blocks by rule type (threshold, rate of change, stale, condition, comm),
+threshold rows by point index so the hot gather reads memory in order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ._errors import RulesConfigError
+from ._model import LEVEL_NAMES, Level, PointRef
+from ._pack import (
+    COMPARISONS,
+    HIGH_LEVELS,
+    CommRule,
+    ConditionRule,
+    Predicate,
+    RateOfChangeRule,
+    RulePack,
+    StaleRule,
+    ThresholdRule,
+    check_threshold_levels,
+)
+
+__all__ = [
+    "COMM_POINT",
+    "Binding",
+    "BindingPlan",
+    "BlockKind",
+    "BoundPredicate",
+    "CommSpec",
+    "ConditionSpec",
+    "StaleSpec",
+    "ThresholdSpec",
+    "TrendSpec",
+    "bind",
+    "format_message",
+]
+
+#: Pseudo point name of device-level (communication) alarms: ``{device}/_device/{rule}``.
+COMM_POINT = "_device"
+
+Overrides = Mapping[str, Mapping[str, Mapping[str, Any]]]
+
+
+class BlockKind:
+    """Row blocks, in row order."""
+
+    THRESHOLD = 0
+    TREND = 1
+    STALE = 2
+    CONDITION = 3
+    COMM = 4
+    ALL = (THRESHOLD, TREND, STALE, CONDITION, COMM)
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdSpec:
+    point_index: int
+    #: ``{Level code: (limit, reset)}`` for the configured levels.
+    levels: Mapping[int, tuple[float, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class TrendSpec:
+    point_index: int
+    window_s: float
+    min_samples: int
+    max_samples: int
+    rise_per_min: float | None
+    fall_per_min: float | None
+    forecast_limit: float | None
+    #: +1 rising, -1 falling, 0 no forecast.
+    forecast_direction: int
+    forecast_within_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StaleSpec:
+    point_index: int
+    max_age_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class BoundPredicate:
+    point_index: int
+    op: str
+    value: float
+    ref_index: int
+    factor: float
+    bit: int
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionSpec:
+    predicates: tuple[BoundPredicate, ...]
+    report_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommSpec:
+    pass
+
+
+Spec = ThresholdSpec | TrendSpec | StaleSpec | ConditionSpec | CommSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One alarm: a rule bound to a point (or to a device, for communication rules)."""
+
+    alarm_id: str
+    device: str
+    device_index: int
+    point: str
+    rule_id: str
+    rule_type: str
+    block: int
+    title: str
+    unit: str
+    message: str | None
+    level_name: str
+    on_delay_s: float
+    off_delay_s: float
+    #: Priority and limit by level code (index 0..5, see :class:`rules.Level`).
+    priorities: tuple[int, ...]
+    limits: tuple[float, ...]
+    suppressible: bool
+    spec: Spec
+
+    def level_label(self, code: int) -> str:
+        """Display name of a level code for this alarm."""
+        if code == Level.ACTIVE:
+            return self.level_name
+        return LEVEL_NAMES[code]
+
+
+@dataclass(frozen=True, slots=True)
+class BindingPlan:
+    """All alarms of one engine, in row order."""
+
+    bindings: tuple[Binding, ...]
+    n_points: int
+    n_devices: int
+    #: ``(device, point)`` pairs no rule binds to (for the gateway to log once).
+    unbound_points: tuple[tuple[str, str], ...]
+
+    def block_slice(self, block: int) -> slice:
+        start = next((i for i, b in enumerate(self.bindings) if b.block >= block), None)
+        if start is None:
+            return slice(len(self.bindings), len(self.bindings))
+        stop = next((i for i, b in enumerate(self.bindings) if b.block > block), len(self.bindings))
+        return slice(start, max(start, stop))
+
+
+def format_message(binding: Binding, level: str, value: float, limit: float) -> str:
+    """Render an alarm's message from its template (or the default one of its rule type)."""
+    template = binding.message or _DEFAULT_MESSAGES[binding.rule_type]
+    return template.format(
+        device=binding.device,
+        point=binding.point,
+        rule=binding.rule_id,
+        level=level,
+        value=_num(value),
+        limit=_num(limit),
+        unit=binding.unit,
+        title=binding.title,
+    )
+
+
+def _num(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.6g}"
+
+
+_DEFAULT_MESSAGES = {
+    "threshold": "{title}: {device}/{point} {level} {value} {unit} (limit {limit} {unit})",
+    "rate_of_change": "{title}: {device}/{point} changing {value} {unit}/min (limit {limit})",
+    "stale": "{title}: {device}/{point} no fresh data for {value} s (limit {limit} s)",
+    "discrete": "{title}: {device}/{point} {level} (value {value})",
+    "duration": "{title}: {device}/{point} {level}",
+    "comm": "{title}: {device} offline",
+}
+
+_LEVEL_CODES = {"L": Level.L, "LL": Level.LL, "H": Level.H, "HH": Level.HH}
+
+
+def _tags_match(rule_tags: Mapping[str, Any], tags: Mapping[str, str]) -> bool:
+    for key, wanted in rule_tags.items():
+        allowed = wanted if isinstance(wanted, list) else [wanted]
+        if tags.get(key) not in allowed:
+            return False
+    return True
+
+
+@dataclass
+class _Device:
+    name: str
+    index: int
+    kind: str
+    tags: Mapping[str, str]
+    points: dict[str, int]
+
+
+def _devices(points: Sequence[PointRef]) -> dict[str, _Device]:
+    devices: dict[str, _Device] = {}
+    for i, ref in enumerate(points):
+        dev = devices.get(ref.device)
+        if dev is None:
+            dev = devices[ref.device] = _Device(
+                ref.device, ref.device_index, ref.kind, ref.tags, {}
+            )
+        elif dev.index != ref.device_index or dev.kind != ref.kind:
+            raise RulesConfigError(
+                "points",
+                f"[{i}]",
+                f"{ref.device}/{ref.point}",
+                "all points of one device share its device_index and kind",
+            )
+        if ref.point in dev.points:
+            raise RulesConfigError(
+                "points", f"[{i}]", f"{ref.device}/{ref.point}", "point names unique per device"
+            )
+        dev.points[ref.point] = i
+    return devices
+
+
+def _override_value(path: str, value: Any, allowed: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RulesConfigError("overrides", path, value, allowed)
+    return float(value)
+
+
+def _threshold_levels(
+    rule: ThresholdRule, changes: Mapping[str, Any], path: str
+) -> dict[str, tuple[float, float]]:
+    levels = rule.resolved_levels()
+    for name, change in changes.items():
+        key_path = f"{path}.{name}"
+        if name not in levels:
+            raise RulesConfigError(
+                "overrides",
+                key_path,
+                name,
+                f"a level rule {rule.id!r} defines: {', '.join(levels) or 'none'}",
+            )
+        limit, reset = levels[name]
+        spec = rule.levels[name]  # type: ignore[index]
+        if isinstance(change, Mapping):
+            unknown = set(change) - {"limit", "reset"}
+            if unknown:
+                raise RulesConfigError(
+                    "overrides", f"{key_path}.{sorted(unknown)[0]}", change, "keys limit, reset"
+                )
+            new_limit = _override_value(
+                f"{key_path}.limit", change.get("limit", limit), "a finite number"
+            )
+            new_reset = (
+                _override_value(f"{key_path}.reset", change["reset"], "a finite number")
+                if "reset" in change
+                else None
+            )
+        else:
+            new_limit = _override_value(key_path, change, "a finite number (the new limit)")
+            new_reset = None
+        if new_reset is None:
+            if spec.reset is None:  # reset follows the rule's deadband
+                band = rule.deadband
+                new_reset = new_limit - band if name in HIGH_LEVELS else new_limit + band
+            else:
+                new_reset = reset
+        levels[name] = (new_limit, new_reset)
+    problem = check_threshold_levels(levels)
+    if problem is not None:
+        level, key, value, allowed = problem
+        raise RulesConfigError(
+            "overrides",
+            f"{path}.{level}" + (".reset" if key == "reset" else ""),
+            value,
+            allowed + ' (override as {"limit": …, "reset": …} to move both)',
+        )
+    return levels
+
+
+def _scalar_overrides(rule: Any, changes: Mapping[str, Any], path: str) -> dict[str, float]:
+    allowed_keys: tuple[str, ...] = rule.overridable
+    out: dict[str, float] = {}
+    for key, change in changes.items():
+        if key not in allowed_keys:
+            raise RulesConfigError(
+                "overrides",
+                f"{path}.{key}",
+                key,
+                f"a key rule {rule.id!r} lets a site override: {', '.join(allowed_keys)}",
+            )
+        value = _override_value(f"{path}.{key}", change, "a finite number ≥ 0")
+        if value < 0 or (value == 0 and key in ("rise_per_min", "fall_per_min", "window_s")):
+            raise RulesConfigError("overrides", f"{path}.{key}", change, "a number > 0")
+        out[key] = value
+    return out
+
+
+class _Binder:
+    def __init__(
+        self,
+        points: Sequence[PointRef],
+        packs: Sequence[RulePack],
+        overrides: Overrides,
+        n_devices: int | None,
+    ) -> None:
+        self.points = points
+        self.devices = _devices(points)
+        self.rules = [rule for pack in packs for rule in pack.rules if rule.enabled]
+        self.rule_ids = {rule.id for pack in packs for rule in pack.rules}
+        self.overrides = overrides
+        max_index = max((d.index for d in self.devices.values()), default=-1)
+        self.n_devices = max_index + 1 if n_devices is None else n_devices
+        if self.n_devices <= max_index:
+            raise RulesConfigError(
+                "n_devices", "", n_devices, f"more than the highest device_index {max_index}"
+            )
+        self.applied: set[tuple[str, str]] = set()
+        self.comm_devices: set[str] = set()
+
+    def changes(self, device: str, rule_id: str) -> Mapping[str, Any]:
+        per_device = self.overrides.get(device) or {}
+        change = per_device.get(rule_id)
+        if change is None:
+            return {}
+        self.applied.add((device, rule_id))
+        if not isinstance(change, Mapping):
+            raise RulesConfigError(
+                "overrides", f"{device}.{rule_id}", change, "a mapping of level/key to value"
+            )
+        return change
+
+    def check_overrides(self) -> None:
+        if not isinstance(self.overrides, Mapping):
+            raise RulesConfigError("overrides", "", self.overrides, "a mapping device → rule → …")
+        for device, per_device in self.overrides.items():
+            if device not in self.devices:
+                known = ", ".join(sorted(self.devices)[:8])
+                raise RulesConfigError(
+                    "overrides", device, device, f"a configured device id ({known}…)"
+                )
+            if not isinstance(per_device, Mapping):
+                raise RulesConfigError("overrides", device, per_device, "a mapping rule id → …")
+            for rule_id in per_device:
+                if rule_id not in self.rule_ids:
+                    raise RulesConfigError(
+                        "overrides",
+                        f"{device}.{rule_id}",
+                        rule_id,
+                        "a rule id of the loaded packs",
+                    )
+                if (device, rule_id) not in self.applied:
+                    dev = self.devices[device]
+                    raise RulesConfigError(
+                        "overrides",
+                        f"{device}.{rule_id}",
+                        rule_id,
+                        f"a rule that applies to device {device!r} (kind {dev.kind!r}, "
+                        f"tags {dict(dev.tags)}); this one does not bind there",
+                    )
+
+    def bind(self) -> BindingPlan:
+        per_block: dict[int, list[tuple[tuple[int, int], Binding]]] = {b: [] for b in BlockKind.ALL}
+        for order, rule in enumerate(self.rules):
+            for dev in self.devices.values():
+                if dev.kind not in rule.kinds or not _tags_match(rule.tags, dev.tags):
+                    continue
+                for sort_key, binding in self._bind_rule(rule, dev):
+                    per_block[binding.block].append(((*sort_key, order), binding))  # type: ignore[arg-type]
+        self.check_overrides()
+        rows: list[Binding] = []
+        for block in BlockKind.ALL:
+            rows.extend(b for _, b in sorted(per_block[block], key=lambda kb: kb[0]))
+        rows = [self._with_suppression(b) for b in rows]
+        bound = {(b.device, b.point) for b in rows}
+        unbound = tuple(
+            (ref.device, ref.point) for ref in self.points if (ref.device, ref.point) not in bound
+        )
+        return BindingPlan(tuple(rows), len(self.points), self.n_devices, unbound)
+
+    def _with_suppression(self, b: Binding) -> Binding:
+        if b.block == BlockKind.COMM or b.device not in self.comm_devices:
+            return b
+        return replace(b, suppressible=True)
+
+    def _bind_rule(self, rule: Any, dev: _Device) -> Iterable[tuple[tuple[int, ...], Binding]]:
+        if isinstance(rule, CommRule):
+            changes = _scalar_overrides(
+                rule, self.changes(dev.name, rule.id), f"{dev.name}.{rule.id}"
+            )
+            self.comm_devices.add(dev.name)
+            yield (
+                (dev.index,),
+                self._binding(
+                    rule,
+                    dev,
+                    COMM_POINT,
+                    unit="",
+                    block=BlockKind.COMM,
+                    spec=CommSpec(),
+                    level_name=rule.level,
+                    single=(rule.priority, math.nan),
+                    on_delay=changes.get("on_delay_s", rule.on_delay_s),
+                    off_delay=rule.off_delay_s,
+                ),
+            )
+            return
+        if isinstance(rule, ConditionRule):
+            yield from self._bind_condition(rule, dev)
+            return
+        names = rule.point_names
+        if names == ("*",):
+            names = tuple(dev.points)
+        for name in names:
+            index = dev.points.get(name)
+            if index is None:
+                continue
+            unit = rule.unit if rule.unit is not None else self.points[index].unit
+            path = f"{dev.name}.{rule.id}"
+            if isinstance(rule, ThresholdRule):
+                levels = _threshold_levels(rule, self.changes(dev.name, rule.id), path)
+                coded: dict[int, tuple[float, float]] = {
+                    int(_LEVEL_CODES[n]): lv for n, lv in levels.items()
+                }
+                priorities = [0] * 6
+                limits = [math.nan] * 6
+                for n, code in _LEVEL_CODES.items():
+                    if n in levels:
+                        priorities[code] = rule.levels[n].priority  # type: ignore[index]
+                        limits[code] = levels[n][0]
+                least = min(coded, key=lambda c: (c % 2 == 0, c))  # L or H before LL / HH
+                priorities[0] = priorities[least]
+                yield (
+                    (index,),
+                    self._binding(
+                        rule,
+                        dev,
+                        name,
+                        unit=unit,
+                        block=BlockKind.THRESHOLD,
+                        spec=ThresholdSpec(index, coded),
+                        level_name="",
+                        priorities=tuple(priorities),
+                        limits=tuple(limits),
+                        on_delay=rule.on_delay_s,
+                        off_delay=rule.off_delay_s,
+                    ),
+                )
+            elif isinstance(rule, RateOfChangeRule):
+                changes = _scalar_overrides(rule, self.changes(dev.name, rule.id), path)
+                rise = changes.get("rise_per_min", rule.rise_per_min)
+                fall = changes.get("fall_per_min", rule.fall_per_min)
+                fc = rule.forecast
+                spec = TrendSpec(
+                    index,
+                    changes.get("window_s", rule.window_s),
+                    rule.min_samples,
+                    rule.max_samples,
+                    rise,
+                    fall,
+                    fc.limit if fc else None,
+                    (1 if fc.direction == "rising" else -1) if fc else 0,
+                    fc.within_s if fc else 0.0,
+                )
+                if rise is not None:
+                    limit = rise
+                elif fall is not None:
+                    limit = -fall
+                else:
+                    limit = fc.limit if fc else math.nan
+                yield (
+                    (index,),
+                    self._binding(
+                        rule,
+                        dev,
+                        name,
+                        unit=unit,
+                        block=BlockKind.TREND,
+                        spec=spec,
+                        level_name=rule.level,
+                        single=(rule.priority, limit),
+                        on_delay=rule.on_delay_s,
+                        off_delay=rule.off_delay_s,
+                    ),
+                )
+            elif isinstance(rule, StaleRule):
+                changes = _scalar_overrides(rule, self.changes(dev.name, rule.id), path)
+                max_age = changes.get("max_age_s", rule.max_age_s)
+                yield (
+                    (index,),
+                    self._binding(
+                        rule,
+                        dev,
+                        name,
+                        unit=unit,
+                        block=BlockKind.STALE,
+                        spec=StaleSpec(index, max_age),
+                        level_name=rule.level,
+                        single=(rule.priority, max_age),
+                        on_delay=rule.on_delay_s,
+                        off_delay=rule.off_delay_s,
+                    ),
+                )
+
+    def _bind_condition(
+        self, rule: ConditionRule, dev: _Device
+    ) -> Iterable[tuple[tuple[int, ...], Binding]]:
+        preds = rule.predicates()
+        needed = {name for p in preds for name in p.points_used}
+        report = rule.report_point or preds[0].point
+        if not needed <= dev.points.keys() or report not in dev.points:
+            return
+        changes = _scalar_overrides(rule, self.changes(dev.name, rule.id), f"{dev.name}.{rule.id}")
+        hold = changes.get("for_s", changes.get("on_delay_s", rule.hold_s()))
+        bound = tuple(_bind_predicate(p, dev.points) for p in preds)
+        report_index = dev.points[report]
+        limit = math.nan
+        for p in bound:
+            if p.point_index == report_index and p.op in COMPARISONS and p.ref_index < 0:
+                limit = p.value
+                break
+        unit = rule.unit if rule.unit is not None else self.points[report_index].unit
+        yield (
+            (report_index,),
+            self._binding(
+                rule,
+                dev,
+                report,
+                unit=unit,
+                block=BlockKind.CONDITION,
+                spec=ConditionSpec(bound, report_index),
+                level_name=rule.level,
+                single=(rule.priority, limit),
+                on_delay=hold,
+                off_delay=rule.off_delay_s,
+            ),
+        )
+
+    def _binding(
+        self,
+        rule: Any,
+        dev: _Device,
+        point: str,
+        *,
+        unit: str,
+        block: int,
+        spec: Spec,
+        level_name: str,
+        on_delay: float,
+        off_delay: float,
+        single: tuple[int, float] | None = None,
+        priorities: tuple[int, ...] = (),
+        limits: tuple[float, ...] = (),
+    ) -> Binding:
+        if single is not None:
+            priority, limit = single
+            priorities = (priority, 0, 0, 0, 0, priority)
+            limits = (math.nan, math.nan, math.nan, math.nan, math.nan, limit)
+        return Binding(
+            alarm_id=f"{dev.name}/{point}/{rule.id}",
+            device=dev.name,
+            device_index=dev.index,
+            point=point,
+            rule_id=rule.id,
+            rule_type=rule.type,
+            block=block,
+            title=rule.title,
+            unit=unit,
+            message=rule.message,
+            level_name=level_name,
+            on_delay_s=float(on_delay),
+            off_delay_s=float(off_delay),
+            priorities=priorities,
+            limits=limits,
+            suppressible=False,
+            spec=spec,
+        )
+
+
+def _bind_predicate(p: Predicate, points: Mapping[str, int]) -> BoundPredicate:
+    return BoundPredicate(
+        point_index=points[p.point],
+        op=p.op,
+        value=math.nan if p.value is None else p.value,
+        ref_index=points[p.ref] if p.ref is not None else -1,
+        factor=p.factor,
+        bit=-1 if p.bit is None else p.bit,
+        values=tuple(p.values or ()),
+    )
+
+
+def bind(
+    points: Sequence[PointRef],
+    packs: Sequence[RulePack],
+    overrides: Overrides | None = None,
+    n_devices: int | None = None,
+) -> BindingPlan:
+    """Bind every enabled rule of ``packs`` to the matching points, applying site overrides.
+
+    Raises :class:`RulesConfigError` for an override naming an unknown device, rule or level, one
+    whose rule does not bind to that device, or one that breaks the level ordering.
+    """
+    return _Binder(points, packs, overrides or {}, n_devices).bind()

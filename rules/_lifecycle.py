@@ -1,0 +1,230 @@
+"""Alarm lifecycle (ISA-18.2) over arrays: delays, acknowledgement, shelving, suppression.
+
+Every alarm row carries its *effective level* (after on/off delays), whether it is acknowledged,
+whether it is shelved (and until when), and the state last announced. The displayed state is::
+
+    SHELVED       if shelved
+    SUPPRESSED    elif suppressed and (active or unacknowledged)
+    UNACK_ACTIVE  elif active and not acknowledged
+    ACK_ACTIVE    elif active
+    RTN_UNACK     elif not acknowledged
+    NORMAL        otherwise
+
+A transition is announced when the displayed state changes, or when the level of an active
+(UNACK_ACTIVE / ACK_ACTIVE) alarm changes. Activation or escalation (to a more severe level, or to
+the other side) clears the acknowledgement; de-escalation and clearing keep it. When a shelve
+expires the alarm is unacknowledged if it is active then, acknowledged if not.
+
+Only rows that may have changed (new level, expired shelve, device going on/offline, a command)
+are examined, so a quiet tick costs a few array comparisons.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+
+from ._arrays import F64, I8, RAISE_TABLE, BoolArray, IdxArray
+from ._binding import Binding, format_message
+from ._model import STATE_CODES, STATES_BY_CODE, AlarmState, AlarmTransition, State
+
+__all__ = ["AlarmBook"]
+
+NORMAL: Final = np.int8(STATE_CODES[State.NORMAL])
+UNACK_ACTIVE: Final = np.int8(STATE_CODES[State.UNACK_ACTIVE])
+ACK_ACTIVE: Final = np.int8(STATE_CODES[State.ACK_ACTIVE])
+RTN_UNACK: Final = np.int8(STATE_CODES[State.RTN_UNACK])
+SHELVED: Final = np.int8(STATE_CODES[State.SHELVED])
+SUPPRESSED: Final = np.int8(STATE_CODES[State.SUPPRESSED])
+
+
+class AlarmBook:
+    """Per-alarm lifecycle arrays and the transitions they produce."""
+
+    def __init__(self, bindings: Sequence[Binding], n_devices: int) -> None:
+        n = len(bindings)
+        self.bindings = bindings
+        self.size = n
+        self.eff: I8 = np.zeros(n, dtype=np.int8)
+        self._cand: I8 = np.zeros(n, dtype=np.int8)
+        self._since: F64 = np.zeros(n)
+        self._on_delay = np.array([b.on_delay_s for b in bindings], dtype=np.float64)
+        self._off_delay = np.array([b.off_delay_s for b in bindings], dtype=np.float64)
+        self.last_level: I8 = np.zeros(n, dtype=np.int8)
+        self.acked: BoolArray = np.ones(n, dtype=np.bool_)
+        self.shelved: BoolArray = np.zeros(n, dtype=np.bool_)
+        self.shelved_until: F64 = np.full(n, np.nan)
+        self.shown: I8 = np.full(n, NORMAL, dtype=np.int8)
+        self._shown_level: I8 = np.zeros(n, dtype=np.int8)
+        self.state_ts: F64 = np.zeros(n)
+        #: What each rule compared at the latest tick, and trend forecasts (NaN = none).
+        self.value: F64 = np.full(n, np.nan)
+        self.forecast: F64 = np.full(n, np.nan)
+        self._priority = np.array([b.priorities for b in bindings], dtype=np.int8).reshape(n, 6)
+        self._limit = np.array([b.limits for b in bindings], dtype=np.float64).reshape(n, 6)
+        self._device = np.array([b.device_index for b in bindings], dtype=np.intp)
+        self._suppressible = np.array([b.suppressible for b in bindings], dtype=np.bool_)
+        self.device_suppressed: BoolArray = np.zeros(n_devices, dtype=np.bool_)
+        # rows of each device whose suppression follows it (CSR layout)
+        rows = np.flatnonzero(self._suppressible)
+        order = np.argsort(self._device[rows], kind="stable")
+        self._dev_rows = rows[order]
+        self._dev_start = np.searchsorted(
+            self._device[self._dev_rows], np.arange(n_devices + 1), side="left"
+        )
+        self._shelf: set[int] = set()
+
+    # -- tick stages -----------------------------------------------------------------------
+    def apply_delays(self, raw: I8, now: float) -> tuple[IdxArray, I8]:
+        """Advance on/off delays with this tick's raw levels. Returns the rows whose effective
+        level changed and their previous levels."""
+        changed = raw != self._cand
+        np.copyto(self._since, now, where=changed)
+        np.copyto(self._cand, raw)
+        pending = np.flatnonzero(raw != self.eff)
+        if pending.size == 0:
+            return pending, self.eff[pending]
+        new = raw[pending]
+        old = self.eff[pending]
+        delay = np.where(RAISE_TABLE[old, new], self._on_delay[pending], self._off_delay[pending])
+        fire = (now - self._since[pending]) >= delay
+        rows = pending[fire]
+        previous = old[fire]
+        self.eff[rows] = new[fire]
+        return rows, previous
+
+    def note_level_changes(self, rows: IdxArray, previous: I8) -> None:
+        """Acknowledgement and last level after effective-level changes of ``rows``."""
+        new = self.eff[rows]
+        self.acked[rows[RAISE_TABLE[previous, new]]] = False
+        active = new != 0
+        self.last_level[rows[active]] = new[active]
+
+    def expire_shelves(self, now: float) -> IdxArray:
+        """Unshelve rows whose shelve time is over; returns them."""
+        if not self._shelf:
+            return np.zeros(0, dtype=np.intp)
+        rows = np.fromiter(sorted(self._shelf), dtype=np.intp, count=len(self._shelf))
+        rows = rows[self.shelved_until[rows] <= now]
+        for row in rows.tolist():
+            self._shelf.discard(row)
+        self.shelved[rows] = False
+        self.shelved_until[rows] = np.nan
+        self.acked[rows] = self.eff[rows] == 0
+        return rows
+
+    def set_online(self, online: BoolArray, has_comm: BoolArray) -> IdxArray:
+        """Update device suppression; returns the rows of devices whose suppression changed."""
+        suppressed = has_comm & ~online
+        devices = np.flatnonzero(suppressed != self.device_suppressed)
+        if devices.size == 0:
+            return np.zeros(0, dtype=np.intp)
+        self.device_suppressed = suppressed
+        parts = [self._dev_rows[self._dev_start[d] : self._dev_start[d + 1]] for d in devices]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
+
+    # -- display ---------------------------------------------------------------------------
+    def _display(self, rows: IdxArray) -> I8:
+        active = self.eff[rows] != 0
+        acked = self.acked[rows]
+        suppressed = self._suppressible[rows] & self.device_suppressed[self._device[rows]]
+        state = np.where(active, np.where(acked, ACK_ACTIVE, UNACK_ACTIVE), RTN_UNACK)
+        state = np.where(~active & acked, NORMAL, state)
+        state = np.where(suppressed & (active | ~acked), SUPPRESSED, state)
+        return np.where(self.shelved[rows], SHELVED, state).astype(np.int8)
+
+    def announce(
+        self, rows: IdxArray, now: float, user: str | None = None
+    ) -> list[AlarmTransition]:
+        """Recompute the displayed state of ``rows`` (sorted, unique) and return a transition
+        for each row whose displayed state (or active level) changed."""
+        if rows.size == 0:
+            return []
+        state = self._display(rows)
+        level = self.eff[rows]
+        old = self.shown[rows]
+        in_active = (state == UNACK_ACTIVE) | (state == ACK_ACTIVE)
+        emit = (state != old) | (in_active & (level != self._shown_level[rows]))
+        self._shown_level[rows] = level
+        out_rows = rows[emit]
+        if out_rows.size == 0:
+            return []
+        self.shown[out_rows] = state[emit]
+        self.state_ts[out_rows] = now
+        return [
+            self._transition(int(r), STATES_BY_CODE[int(f)], STATES_BY_CODE[int(t)], now, user)
+            for r, f, t in zip(
+                out_rows.tolist(), old[emit].tolist(), state[emit].tolist(), strict=True
+            )
+        ]
+
+    def _report_level(self, row: int) -> int:
+        eff = int(self.eff[row])
+        return eff if eff else int(self.last_level[row])
+
+    def _transition(
+        self, row: int, from_state: State, to_state: State, now: float, user: str | None
+    ) -> AlarmTransition:
+        b = self.bindings[row]
+        code = self._report_level(row)
+        level = b.level_label(code)
+        value = float(self.value[row])
+        limit = float(self._limit[row, code])
+        forecast = float(self.forecast[row])
+        return AlarmTransition(
+            id=b.alarm_id,
+            device=b.device,
+            point=b.point,
+            rule=b.rule_id,
+            level=level,
+            priority=int(self._priority[row, code]),
+            from_state=from_state,
+            to_state=to_state,
+            value=value,
+            limit=limit,
+            message=format_message(b, level, value, limit),
+            ts=now,
+            forecast_s=None if math.isnan(forecast) else forecast,
+            user=user,
+        )
+
+    def state_of(self, row: int) -> AlarmState:
+        """The current state record of one alarm."""
+        b = self.bindings[row]
+        code = self._report_level(row)
+        level = b.level_label(code)
+        value = float(self.value[row])
+        limit = float(self._limit[row, code])
+        forecast = float(self.forecast[row])
+        until = float(self.shelved_until[row])
+        return AlarmState(
+            id=b.alarm_id,
+            device=b.device,
+            point=b.point,
+            rule=b.rule_id,
+            state=STATES_BY_CODE[int(self.shown[row])],
+            level=level,
+            priority=int(self._priority[row, code]),
+            value=value,
+            limit=limit,
+            message=format_message(b, level, value, limit),
+            ts=float(self.state_ts[row]),
+            forecast_s=None if math.isnan(forecast) else forecast,
+            shelved_until=None if math.isnan(until) else until,
+        )
+
+    # -- commands --------------------------------------------------------------------------
+    def acknowledge(self, row: int) -> bool:
+        """Mark ``row`` acknowledged; False if it was not awaiting acknowledgement."""
+        if self.acked[row]:
+            return False
+        self.acked[row] = True
+        return True
+
+    def shelve(self, row: int, until: float) -> None:
+        self.shelved[row] = True
+        self.shelved_until[row] = until
+        self._shelf.add(row)

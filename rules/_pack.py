@@ -1,0 +1,474 @@
+"""Rule packs: the YAML schema, its validation and ``load_packs``.
+
+A pack is a list of rules. Every rule binds to points by device profile ``kind``, point name and,
+optionally, device tags; every limit names the standard (and clause) it comes from. The models
+here are frozen; the engine compiles them into arrays once, at construction.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from ._errors import RulesConfigError
+
+__all__ = [
+    "CommRule",
+    "ConditionRule",
+    "DiscreteRule",
+    "DurationRule",
+    "Forecast",
+    "LevelSpec",
+    "Predicate",
+    "RateOfChangeRule",
+    "Rule",
+    "RulePack",
+    "StaleRule",
+    "ThresholdRule",
+    "check_threshold_levels",
+    "load_packs",
+    "parse_pack",
+]
+
+RULE_ID = r"^[a-z][a-z0-9_]*$"
+LEVEL_NAME = r"^[A-Z][A-Z0-9_]*$"
+THRESHOLD_LEVELS = ("LL", "L", "H", "HH")
+HIGH_LEVELS = ("H", "HH")
+LOW_LEVELS = ("L", "LL")
+MESSAGE_FIELDS = frozenset({"device", "point", "rule", "level", "value", "limit", "unit", "title"})
+COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
+PREDICATE_OPS = (*COMPARISONS, "bit_set", "bit_clear", "in", "not_in")
+
+Priority = Annotated[int, Field(ge=1, le=4)]
+Seconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _Model(BaseModel):
+    """Frozen model that names unknown keys together with the keys it allows."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            allowed = set(cls.model_fields)
+            for key in data:
+                if key not in allowed:
+                    raise PydanticCustomError(
+                        "unknown_key",
+                        "unknown key",
+                        {"key": str(key), "allowed": ", ".join(sorted(allowed))},
+                    )
+        return data
+
+
+class LevelSpec(_Model):
+    """One level of a threshold rule: the limit, the reset (return) value, priority, source."""
+
+    limit: FiniteFloat
+    reset: FiniteFloat | None = None
+    priority: Priority
+    source: Annotated[str, Field(min_length=3)]
+    action: str = ""
+
+
+class _RuleBase(_Model):
+    id: Annotated[str, Field(pattern=RULE_ID, max_length=64)]
+    title: Annotated[str, Field(min_length=1)]
+    kind: str | list[str]
+    tags: dict[str, str | list[str | None] | None] = Field(default_factory=dict)
+    message: str | None = None
+    unit: str | None = None
+    enabled: bool = True
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return (self.kind,) if isinstance(self.kind, str) else tuple(self.kind)
+
+    @field_validator("message")
+    @classmethod
+    def _message_fields(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"malformed template: {exc}") from exc
+        unknown = names - MESSAGE_FIELDS
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder {sorted(unknown)[0]!r}; allowed: "
+                + ", ".join(sorted(MESSAGE_FIELDS))
+            )
+        return value
+
+
+class _PointRule(_RuleBase):
+    point: str | None = None
+    points: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_point_key(self) -> _PointRule:
+        if (self.point is None) == (self.points is None):
+            raise ValueError("give exactly one of 'point' (a name or '*') or 'points' (a list)")
+        return self
+
+    @property
+    def point_names(self) -> tuple[str, ...]:
+        """Point names this rule applies to; ``("*",)`` means every point of the device."""
+        return (self.point,) if self.point is not None else tuple(self.points or ())
+
+
+def check_threshold_levels(
+    levels: Mapping[str, tuple[float, float]],
+) -> tuple[str, str, float, str] | None:
+    """Check the ordering of threshold levels given as ``{level: (limit, reset)}``.
+
+    Returns ``(level, key, value, allowed)`` for the first problem, ``None`` when consistent.
+    Requirements: high levels reset at or below their limit, low levels at or above; LL ≤ L < H ≤
+    HH for limits and resets alike; and the two sides never overlap, even in their hysteresis bands.
+    """
+    for name, (limit, reset) in levels.items():
+        if name in HIGH_LEVELS and reset > limit:
+            return name, "reset", reset, f"a high level resets at or below its limit {limit:g}"
+        if name in LOW_LEVELS and reset < limit:
+            return name, "reset", reset, f"a low level resets at or above its limit {limit:g}"
+    for lower, upper in (("LL", "L"), ("H", "HH")):
+        if lower in levels and upper in levels:
+            for i, key in ((0, "limit"), (1, "reset")):
+                if levels[upper][i] < levels[lower][i]:
+                    return (
+                        upper,
+                        key,
+                        levels[upper][i],
+                        f"{upper} {key} must be ≥ {lower} {key} {levels[lower][i]:g}",
+                    )
+    high = [levels[n] for n in HIGH_LEVELS if n in levels]
+    low = [levels[n] for n in LOW_LEVELS if n in levels]
+    if high and low:
+        top_low_limit = max(lim for lim, _ in low)
+        top_low_reset = max(rst for _, rst in low)
+        low_high_limit = min(lim for lim, _ in high)
+        low_high_reset = min(rst for _, rst in high)
+        if not (top_low_reset < low_high_limit and top_low_limit < low_high_reset):
+            return (
+                "L" if "L" in levels else "LL",
+                "limit",
+                top_low_limit,
+                "low levels (with their reset band) must stay below the high levels "
+                f"(lowest high limit {low_high_limit:g}, reset {low_high_reset:g})",
+            )
+    return None
+
+
+class ThresholdRule(_PointRule):
+    """Multi-level limit alarm (LL/L/H/HH) with deadband (reset values) and on/off delays."""
+
+    type: Literal["threshold"]
+    levels: dict[Literal["LL", "L", "H", "HH"], LevelSpec]
+    deadband: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
+    on_delay_s: Seconds = 0.0
+    off_delay_s: Seconds = 0.0
+
+    overridable: ClassVar[tuple[str, ...]] = THRESHOLD_LEVELS
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThresholdRule:
+        if not self.levels:
+            raise ValueError("a threshold rule needs at least one of LL, L, H, HH")
+        problem = check_threshold_levels(self.resolved_levels())
+        if problem is not None:
+            level, key, value, allowed = problem
+            raise ValueError(f"levels.{level}.{key} = {value:g}: {allowed}")
+        return self
+
+    def resolved_levels(self) -> dict[str, tuple[float, float]]:
+        """``{level: (limit, reset)}`` with the default reset taken from ``deadband``."""
+        out: dict[str, tuple[float, float]] = {}
+        for name in THRESHOLD_LEVELS:
+            spec = self.levels.get(name)  # type: ignore[call-overload]
+            if spec is None:
+                continue
+            if spec.reset is not None:
+                reset = spec.reset
+            elif name in HIGH_LEVELS:
+                reset = spec.limit - self.deadband
+            else:
+                reset = spec.limit + self.deadband
+            out[name] = (spec.limit, reset)
+        return out
+
+
+class Forecast(_Model):
+    """Time-to-limit forecast of a rate-of-change rule: alarm when the fitted trend reaches
+    ``limit`` within ``within_s`` seconds (``within_s`` 0 = report the forecast only)."""
+
+    limit: FiniteFloat
+    direction: Literal["rising", "falling"]
+    within_s: Seconds = 0.0
+
+
+class RateOfChangeRule(_PointRule):
+    """Least-squares slope over a time window, per minute, with an optional forecast."""
+
+    type: Literal["rate_of_change"]
+    window_s: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+    min_samples: Annotated[int, Field(ge=2, le=4096)] = 3
+    max_samples: Annotated[int, Field(ge=2, le=4096)] = 64
+    rise_per_min: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    fall_per_min: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    forecast: Forecast | None = None
+    level: Annotated[str, Field(pattern=LEVEL_NAME)] = "ROC"
+    priority: Priority
+    source: Annotated[str, Field(min_length=3)]
+    on_delay_s: Seconds = 0.0
+    off_delay_s: Seconds = 0.0
+
+    overridable: ClassVar[tuple[str, ...]] = ("rise_per_min", "fall_per_min", "window_s")
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> RateOfChangeRule:
+        no_rate = self.rise_per_min is None and self.fall_per_min is None
+        if no_rate and (self.forecast is None or self.forecast.within_s <= 0):
+            raise ValueError("give rise_per_min, fall_per_min or a forecast with within_s > 0")
+        if self.min_samples > self.max_samples:
+            raise ValueError("min_samples must not exceed max_samples")
+        return self
+
+
+class StaleRule(_PointRule):
+    """No fresh sample for ``max_age_s`` seconds, or the gateway marked the point stale."""
+
+    type: Literal["stale"]
+    max_age_s: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+    level: Annotated[str, Field(pattern=LEVEL_NAME)] = "STALE"
+    priority: Priority
+    source: Annotated[str, Field(min_length=3)]
+    on_delay_s: Seconds = 0.0
+    off_delay_s: Seconds = 0.0
+
+    overridable: ClassVar[tuple[str, ...]] = ("max_age_s",)
+
+
+class Predicate(_Model):
+    """One test of one point: ``{point: running, op: eq, value: 0}``, ``{point: speed, op: gt,
+    ref: rated_speed, factor: 1.15}``, ``{point: alarm_bits, op: bit_set, bit: 3}`` or
+    ``{point: status, op: in, values: [3, 8]}``."""
+
+    point: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
+    op: Literal["eq", "ne", "gt", "ge", "lt", "le", "bit_set", "bit_clear", "in", "not_in"]
+    value: FiniteFloat | None = None
+    ref: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")] | None = None
+    factor: FiniteFloat = 1.0
+    bit: Annotated[int, Field(ge=0, le=63)] | None = None
+    values: list[FiniteFloat] | None = None
+
+    @model_validator(mode="after")
+    def _operands(self) -> Predicate:
+        if self.op in COMPARISONS:
+            if (self.value is None) == (self.ref is None):
+                raise ValueError(f"op {self.op!r} needs exactly one of 'value' or 'ref'")
+            if self.bit is not None or self.values is not None:
+                raise ValueError(f"op {self.op!r} takes 'value' or 'ref' (+ 'factor') only")
+        elif self.op in ("bit_set", "bit_clear"):
+            if self.bit is None or self.value is not None or self.ref or self.values:
+                raise ValueError(f"op {self.op!r} takes 'bit' (0..63) only")
+        else:
+            if not self.values or self.value is not None or self.ref or self.bit is not None:
+                raise ValueError(f"op {self.op!r} takes a non-empty 'values' list only")
+            if len(self.values) > 32:
+                raise ValueError("at most 32 values")
+        return self
+
+    @property
+    def points_used(self) -> tuple[str, ...]:
+        return (self.point,) if self.ref is None else (self.point, self.ref)
+
+
+class ConditionRule(_RuleBase):
+    """Common part of discrete and duration rules (a conjunction of predicates on one device)."""
+
+    level: Annotated[str, Field(pattern=LEVEL_NAME)]
+    priority: Priority
+    source: Annotated[str, Field(min_length=3)]
+    report_point: str | None = None
+    off_delay_s: Seconds = 0.0
+
+    def predicates(self) -> tuple[Predicate, ...]:
+        raise NotImplementedError
+
+    def hold_s(self) -> float:
+        raise NotImplementedError
+
+
+class DiscreteRule(ConditionRule):
+    """One predicate on one point: a bit set, a code equal to / in a set, a flag."""
+
+    type: Literal["discrete"]
+    when: Predicate
+    on_delay_s: Seconds = 0.0
+
+    overridable: ClassVar[tuple[str, ...]] = ("on_delay_s",)
+
+    def predicates(self) -> tuple[Predicate, ...]:
+        return (self.when,)
+
+    def hold_s(self) -> float:
+        return self.on_delay_s
+
+
+class DurationRule(ConditionRule):
+    """All predicates (points of one device) hold for ``for_s`` seconds."""
+
+    type: Literal["duration"]
+    all: Annotated[list[Predicate], Field(min_length=1, max_length=16)]
+    for_s: Seconds
+
+    overridable: ClassVar[tuple[str, ...]] = ("for_s",)
+
+    def predicates(self) -> tuple[Predicate, ...]:
+        return tuple(self.all)
+
+    def hold_s(self) -> float:
+        return self.for_s
+
+
+class CommRule(_RuleBase):
+    """Communication failure: the device is offline (its ``device_online`` flag is false)."""
+
+    type: Literal["comm"]
+    level: Annotated[str, Field(pattern=LEVEL_NAME)] = "COMM"
+    priority: Priority
+    source: Annotated[str, Field(min_length=3)]
+    on_delay_s: Seconds = 0.0
+    off_delay_s: Seconds = 0.0
+
+    overridable: ClassVar[tuple[str, ...]] = ("on_delay_s",)
+
+
+Rule = Annotated[
+    ThresholdRule | RateOfChangeRule | StaleRule | DiscreteRule | DurationRule | CommRule,
+    Field(discriminator="type"),
+]
+RULE_TYPES = ("threshold", "rate_of_change", "stale", "discrete", "duration", "comm")
+
+
+class RulePack(_Model):
+    """A named set of rules loaded from one YAML file."""
+
+    pack: Annotated[str, Field(pattern=RULE_ID)]
+    title: str
+    description: str = ""
+    sources: dict[str, str] = Field(default_factory=dict)
+    rules: list[Rule]
+    file: str = ""
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> RulePack:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.id in seen:
+                raise ValueError(f"duplicate rule id {rule.id!r}")
+            seen.add(rule.id)
+        return self
+
+
+def _key_path(loc: Sequence[int | str]) -> str:
+    out = ""
+    previous: int | str | None = None
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(previous, int) and part in RULE_TYPES:
+            pass  # the discriminator tag pydantic inserts after a rule's index
+        elif part in ("function-after", "function-before"):
+            pass
+        else:
+            out += f".{part}" if out else str(part)
+        previous = part
+    return out
+
+
+def _config_error(source: str, exc: ValidationError) -> RulesConfigError:
+    err = exc.errors(include_url=False)[0]
+    path = _key_path(err["loc"])
+    ctx = err.get("ctx") or {}
+    if err["type"] == "unknown_key":
+        key = str(ctx["key"])
+        return RulesConfigError(
+            source,
+            f"{path}.{key}" if path else key,
+            key,
+            f"unknown key; allowed keys: {ctx['allowed']}",
+        )
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return RulesConfigError(source, path, err.get("input"), message)
+
+
+def parse_pack(data: Any, source: str) -> RulePack:
+    """Validate an already-parsed YAML document as a rule pack."""
+    if not isinstance(data, Mapping):
+        raise RulesConfigError(source, "", type(data).__name__, "a rule pack is a mapping")
+    try:
+        return RulePack.model_validate({**data, "file": source})
+    except ValidationError as exc:
+        raise _config_error(source, exc) from None
+
+
+def load_packs(paths: Iterable[Path | str]) -> list[RulePack]:
+    """Load and validate rule packs from YAML files.
+
+    Raises :class:`RulesConfigError` naming the file, the key path, the value and what is allowed,
+    also when two packs define the same rule id (overrides address rules by id).
+    """
+    packs: list[RulePack] = []
+    owner: dict[str, str] = {}
+    for raw_path in paths:
+        path = Path(raw_path)
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RulesConfigError(
+                source, "", str(path), f"a readable file ({exc.strerror})"
+            ) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1} column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise RulesConfigError(source, where, problem, "valid YAML") from None
+        pack = parse_pack(data, source)
+        for index, rule in enumerate(pack.rules):
+            if rule.id in owner:
+                raise RulesConfigError(
+                    source,
+                    f"rules[{index}].id",
+                    rule.id,
+                    f"rule ids are unique across packs; already defined in {owner[rule.id]}",
+                )
+            owner[rule.id] = source
+        packs.append(pack)
+    return packs
+
+
+def finite(value: float) -> bool:
+    """True for a finite float (helper shared with the binder)."""
+    return math.isfinite(value)
