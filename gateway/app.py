@@ -10,6 +10,7 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from gateway.config import MqttConfig, SiteConfig
 from gateway.drivers.modbus.link import ModbusLink, link_key
 from gateway.messages import OutboundMessage
 from gateway.mqtt import MqttPublisher
+from gateway.outbox import AsyncOutbox
 from gateway.points import PointTable
 from gateway.poller import DevicePoller, PollResult
 from gateway.telemetry import Topics, device_status_payload, json_payload, telemetry_payload
@@ -96,6 +98,7 @@ class Gateway:
         self._online: list[bool | None] = [None] * len(self.pollers)
         self._errors = [0] * len(self.pollers)
         self.telemetry_qos = self.mqtt_cfg.telemetry_qos
+        self.outbox: AsyncOutbox | None = None
 
     # ------------------------------------------------------------------ poll results
 
@@ -168,6 +171,7 @@ class Gateway:
                 "poll_lag_ms": round(snap["poll_lag_ms"], 3),
                 "poll_lag_p99_ms": round(snap["poll_lag_p99_ms"], 3),
                 "mqtt_backlog": self.publisher.backlog,
+                "outbox_depth": self.outbox.stats().rows if self.outbox else 0,
             }
             self.publisher.publish(
                 OutboundMessage(
@@ -190,7 +194,15 @@ class Gateway:
             self.mqtt_cfg.url,
         )
         try:
-            async with asyncio.TaskGroup() as tg:
+            async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
+                if self.site.outbox is not None:
+                    self.outbox = await stack.enter_async_context(
+                        AsyncOutbox(
+                            Path(self.site.outbox.path),
+                            max_bytes=int(self.site.outbox.max_mb * 2**20),
+                        )
+                    )
+                    self.publisher.outbox = self.outbox
                 tg.create_task(self.publisher.run(), name="mqtt")
                 tg.create_task(self._stats_loop(), name="stats")
                 for poller in self.pollers:

@@ -26,6 +26,7 @@ import aiomqtt
 
 from gateway.config import MqttConfig
 from gateway.messages import OutboundMessage
+from gateway.outbox import AsyncOutbox, OutboxEntry, StoredEntry
 from gateway.telemetry import Topics, json_payload
 
 __all__ = ["MqttPublisher", "MqttStats", "broker_address"]
@@ -80,6 +81,7 @@ class MqttPublisher:
         on_command: CommandHandler | None = None,
         base_dir: str | None = None,
         backoff_max: float = 10.0,
+        outbox: AsyncOutbox | None = None,
     ) -> None:
         self.cfg = cfg
         self.topics = topics
@@ -91,6 +93,9 @@ class MqttPublisher:
         self.stats = MqttStats()
         self._qos0: deque[OutboundMessage] = deque()
         self._qos1: deque[OutboundMessage] = deque()
+        self.outbox = outbox
+        self._durable: list[OutboundMessage] = []
+        self._durable_wake = asyncio.Event()
         self._retained: dict[str, OutboundMessage] = {}
         self._wake = asyncio.Event()
         self._connected_event = asyncio.Event()
@@ -107,13 +112,34 @@ class MqttPublisher:
                 self._qos0.popleft()
                 self.stats.dropped_qos0 += 1
             self._qos0.append(msg)
+            self._wake.set()
+        elif self.outbox is not None:
+            self._durable.append(msg)
+            self._durable_wake.set()
         else:
             self._qos1.append(msg)
-        self._wake.set()
+            self._wake.set()
 
     @property
     def backlog(self) -> int:
-        return len(self._qos0) + len(self._qos1)
+        durable = self.outbox.depth("mqtt") if self.outbox is not None else 0
+        return len(self._qos0) + len(self._qos1) + len(self._durable) + durable
+
+    async def _durable_writer(self) -> None:
+        """Commit QoS 1 messages to the outbox in call order, whatever the broker is doing."""
+        assert self.outbox is not None
+        while True:
+            await self._durable_wake.wait()
+            self._durable_wake.clear()
+            batch, self._durable = self._durable, []
+            if batch:
+                await self.outbox.put_many(
+                    "mqtt",
+                    [
+                        OutboxEntry(m.kind, m.topic, m.topic, m.payload, m.qos, m.retain)  # type: ignore[arg-type]
+                        for m in batch
+                    ],
+                )
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         async with asyncio.timeout(timeout):
@@ -146,6 +172,12 @@ class MqttPublisher:
 
     async def run(self) -> None:
         """Connect, publish and listen forever; broker outages are normal weather."""
+        async with asyncio.TaskGroup() as tg:
+            if self.outbox is not None:
+                tg.create_task(self._durable_writer(), name="mqtt-outbox-writer")
+            tg.create_task(self._connection_loop(), name="mqtt-connection")
+
+    async def _connection_loop(self) -> None:
         attempt = 0
         while True:
             try:
@@ -158,13 +190,17 @@ class MqttPublisher:
                         self.topics.gateway_status, self._status(True), qos=1, retain=True
                     )
                     await client.subscribe(self.topics.cmd_filter, qos=1)
+                    # Re-publish retained state behind anything still queued, so a broker that
+                    # lost it gets it back and an older queued state never lands last.
                     for msg in list(self._retained.values()):
-                        await client.publish(msg.topic, msg.payload, qos=1, retain=True)
+                        self.publish(msg)
                     self.stats.connected = True
                     self._connected_event.set()
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(self._send_loop(client), name="mqtt-send")
                         tg.create_task(self._listen_loop(client), name="mqtt-listen")
+                        if self.outbox is not None:
+                            tg.create_task(self._outbox_loop(client), name="mqtt-outbox-send")
             except* (aiomqtt.MqttError, OSError, ssl.SSLError) as eg:
                 self._disconnected()
                 if attempt == 0:
@@ -198,6 +234,18 @@ class MqttPublisher:
                     self.stats.sent += 1
                     if not self._qos1 and len(self._qos0) % 64 == 0:
                         await asyncio.sleep(0)
+
+    async def _outbox_loop(self, client: aiomqtt.Client) -> None:
+        assert self.outbox is not None
+
+        async def send(stored: StoredEntry) -> None:
+            e = stored.entry
+            await client.publish(e.topic, e.payload, qos=e.qos, retain=e.retain)
+            self.stats.sent += 1
+
+        while True:
+            await self.outbox.wait_pending("mqtt")
+            await self.outbox.deliver("mqtt", send, batch=1000, window=MAX_INFLIGHT)
 
     async def _send_qos1(self, client: aiomqtt.Client) -> None:
         batch = [self._qos1.popleft() for _ in range(min(MAX_INFLIGHT, len(self._qos1)))]
