@@ -1,4 +1,4 @@
-"""``hazardgw``: run the gateway, simulate a site, check a config, run the demo.
+"""``hazardgw``: run the gateway, simulate a site, check a config, run the demo, probe a line.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or a bad config file (every problem is
 printed with its key path; never a traceback).
@@ -14,10 +14,14 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from gateway import __version__
-from gateway.config import SiteConfig, load_site
+from gateway.config import REGISTER_WIDTH, SiteConfig, load_site
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.drivers.modbus.link import ModbusLink
 
 __all__ = ["main"]
 
@@ -92,7 +96,30 @@ def cmd_check(args: argparse.Namespace) -> int:
         for line in plan.describe(dev.points):
             print(f"      {line}")
     print(f"  read plan: {total_requests} requests per cycle")
+    if args.probe:
+        return _check_probe(site)
     return 0
+
+
+def _check_probe(site: SiteConfig) -> int:
+    """Connect to every device, learn what it refuses, print the learned plans."""
+    from gateway.drivers.modbus.probe import discover_site
+
+    print("probing devices (adaptive read plans):")
+    found = asyncio.run(discover_site(site))
+    failed = 0
+    for d in found:
+        if d.error is not None:
+            failed += 1
+            print(f"  - {d.device.id}: FAILED: {d.error}")
+            continue
+        plan = d.reader.plan
+        refused = d.reader.describe_refused()
+        print(f"  - {d.device.id}: OK, {len(plan.requests)} requests, refuses {refused}")
+        for line in plan.describe(d.device.points):
+            print(f"      {line}")
+    print(f"  {len(found) - failed} of {len(found)} devices answered")
+    return 1 if failed else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -148,7 +175,110 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _line_link(args: argparse.Namespace) -> ModbusLink:
+    from gateway.drivers.modbus.link import ModbusLink
+    from gateway.drivers.modbus.probe import build_connection
+
+    conn = build_connection(
+        host=args.host,
+        port=args.port,
+        serial=args.serial,
+        baudrate=args.baudrate,
+        parity=args.parity,
+        stopbits=args.stopbits,
+        rtu_over_tcp=args.rtu_over_tcp,
+        frame_gap=args.frame_gap,
+    )
+    return ModbusLink(conn, timeout=args.timeout)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from gateway.drivers.modbus.probe import describe_connection, format_probe, probe
+    from gateway.errors import DeviceError
+
+    if args.type == "bool" and args.register in ("holding", "input"):
+        print("--type bool: read coils or discrete inputs with --register", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        link = _line_link(args)
+    except ValueError as exc:
+        print(f"hazardgw probe: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def go() -> int:
+        where = describe_connection(link.conn)
+        try:
+            result = await probe(
+                link,
+                unit=args.unit,
+                kind=args.register,
+                address=args.address,
+                count=args.count,
+                timeout=args.timeout,
+            )
+        except ValueError as exc:
+            print(f"hazardgw probe: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        except DeviceError as exc:
+            print(f"{where}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            link.close()
+        print(f"{where} unit {args.unit}: {args.register} {args.address}+{args.count}")
+        for line in format_probe(result, type_name=args.type, order=args.order):
+            print(line)
+        return 0
+
+    return asyncio.run(go())
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from gateway.drivers.modbus.probe import describe_connection, parse_units, scan
+
+    try:
+        units = parse_units(args.units)
+        link = _line_link(args)
+    except ValueError as exc:
+        print(f"hazardgw scan: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def go() -> int:
+        where = describe_connection(link.conn)
+        print(f"scanning {where}, units {args.units}, {args.timeout:g} s each")
+        try:
+            hits = await scan(
+                link, units, kind=args.register, address=args.address, timeout=args.timeout
+            )
+        finally:
+            link.close()
+        for hit in hits:
+            print(f"  unit {hit.unit}: {hit.answer}")
+        found = ", ".join(str(h.unit) for h in hits) or "none"
+        print(f"{len(hits)} unit(s) answer: {found}")
+        return 0 if hits else 1
+
+    return asyncio.run(go())
+
+
 # ---------------------------------------------------------------------------- parser
+
+
+def _with_line(sp: argparse.ArgumentParser, timeout: float) -> None:
+    """Connection options of ``probe`` and ``scan``."""
+    g = sp.add_argument_group("connection (--host for TCP / serial servers, --serial for RTU)")
+    g.add_argument("--host", help="Modbus TCP device or serial server")
+    g.add_argument("--port", type=int, help="TCP port (default 502)")
+    g.add_argument("--rtu-over-tcp", action="store_true", help="raw RTU frames over TCP")
+    g.add_argument("--serial", metavar="DEV", help="serial port, e.g. /dev/ttyUSB0")
+    g.add_argument("--baudrate", type=int, default=9600)
+    g.add_argument("--parity", choices=("N", "E", "O"), default="N")
+    g.add_argument("--stopbits", type=int, choices=(1, 2), default=1)
+    g.add_argument("--frame-gap", type=float, help="seconds between frames (default 3.5 chars)")
+    g.add_argument("--timeout", type=float, default=timeout, help=f"seconds (default {timeout:g})")
+    sp.add_argument(
+        "--register", choices=("holding", "input", "coil", "discrete"), default="holding"
+    )
+    sp.add_argument("--address", type=int, default=0, help="0-based protocol address")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,7 +305,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("check", help="validate a site config and print the read plan")
     with_config(sp)
+    sp.add_argument(
+        "--probe", action="store_true", help="connect to each device and learn its read plan"
+    )
     sp.set_defaults(func=cmd_check)
+
+    sp = sub.add_parser("probe", help="read raw registers from one unit and decode them")
+    _with_line(sp, timeout=1.0)
+    sp.add_argument("--unit", type=int, default=1, help="Modbus unit id (default 1)")
+    sp.add_argument("--count", type=int, default=2, help="registers or bits to read (default 2)")
+    sp.add_argument("--type", choices=sorted(REGISTER_WIDTH), help="decode as this type")
+    sp.add_argument("--order", choices=("ABCD", "CDAB", "BADC", "DCBA"), help="default: all four")
+    sp.set_defaults(func=cmd_probe)
+
+    sp = sub.add_parser("scan", help="list the unit ids that answer on a line")
+    _with_line(sp, timeout=0.2)
+    sp.add_argument("--units", default="1-247", help="unit ids, e.g. 1-247 or 1,2,5-9")
+    sp.set_defaults(func=cmd_scan)
 
     sp = sub.add_parser("demo", help="simulators + broker + gateway + live view")
     sp.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")

@@ -3,6 +3,9 @@
 A failed read marks the device's points bad and reports it offline at once; later attempts back
 off with capped, jittered delays, so a dead device costs its link at most one timeout per attempt
 and never delays another device. When the device answers again it is back online by itself.
+
+Reads go through an :class:`~gateway.drivers.modbus.adaptive.AdaptiveReader`: a device that
+refuses part of a coalesced range (exception 2) stays online, its refused points read ``bad``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from gateway.drivers.modbus.adaptive import AdaptiveReader
 from gateway.drivers.modbus.decoder import DeviceDecoder
 from gateway.drivers.modbus.link import ModbusLink
-from gateway.drivers.modbus.planner import ReadPlan, plan_reads
+from gateway.drivers.modbus.planner import ReadPlan
 from gateway.errors import DeviceError
 from gateway.points import DeviceRows
 
@@ -61,19 +65,22 @@ class DevicePoller:
         self.on_result = on_result
         self.backoff_max = max(backoff_max, self.device.poll_interval)
         self.start_delay = start_delay
-        self.plan: ReadPlan = plan_reads(self.device.points, max_gap=self.device.max_gap)
-        self.decoder = DeviceDecoder(self.device.points, self.plan)
+        self.reader = AdaptiveReader(self.device)
         self.failures = 0
         self.errors_total = 0
 
+    @property
+    def plan(self) -> ReadPlan:
+        """The current read plan (it changes when the device refuses a range)."""
+        return self.reader.plan
+
+    @property
+    def decoder(self) -> DeviceDecoder:
+        return self.reader.decoder
+
     async def poll_once(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], int]:
-        dev = self.device
-        self.decoder.begin()
-        for i, req in enumerate(self.plan.requests):
-            data = await self.link.read(dev.id, dev.unit, req, dev.timeout)
-            self.decoder.fill(i, data)
-        values, good = self.decoder.decode()
-        return values, good, len(self.plan.requests)
+        """Read the device once: ``(values, good, requests sent)``; raises DeviceError."""
+        return await self.reader.read(self.link)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -4,25 +4,34 @@ Every device on a line goes through its link: requests are serialised under the 
 with an inter-frame gap on RTU lines (3.5 character times at the line's baud rate by default).
 pymodbus errors are mapped once, here, to :class:`~gateway.errors.DeviceOffline` (no answer) and
 :class:`~gateway.errors.DeviceException` (an exception response), carrying device and address.
+
+RTU lines (a serial port, or a serial server carrying raw RTU frames over TCP) have no
+transaction ids: a reply that arrives after its request timed out looks like an answer to
+whatever was asked next. So after a timeout or a malformed answer the link *resyncs*: before the
+next frame it waits until the line has been quiet for ``settle_s`` (bytes that arrive meanwhile
+are discarded), and every answer is checked against its request (unit, function code, length)
+before it is handed on. A late reply from another unit is dropped by the unit check; a silent
+unit costs its own timeout plus one settle period and never corrupts another unit's read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 
 from gateway.config import RtuConnection, RtuOverTcpConnection, TcpConnection
 from gateway.drivers.modbus.planner import ReadRequest
 from gateway.errors import DeviceException, DeviceOffline
 
-__all__ = ["ModbusLink", "char_time", "link_key"]
+__all__ = ["EXCEPTION_NAMES", "AnyConnection", "ModbusLink", "char_time", "link_key"]
 
 log = logging.getLogger(__name__)
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -38,6 +47,11 @@ EXCEPTION_NAMES = {
     10: "gateway path unavailable",
     11: "gateway target device failed to respond",
 }
+#: pymodbus gives up on its own only long after every per-device timeout has fired; the link's
+#: ``asyncio.timeout`` is what bounds a request.
+_LIBRARY_TIMEOUT = 60.0
+#: Longest RTU frame (bytes): a settle period never waits longer than this frame's wire time.
+_MAX_FRAME = 256
 
 
 def link_key(conn: AnyConnection) -> str:
@@ -53,25 +67,66 @@ def char_time(baudrate: int, bits_per_char: int = 11) -> float:
 
 
 class ModbusLink:
-    """A Modbus client connection shared by every device on it."""
+    """A Modbus client connection shared by every device on it.
 
-    def __init__(self, conn: AnyConnection, *, timeout: float = 1.0) -> None:
+    ``busy_s`` is the time the line was held by requests (sent until answered or timed out),
+    ``requests`` their number, ``min_gap_s`` the shortest silence seen between the end of one
+    frame and the start of the next (None until two frames passed), ``resyncs`` how often the
+    link waited out a late or garbled reply.
+    """
+
+    def __init__(
+        self, conn: AnyConnection, *, timeout: float = 1.0, settle: float | None = None
+    ) -> None:
         self.conn = conn
         self.key = link_key(conn)
         self.timeout = timeout
         self._lock = asyncio.Lock()
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self._serial = not isinstance(conn, TcpConnection)
-        baud = conn.baudrate if self._serial else 0  # type: ignore[union-attr]
-        gap = getattr(conn, "frame_gap", None)
+        baud = 0 if isinstance(conn, TcpConnection) else conn.baudrate
+        gap = None if isinstance(conn, TcpConnection) else conn.frame_gap
         self.frame_gap = gap if gap is not None else (3.5 * char_time(baud) if baud else 0.0)
+        max_frame_s = _MAX_FRAME * char_time(baud) if baud else 0.0
+        #: quiet time required on the line before the next frame after a timeout / bad frame
+        self.settle_s = (
+            settle
+            if settle is not None
+            else max(self.frame_gap, 20 * char_time(baud) if baud else 0)
+        )
+        self._settle_max_s = max(self.settle_s, max_frame_s)
         self._last_frame_end = 0.0
+        self._last_rx = 0.0
+        self._last_tx = 0.0
+        self._resync = False
         self.busy_s = 0.0  # time spent on the wire, for line-utilisation reports
         self.requests = 0
+        self.resyncs = 0
+        self.min_gap_s: float | None = None
+
+    # ------------------------------------------------------------------ connection
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        """pymodbus packet hook: note when bytes cross the line (for gaps and resync)."""
+        now = time.monotonic()
+        if sending:
+            if self._last_frame_end:
+                gap = now - max(self._last_frame_end, self._last_rx)
+                if self.min_gap_s is None or gap < self.min_gap_s:
+                    self.min_gap_s = gap
+            self._last_tx = now
+        else:
+            self._last_rx = now
+        return data
 
     def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         conn = self.conn
-        common: dict[str, Any] = {"timeout": self.timeout, "retries": 0, "reconnect_delay": 0}
+        common: dict[str, Any] = {
+            "timeout": _LIBRARY_TIMEOUT,
+            "retries": 0,
+            "reconnect_delay": 0,
+            "trace_packet": self._trace,
+        }
         if isinstance(conn, TcpConnection):
             return AsyncModbusTcpClient(conn.host, port=conn.port, **common)
         if isinstance(conn, RtuOverTcpConnection):
@@ -101,6 +156,51 @@ class ModbusLink:
             self.close()
             raise DeviceOffline(device, f"cannot connect to {self.key}")
 
+    # ------------------------------------------------------------------ line discipline
+
+    async def _wait_gap(self) -> None:
+        if self.frame_gap:
+            wait = max(self._last_frame_end, self._last_rx) + self.frame_gap - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    async def _settle(self) -> None:
+        """After a timeout or a bad frame: wait for a quiet line, then drop what arrived."""
+        self.resyncs += 1
+        start = time.monotonic()
+        while True:
+            now = time.monotonic()
+            quiet_for = now - max(self._last_rx, self._last_frame_end)
+            if quiet_for >= self.settle_s or now - start >= self._settle_max_s:
+                break
+            await asyncio.sleep(max(self.settle_s - quiet_for, 0.001))
+        if self._client is not None:
+            self._client.ctx.recv_buffer = b""
+        self._resync = False
+
+    def _check(self, device: str, unit: int, req: ReadRequest, rr: Any) -> None:
+        """Refuse an answer that does not belong to this request (a late or garbled frame)."""
+        fc = int(getattr(rr, "function_code", 0)) & 0x7F
+        problem = ""
+        if self._serial and unit and int(getattr(rr, "dev_id", unit)) != unit:
+            problem = f"answer from unit {rr.dev_id}"
+        elif fc != req.function_code:
+            problem = f"answer with function code {fc}"
+        elif rr.isError():
+            return
+        elif req.kind in ("coil", "discrete"):
+            if len(rr.bits) != 8 * math.ceil(req.count / 8):
+                problem = f"{len(rr.bits)} bits in the answer"
+        elif len(rr.registers) != req.count:
+            problem = f"{len(rr.registers)} registers in the answer"
+        if problem:
+            self._resync = self._serial
+            raise DeviceOffline(
+                device, f"{problem}, expected {req} (stale or garbled frame)", address=req.address
+            )
+
+    # ------------------------------------------------------------------ requests
+
     async def read(
         self, device: str, unit: int, req: ReadRequest, timeout: float
     ) -> Sequence[int] | Sequence[bool]:
@@ -109,10 +209,9 @@ class ModbusLink:
             await self._ensure_connected(device, timeout)
             client = self._client
             assert client is not None
-            if self.frame_gap:
-                wait = self._last_frame_end + self.frame_gap - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+            if self._resync:
+                await self._settle()
+            await self._wait_gap()
             call = {
                 "holding": client.read_holding_registers,
                 "input": client.read_input_registers,
@@ -123,8 +222,10 @@ class ModbusLink:
             try:
                 async with asyncio.timeout(timeout):
                     rr = await call(req.address, count=req.count, device_id=unit)
-            except TimeoutError as exc:
-                if not self._serial:
+            except (TimeoutError, ModbusIOException) as exc:
+                if self._serial:
+                    self._resync = True  # a late reply may still be on its way
+                else:
                     self.close()  # a late answer would desynchronise the TCP stream
                 raise DeviceOffline(
                     device, f"no answer within {timeout:g} s ({req})", address=req.address
@@ -137,6 +238,7 @@ class ModbusLink:
                 self._last_frame_end = end
                 self.busy_s += end - start
                 self.requests += 1
+            self._check(device, unit, req, rr)
             if rr.isError():
                 code = int(getattr(rr, "exception_code", 0))
                 name = EXCEPTION_NAMES.get(code, "unknown exception")
@@ -151,6 +253,7 @@ class ModbusLink:
             return rr.registers
 
     def close(self) -> None:
+        """Close the connection or serial port; the next read reopens it."""
         if self._client is not None:
             self._client.close()
             self._client = None
