@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from gateway.config import Device, Point
+from gateway.config import Device, Point, Profile
 
 __all__ = [
     "ALARM_STATE_CODES",
@@ -41,6 +41,7 @@ __all__ = [
     "GATEWAY_FIELDS",
     "INTEGER_TYPES",
     "LineEncoder",
+    "MeasurementSchema",
     "TelemetryEncoder",
     "alarm_line",
     "device_status_line",
@@ -50,6 +51,7 @@ __all__ = [
     "format_int",
     "gateway_line",
     "is_integer_point",
+    "schema_for",
 ]
 
 #: ISA-18.2 alarm states as the ``state`` field of ``alarm`` stores them.
@@ -97,6 +99,11 @@ GATEWAY_FIELDS: Final[Mapping[str, str]] = {
 }
 #: Tag keys the gateway sets itself; device tags must not use them.
 RESERVED_TAGS: Final = frozenset({"site", "device", "point", "rule", "level"})
+#: Tags every telemetry line carries (device tags come on top, but vary by site).
+TELEMETRY_TAGS: Final = frozenset({"site", "device"})
+ALARM_TAGS: Final = frozenset({"site", "device", "point", "rule", "level"})
+DEVICE_STATUS_TAGS: Final = frozenset({"site", "device"})
+GATEWAY_TAGS: Final = frozenset({"site"})
 
 INTEGER_TYPES: Final = frozenset({"int16", "uint16", "int32", "uint32", "int64", "uint64"})
 _INT64_MIN: Final = -(2**63)
@@ -361,3 +368,31 @@ def gateway_line(
         if text is not None:
             out.append(f"{escape_key(name)}={text}")
     return _line("gateway" + _tag_set([("site", site_id)]), out, ts_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementSchema:
+    """What the gateway writes under one measurement: tag keys and fields with their types."""
+
+    name: str
+    tags: frozenset[str]
+    fields: Mapping[str, str]  # field -> "int" | "float"
+
+
+def schema_for(profiles: Iterable[Profile]) -> dict[str, MeasurementSchema]:
+    """The measurements, tags and fields written for devices of these profiles, plus ``alarm``,
+    ``device_status`` and ``gateway``. Device tags are site-specific and not included: a board
+    that must work for every site filters on ``site`` and ``device`` only."""
+    out: dict[str, MeasurementSchema] = {}
+    for profile in profiles:
+        fields = {p.name: "int" if is_integer_point(p) else "float" for p in profile.points}
+        known = out.get(profile.measurement)
+        if known is not None:
+            fields = {**known.fields, **fields}
+        out[profile.measurement] = MeasurementSchema(profile.measurement, TELEMETRY_TAGS, fields)
+    out["alarm"] = MeasurementSchema("alarm", ALARM_TAGS, ALARM_FIELDS)
+    out["device_status"] = MeasurementSchema(
+        "device_status", DEVICE_STATUS_TAGS, DEVICE_STATUS_FIELDS
+    )
+    out["gateway"] = MeasurementSchema("gateway", GATEWAY_TAGS, GATEWAY_FIELDS)
+    return out
