@@ -1,0 +1,149 @@
+"""Multi-gas detector model (coal-mine methane sensor / 6-in-1 detector).
+
+Signals (profile ``gas_detector``): CH4 %vol around its baseline (0.1-0.3) with slow
+Ornstein-Uhlenbeck noise; %LEL from CH4 (LEL of methane 5 %vol); O2 ~20.9 %vol diluted by the
+methane; CO and H2S ppm near zero; sensor temperature with a daily drift. The status word and the
+alarm bits follow the values the way a detector latches them: low alarm at ``alarm_low``, high
+alarm (power-off) at ``alarm_high`` held until CH4 falls back below ``alarm_low`` (《煤矿安全规程》:
+coal face 1.0 / 1.5, reset below 1.0). The power-off relay follows the high alarm and the feed
+sensor reports the area's power off one step later.
+
+Parameters (per device): ``ch4_base`` %vol, ``co_base`` ppm, ``h2s_base`` ppm, ``temp_base`` °C,
+``supply_v`` V, ``ch4_range`` %vol, ``prealarm``/``alarm_low``/``alarm_high`` %vol,
+``leak_start`` s (inf: no leak), ``leak_peak`` %vol added at full leak, ``leak_tau`` s (time
+constant of the rise), ``sensor_fault`` (1: the cell reports a fault), ``warmup_s`` s,
+``runtime_h0`` h, ``temp_phase`` rad (of the daily drift).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import ClassVar
+
+import numpy as np
+
+from simulators.signals import F64, Bools, SignalModel, ou_step
+
+__all__ = ["STATUS", "GasDetectorModel"]
+
+#: Status word codes of the detector (reg5 of common 6-in-1 detectors).
+STATUS: Mapping[str, int] = {
+    "warm-up": 0,
+    "normal": 1,
+    "fault": 3,
+    "pre-alarm": 4,
+    "low-alarm": 5,
+    "high-alarm": 6,
+    "over-range": 8,
+}
+
+_CH4_LEL = 5.0  # %vol of methane at 100 %LEL
+_DAY = 86400.0
+
+
+class GasDetectorModel(SignalModel):
+    """CH4, CO, O2, H2S, %LEL and temperature of a fleet of gas detectors."""
+
+    kind = "gas"
+    dt = 0.5
+    normals = 5
+    defaults: ClassVar[Mapping[str, float]] = {
+        "ch4_base": 0.2,
+        "co_base": 3.0,
+        "h2s_base": 0.2,
+        "temp_base": 24.0,
+        "supply_v": 18.0,
+        "ch4_range": 4.0,
+        "prealarm": 0.8,
+        "alarm_low": 1.0,
+        "alarm_high": 1.5,
+        "leak_start": math.inf,
+        "leak_peak": 2.2,
+        "leak_tau": 100.0,
+        "sensor_fault": 0.0,
+        "warmup_s": 0.0,
+        "runtime_h0": 5000.0,
+        "temp_phase": 0.0,
+    }
+
+    def randomize(self, i: int, rng: np.random.Generator) -> None:
+        p = self.params
+        p["ch4_base"][i] = rng.uniform(0.12, 0.28)
+        p["co_base"][i] = rng.uniform(1.0, 6.0)
+        p["h2s_base"][i] = rng.uniform(0.0, 0.5)
+        p["temp_base"][i] = rng.uniform(20.0, 26.0)
+        p["supply_v"][i] = rng.uniform(17.6, 18.4)
+        p["runtime_h0"][i] = float(rng.integers(500, 20000))
+        p["temp_phase"][i] = rng.uniform(0.0, 2 * math.pi)
+
+    def start(self) -> None:
+        self._ou = np.zeros((self.n, 4))
+        self._turbulence = np.zeros(self.n)
+        self._high = np.zeros(self.n, dtype=np.bool_)
+        self._cut = np.zeros(self.n, dtype=np.bool_)
+        self._feed = np.ones(self.n, dtype=np.bool_)
+        self._t = 0.0
+        self._derive()
+
+    def update(self, t: float, dt: float, z: F64, u: F64) -> None:
+        p = self.params
+        ones = np.ones(self.n)
+        sigma = np.stack([0.015 * ones, 0.1 * p["co_base"] + 0.2, 0.05 * ones, 0.1 * ones], axis=1)
+        self._ou = ou_step(self._ou, z[:, :4], dt, 30.0, sigma)
+        self._turbulence = ou_step(self._turbulence, z[:, 4], dt, 5.0, 0.04)
+        self._feed = ~self._cut  # the feed sensor sees the cut one step after the relay
+        self._t = t
+        self._derive()
+
+    def _derive(self) -> None:
+        p, t = self.params, self._t
+        since = np.maximum(t - p["leak_start"], 0.0)
+        leak = np.where(
+            t >= p["leak_start"], p["leak_peak"] * -np.expm1(-since / p["leak_tau"]), 0.0
+        )
+        self.ch4 = np.maximum(p["ch4_base"] + self._ou[:, 0] + leak * (1 + self._turbulence), 0.0)
+        self.co = np.maximum(p["co_base"] + self._ou[:, 1], 0.0)
+        self.h2s = np.maximum(p["h2s_base"] + self._ou[:, 2], 0.0)
+        self.temperature = (
+            p["temp_base"] + 0.8 * np.sin(2 * math.pi * t / _DAY + p["temp_phase"]) + self._ou[:, 3]
+        )
+        self.o2 = 20.9 * (1.0 - self.ch4 / 100.0)
+        self.lel = self.ch4 / _CH4_LEL * 100.0
+        shown = np.round(self.ch4, 2)  # the detector alarms on the value it displays
+        low = shown >= p["alarm_low"]
+        self._high = (shown >= p["alarm_high"]) | (self._high & low)
+        self._cut = self._high.copy()
+        self.alarm_low = low
+        fault = p["sensor_fault"] != 0
+        status = np.full(self.n, STATUS["normal"], dtype=np.float64)
+        status[shown >= p["prealarm"]] = STATUS["pre-alarm"]
+        status[low] = STATUS["low-alarm"]
+        status[self._high] = STATUS["high-alarm"]
+        status[shown > p["ch4_range"]] = STATUS["over-range"]
+        status[fault] = STATUS["fault"]
+        status[t < p["warmup_s"]] = STATUS["warm-up"]
+        self.status = status
+        self.fault = fault
+
+    def outputs(self) -> Mapping[str, F64 | Bools]:
+        p = self.params
+        ch4 = np.minimum(self.ch4, p["ch4_range"])
+        return {
+            "status": self.status,
+            "ch4": ch4,
+            "co": self.co,
+            "o2": self.o2,
+            "h2s": self.h2s,
+            "lel": self.lel,
+            "temperature": self.temperature,
+            "fault": self.fault,
+            "alarm_low": self.alarm_low,
+            "alarm_high": self._high,
+            "ch4_range": p["ch4_range"],
+            "ch4_precise": ch4,
+            "runtime_h": np.floor(p["runtime_h0"] + self._t / 3600.0),
+            "supply_v": p["supply_v"],
+            "feed_on": self._feed,
+            "relay_cut": self._cut,
+        }

@@ -1,0 +1,242 @@
+"""Scenarios: named set-ups of the signal models and faults over simulated time.
+
+A scenario is a function that receives a :class:`ScenarioContext` before the simulator starts.
+It adjusts model parameters per device (``ctx.model(device_id).set(...)``), schedules actions at
+scenario times (``ctx.at(t, action)``) and injects faults (``ctx.inject(device_id, fault,
+at=..., until=...)``). Time is seconds of simulated time from scenario start. Register one with
+:func:`scenario`::
+
+    @scenario("feed-stuck", "the feed sensor of face1 stays on after a power-off")
+    def feed_stuck(ctx: ScenarioContext) -> None:
+        gas_leak(ctx)
+        ctx.inject("face1-gas", Freeze("feed_on"))
+
+Built-in scenarios are listed in :data:`SCENARIOS` (see docs/simulators.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from gateway.config import Device
+from simulators.errors import ScenarioError
+from simulators.faults import Fault
+from simulators.signals import SignalModel
+
+__all__ = [
+    "SCENARIOS",
+    "ModelHandle",
+    "Scenario",
+    "ScenarioContext",
+    "scenario",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A named scenario: its description, its set-up function, and whether time stands still."""
+
+    name: str
+    description: str
+    setup: Callable[[ScenarioContext], None]
+    #: Static scenarios never advance the models: values stay exactly as they start.
+    static: bool = False
+
+
+#: Every registered scenario by name.
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(
+    name: str, description: str, *, static: bool = False
+) -> Callable[[Callable[[ScenarioContext], None]], Callable[[ScenarioContext], None]]:
+    """Register the decorated set-up function as scenario ``name``."""
+
+    def register(setup: Callable[[ScenarioContext], None]) -> Callable[[ScenarioContext], None]:
+        if name in SCENARIOS:
+            raise ScenarioError(f"scenario {name!r} is already registered")
+        SCENARIOS[name] = Scenario(name, description, setup, static)
+        return setup
+
+    return register
+
+
+class ModelHandle:
+    """One device's parameters in its fleet's signal model."""
+
+    def __init__(self, device: Device, model: SignalModel | None, row: int) -> None:
+        self.device = device
+        self._model = model
+        self._row = row
+
+    @property
+    def kind(self) -> str:
+        """The device's profile kind (gas, tank, elevator, crane, or another name)."""
+        return self.device.kind
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Parameter names the model takes (empty for devices on the generic random walk)."""
+        return tuple(self._model.params) if self._model is not None else ()
+
+    def get(self, name: str) -> float:
+        """The current value of parameter ``name``."""
+        return float(self._params(name)[self._row])
+
+    def set(self, **params: float) -> None:
+        """Set parameters, e.g. ``set(leak_start=20.0, leak_peak=2.5)``."""
+        for name, value in params.items():
+            self._params(name)[self._row] = value
+
+    def _params(self, name: str) -> np.ndarray:
+        if self._model is None or name not in self._model.params:
+            raise ScenarioError(
+                f"device {self.device.id!r} ({self.kind}) has no model parameter {name!r}; "
+                f"known: {', '.join(self.names) or 'none (generic random walk)'}"
+            )
+        return self._model.params[name]
+
+
+class _Scheduler(Protocol):
+    def __call__(self, at: float, action: Callable[[], None]) -> None: ...
+
+
+class ScenarioContext:
+    """What a scenario set-up function works with."""
+
+    def __init__(
+        self,
+        *,
+        devices: Sequence[Device],
+        models: Mapping[str, ModelHandle],
+        schedule: _Scheduler,
+        inject: Callable[[str, Fault], None],
+        clear: Callable[[str], None],
+        seed: int,
+    ) -> None:
+        self.devices = tuple(devices)
+        self.seed = seed
+        self._models = models
+        self._schedule = schedule
+        self._inject = inject
+        self._clear = clear
+
+    def of_kind(self, kind: str) -> Iterator[Device]:
+        """Devices whose profile kind is ``kind``."""
+        return (d for d in self.devices if d.kind == kind)
+
+    def model(self, device_id: str) -> ModelHandle:
+        """The model parameters of one device."""
+        try:
+            return self._models[device_id]
+        except KeyError:
+            raise ScenarioError(f"no simulated device {device_id!r}") from None
+
+    def at(self, t: float, action: Callable[[], None]) -> None:
+        """Run ``action`` when simulated time reaches ``t`` seconds."""
+        self._schedule(t, action)
+
+    def inject(
+        self, device_id: str, fault: Fault, *, at: float = 0.0, until: float | None = None
+    ) -> None:
+        """Inject ``fault`` at time ``at``; with ``until``, clear the device's faults then."""
+        self.model(device_id)  # fail early on an unknown id
+        self.at(at, lambda: self._inject(device_id, fault))
+        if until is not None:
+            self.at(until, lambda: self._clear(device_id))
+
+
+# --------------------------------------------------------------------------- built-in scenarios
+
+
+def _mentions(device: Device, word: str) -> bool:
+    return word in device.id or any(word in v for v in device.tags.values())
+
+
+@scenario("normal", "every signal moves with noise and drift, inside its limits, for hours")
+def normal(ctx: ScenarioContext) -> None:
+    """Nothing to change: the models' defaults are normal operation."""
+
+
+@scenario(
+    "static",
+    "constant values, no noise: registers never change unless a fault or a write changes them",
+    static=True,
+)
+def static(ctx: ScenarioContext) -> None:
+    """Nothing to change: a static scenario never advances the models."""
+
+
+@scenario(
+    "gas-leak",
+    "CH4 at the coal face rises from t=20 s past 1.0 %vol (~1 min) and 1.5 %vol (~1.5-2 min); "
+    "other gas detectors see a diluted rise",
+)
+def gas_leak(ctx: ScenarioContext) -> None:
+    """A methane inflow at the face: first-order rise towards base + 2.2 %vol (tau 100 s)."""
+    gas = list(ctx.of_kind("gas"))
+    face = [d for d in gas if _mentions(d, "face")] or gas
+    for device in gas:
+        handle = ctx.model(device.id)
+        if device in face:
+            handle.set(leak_start=20.0, leak_peak=2.2, leak_tau=100.0)
+        else:
+            handle.set(leak_start=50.0, leak_peak=0.5, leak_tau=150.0)
+
+
+@scenario(
+    "tank-overfill",
+    "tanks start at 85 %, a receipt fills 1 % of height a minute against a throttled outflow: "
+    "H (90 %) at ~5 min, HH (95 %, high switch) at ~10 min",
+)
+def tank_overfill(ctx: ScenarioContext) -> None:
+    """Inflow exceeds outflow with the level controller off."""
+    for device in ctx.of_kind("tank"):
+        handle = ctx.model(device.id)
+        height, diameter = handle.get("height"), handle.get("diameter")
+        area = np.pi / 4 * diameter**2
+        outflow = 0.2 * handle.get("outflow")
+        handle.set(
+            level0_pct=85.0,
+            setpoint_pct=85.0,
+            level_control=0.0,
+            outflow=outflow,
+            inflow=outflow + area * height * 0.01 * 60.0,
+        )
+
+
+@scenario(
+    "elevator-trapped",
+    "from t=15 s each car's next journey stops between floors, outside the landing zone, doors "
+    "closed, a passenger inside, safety circuit open, for 10 minutes",
+)
+def elevator_trapped(ctx: ScenarioContext) -> None:
+    """Arm the trap on every elevator."""
+    for device in ctx.of_kind("elevator"):
+        ctx.model(device.id).set(trap_at=15.0, trap_for=600.0)
+
+
+@scenario(
+    "crane-overload",
+    "from t=15 s a heavy lift's load rises 0.5 % of rated a second from 80 %: moment passes "
+    "90 % at ~35 s, 100 % at ~55 s, 110 % at ~75 s, holds at 120 %",
+)
+def crane_overload(ctx: ScenarioContext) -> None:
+    """Start the heavy lift on every crane."""
+    for device in ctx.of_kind("crane"):
+        ctx.model(device.id).set(overload_at=15.0, overload_rate=0.5, overload_peak=120.0)
+
+
+@scenario(
+    "high-wind",
+    "from t=15 s the mean wind rises to 14 m/s over 2 minutes: gusts pass Beaufort 6 "
+    "(10.8 m/s) from about a minute in, the mean by ~100 s",
+)
+def high_wind(ctx: ScenarioContext) -> None:
+    """Raise the wind on every crane."""
+    for device in ctx.of_kind("crane"):
+        ctx.model(device.id).set(wind_ramp_at=15.0, wind_ramp_to=14.0, wind_ramp_s=120.0)
