@@ -284,7 +284,7 @@ def test_alarm_limits_are_drawn() -> None:
     assert 10.8 in thresholds_of(cranes, "Wind speed")
     assert {90, 100} <= set(thresholds_of(cranes, "Load moment"))
     tanks = BOARDS["tanks.json"]
-    assert len(thresholds_of(tanks, "Level (%")) == 2
+    assert thresholds_of(tanks, "Level (% of tank height)") == [85, 90]
 
 
 def test_alarm_board_marks_floods() -> None:
