@@ -1,0 +1,29 @@
+# hazard-gateway: one image for the gateway and the simulators (docker-compose.yml runs both).
+#   docker build -t hazard-gateway .
+#   docker run --rm hazard-gateway hazardgw check -c examples/site.yaml
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies and the packages first, so editing the site files does not reinstall them.
+COPY pyproject.toml README.md ./
+COPY gateway ./gateway
+COPY rules ./rules
+COPY simulators ./simulators
+RUN pip install . \
+    && useradd --system --create-home --home-dir /var/lib/hazardgw hazardgw
+
+COPY examples ./examples
+COPY deploy ./deploy
+COPY dashboards ./dashboards
+
+# The outbox (deploy/site.compose.yaml: /var/lib/hazardgw/outbox.sqlite3) lives in this volume.
+VOLUME ["/var/lib/hazardgw"]
+USER hazardgw
+
+CMD ["hazardgw", "--help"]
