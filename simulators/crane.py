@@ -144,20 +144,21 @@ class TowerCraneModel(SignalModel):
         self.cargo = np.where(mask, share * self.rated(np.maximum(pick_r, drop_r)), self.cargo)
 
     def _targets(self) -> None:
-        ph = self.phase
-        r = np.select(
-            [ph == TRAVEL, ph == RETURN, ph == HEAVY],
-            [self.drop[:, 0], self.pick[:, 0], self.radius],
-            self.radius,
+        """Targets of radius, slew, height and load for each crane's phase."""
+        r, s, h, q = self.radius, self.slew, self.height, self.load
+        lift, low, top = self.lift, np.full(self.n, 2.0), np.full(self.n, 3.0)
+        zero = np.zeros(self.n)
+        # one column per phase: HOOK, HOIST, TRAVEL, LOWER, UNHOOK, RETURN, HEAVY
+        table = np.stack(
+            [
+                np.stack([r, r, self.drop[:, 0], r, r, self.pick[:, 0], r], axis=1),
+                np.stack([s, s, self.drop[:, 1], s, s, self.pick[:, 1], s], axis=1),
+                np.stack([h, lift, lift, low, h, top, lift], axis=1),
+                np.stack([self.cargo, q, q, q, zero, zero, q], axis=1),
+            ],
+            axis=1,
         )
-        s = np.select([ph == TRAVEL, ph == RETURN], [self.drop[:, 1], self.pick[:, 1]], self.slew)
-        h = np.select(
-            [ph == HOIST, ph == TRAVEL, ph == LOWER, ph == RETURN, ph == HEAVY],
-            [self.lift, self.lift, np.full(self.n, 2.0), np.full(self.n, 3.0), self.lift],
-            self.height,
-        )
-        q = np.select([ph == HOOK, ph == UNHOOK, ph == RETURN], [self.cargo, 0.0, 0.0], self.load)
-        self.targets = np.stack([r, s, h, q], axis=1)
+        self.targets = table[np.arange(self.n), :, self.phase]
 
     def update(self, t: float, dt: float, z: F64, u: F64) -> None:
         p = self.params
@@ -194,8 +195,9 @@ class TowerCraneModel(SignalModel):
         ramp = np.clip((t - p["wind_ramp_at"]) / p["wind_ramp_s"], 0.0, 1.0)
         self._mean = p["wind_mean"] + (p["wind_ramp_to"] - p["wind_mean"]) * ramp
         self._turbulence = ou_step(self._turbulence, z[:, 0], dt, 8.0, 0.15 * self._mean)
-        gust = (u[:, 5] < _GUST_RATE * dt) * (0.3 + 0.3 * np.abs(z[:, 1])) * self._mean
-        self._gust = self._gust * math.exp(-dt / 4.0) + gust
+        strength = 0.3 + 0.3 * np.minimum(np.abs(z[:, 1]) / 2.0, 1.0)  # gust factor 1.3-1.6
+        gust = (u[:, 5] < _GUST_RATE * dt) * strength * self._mean
+        self._gust = np.maximum(self._gust * math.exp(-dt / 4.0), gust)
         self._load_noise = ou_step(self._load_noise, z[:, 2], dt, 2.0, 0.003)
         self._tilt_noise = ou_step(self._tilt_noise, z[:, 3], dt, 20.0, 0.01)
         self._t = t

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusTcpClient, ModbusBaseClient
 
 from gateway.config import Device, SiteConfig
 from gateway.drivers.modbus.codec import decode_words
@@ -14,7 +14,7 @@ from simulators import SiteSimulator
 from tests.simulators.conftest import FakeClock
 
 
-async def read_device(client: AsyncModbusTcpClient, device: Device) -> dict[str, float]:
+async def read_device(client: ModbusBaseClient, device: Device) -> dict[str, float]:
     """Read a device the way the gateway plans it and decode every point with the codec."""
     raw: dict[str, dict[int, int | bool]] = {}
     for req in plan_reads(device.points).requests:
