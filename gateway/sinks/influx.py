@@ -13,8 +13,9 @@ refuses as malformed (HTTP 400/422) would fail forever: it is dropped, counted
 
 Seam for the durable outbox: :meth:`InfluxSink.add_lines` takes already-encoded line protocol
 into the same buffer, and :meth:`InfluxSink.write` makes a single attempt and raises
-:class:`InfluxWriteError` so a caller that keeps its own copy (the outbox) can ack only what the
-server accepted. :class:`LineEncoder` (``sink.encoder``) produces the lines without a sink.
+:class:`InfluxWriteError` (with ``retry_after``) so a caller that keeps its own copy (the
+outbox) acks only what the server took. :class:`LineEncoder` (``sink.encoder``) produces the
+lines without a sink.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class InfluxWriteError(GatewayError):
     def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
         self.retryable = retryable
         self.status = status
+        self.retry_after: float | None = None  # set by InfluxSink.write: its backoff delay
         super().__init__(message)
 
 
@@ -380,21 +382,31 @@ class InfluxSink:
 
     # ------------------------------------------------------------------ direct writes
 
-    async def write(self, lines: str | bytes | Iterable[str]) -> None:
-        """One write attempt of already-encoded lines, bypassing the buffer.
+    async def write(self, lines: str | bytes | Iterable[str]) -> int:
+        """Write already-encoded lines now, bypassing the buffer: the seam for the outbox.
 
-        Raises :class:`InfluxWriteError` (``retryable`` tells whether trying again can help).
-        For a caller that keeps its own copy until the server accepted it, such as the outbox.
+        Returns the number of lines written, or 0 when the server refused them as malformed
+        (HTTP 400/422: counted in ``stats.rejected_lines`` and logged; sending them again cannot
+        help, so the caller should drop them too). Raises :class:`InfluxWriteError` when the
+        database could not take them (down, unauthorized, overloaded): keep them and try again
+        after ``exc.retry_after`` seconds (capped, jittered backoff). Failures and the recovery
+        are logged and counted as for buffered writes.
         """
         if self._writer is None:
             raise InfluxSinkError("the sink is not started: use it as 'async with InfluxSink(...)'")
         if isinstance(lines, bytes):
-            body = lines.decode("utf-8")
-        elif isinstance(lines, str):
-            body = lines
-        else:
-            body = "\n".join(lines)
-        await self._writer(body)
+            lines = lines.decode("utf-8")
+        batch = lines.split("\n") if isinstance(lines, str) else list(lines)
+        batch = [line for line in batch if line and not line.isspace()]
+        if not batch:
+            return 0
+        try:
+            return len(batch) if await self._deliver(batch, direct=True) else 0
+        except InfluxWriteError as exc:
+            if exc.status != _TOO_LARGE:
+                raise
+        half = len(batch) // 2  # too large: write it in halves (a retry may repeat the first)
+        return await self.write(batch[:half]) + await self.write(batch[half:])
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Ask for an immediate write and wait until the buffer is empty; False on timeout."""
@@ -454,12 +466,11 @@ class InfluxSink:
 
     async def _send_inflight(self) -> float | None:
         """Write the batch in flight; None when done with it, else seconds to wait first."""
-        assert self._writer is not None
         batch = self._inflight
         try:
-            await self._writer("\n".join(batch))
+            await self._deliver(batch)
         except InfluxWriteError as exc:
-            if exc.status == _TOO_LARGE and len(batch) > 1:
+            if exc.status == _TOO_LARGE:
                 self._batch_limit = max(1, len(batch) // 2)
                 self._buffer.extendleft(reversed(batch[self._batch_limit :]))
                 self._inflight = batch[: self._batch_limit]
@@ -470,8 +481,23 @@ class InfluxSink:
                     self._batch_limit,
                 )
                 return None
-            if not exc.retryable:
-                self._inflight = []
+            return exc.retry_after
+        self._inflight = []
+        if self._overflowing and len(self._buffer) < self._max_buffer // 2:
+            self._overflowing = False
+        return None
+
+    async def _deliver(self, batch: list[str], *, direct: bool = False) -> bool:
+        """One attempt, with the counters and state-change logs. True when written, False when
+        the server refused the lines for good; raises :class:`InfluxWriteError` when they should
+        be sent again (``retry_after`` set) or split (status 413)."""
+        assert self._writer is not None
+        try:
+            await self._writer("\n".join(batch))
+        except InfluxWriteError as exc:
+            if exc.status == _TOO_LARGE and len(batch) > 1:
+                raise
+            if not exc.retryable or exc.status == _TOO_LARGE:
                 self._rejected_lines += len(batch)
                 log.error(
                     "InfluxDB at %s refused %d lines, dropping them: %s",
@@ -479,15 +505,15 @@ class InfluxSink:
                     len(batch),
                     exc,
                 )
-                return None
-            return self._failed(exc)
-        except Exception as exc:  # an unexpected failure must not end the writer task
-            return self._failed(exc)
-        self._inflight = []
+                return False
+            exc.retry_after = self._failed(exc, self.buffered + (len(batch) if direct else 0))
+            raise
+        except Exception as exc:  # anything unexpected counts as an outage, never ends the task
+            error = InfluxWriteError(_describe(exc), retryable=True)
+            error.retry_after = self._failed(error, self.buffered + (len(batch) if direct else 0))
+            raise error from exc
         self._written_lines += len(batch)
         self._written_batches += 1
-        if self._overflowing and len(self._buffer) < self._max_buffer // 2:
-            self._overflowing = False
         if self._down_since is not None:
             log.info(
                 "InfluxDB writes to %s recovered after %.1f s and %d failed attempts; "
@@ -499,18 +525,18 @@ class InfluxSink:
             )
             self._down_since = None
             self._failures_in_outage = 0
-        return None
+        return True
 
-    def _failed(self, exc: BaseException) -> float:
+    def _failed(self, exc: InfluxWriteError, pending: int) -> float:
         self._failed_batches += 1
-        self._last_error = _describe(exc) if not isinstance(exc, InfluxWriteError) else str(exc)
+        self._last_error = str(exc)
         if self._down_since is None:
             self._down_since = time.monotonic()
             log.error(
                 "InfluxDB writes to %s failing (%s); keeping %d lines and retrying with backoff",
                 self.config.url,
                 self._last_error,
-                self.buffered,
+                pending,
             )
         else:
             log.debug("InfluxDB write to %s failed again: %s", self.config.url, self._last_error)

@@ -133,7 +133,7 @@ async def test_backoff_grows_and_is_capped() -> None:
     writer = FakeWriter()
     writer.down = True
     sink = sink_with(writer, batch_size=1, flush_interval=0.01)
-    delays = [sink._failed(InfluxWriteError("x", retryable=True)) for _ in range(10)]
+    delays = [sink._failed(InfluxWriteError("x", retryable=True), 1) for _ in range(10)]
     assert 0.005 <= delays[0] <= 0.01
     assert all(d <= 0.05 for d in delays)
     assert max(delays[5:]) > 0.02  # reached the cap region, jittered
@@ -193,15 +193,35 @@ async def test_add_lines_accepts_bodies_and_bytes() -> None:
     ]
 
 
-async def test_direct_write_raises_for_the_caller_to_keep_its_copy() -> None:
+async def test_direct_write_raises_for_the_caller_to_keep_its_copy(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.sinks.influx")
     writer = FakeWriter()
-    async with sink_with(writer) as sink:
-        await sink.write([f"a,site=s1 x=1.0 {TS}"])
+    async with sink_with(writer, batch_size=100, flush_interval=30) as sink:
+        assert await sink.write([f"a,site=s1 x=1.0 {TS}"]) == 1
         writer.down = True
-        with pytest.raises(InfluxWriteError) as info:
-            await sink.write(f"a,site=s1 x=2.0 {TS}".encode())
-        assert info.value.retryable
-    assert writer.lines == [f"a,site=s1 x=1.0 {TS}"]
+        for _ in range(3):
+            with pytest.raises(InfluxWriteError) as info:
+                await sink.write(f"a,site=s1 x=2.0 {TS}\n".encode())
+            assert info.value.retryable
+            assert info.value.retry_after is not None
+            assert 0 < info.value.retry_after <= 0.05
+        assert not sink.stats.connected
+        writer.down = False
+        assert await sink.write(f"a,site=s1 x=2.0 {TS}") == 1
+        assert sink.stats.connected
+        writer.fail_status = 400
+        assert await sink.write(["bad", "worse"]) == 0  # refused for good: drop, do not retry
+        assert sink.stats.rejected_lines == 2
+        writer.fail_status = 413
+        assert await sink.write([f"b,site=s1 y={i}.0 {TS}" for i in range(4)]) == 4
+        assert await sink.write("") == 0
+    assert writer.lines[:2] == [f"a,site=s1 x=1.0 {TS}", f"a,site=s1 x=2.0 {TS}"]
+    assert len(writer.lines) == 6
+    levels = [r.levelname for r in caplog.records if "failing" in r.getMessage()]
+    assert levels == ["ERROR"]  # three failures in a row: one ERROR
+    assert sum("recovered" in r.getMessage() for r in caplog.records) == 1
     with pytest.raises(InfluxSinkError, match="not started"):
         await InfluxSink(config(), "s1", token=None).write("x")
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from gateway.config import BUILTIN_PROFILES, InfluxConfig
-from gateway.sinks import InfluxSink
+from gateway.sinks import InfluxSink, InfluxWriteError
 from gateway.sinks.lineprotocol import ALARM_STATE_CODES, is_integer_point
 from tests.sink.devices import make_device
 from tests.vm import VictoriaMetrics
@@ -168,3 +168,23 @@ async def test_outage_loses_nothing_and_keeps_order(vm: VictoriaMetrics) -> None
     assert [ts for ts, _ in ch4] == [t0 + i * 100 for i in range(total)]
     assert [v for _, v in ch4] == [i / 100 for i in range(total)]
     assert co == [(t0 + i * 100, float(i)) for i in range(total)]
+
+
+async def test_direct_writes_for_the_outbox_raise_while_down(vm: VictoriaMetrics) -> None:
+    t = now_ms()
+    lines = [f"gateway,site=xinmi-mine-01 outbox_depth={i}i {t + i}" for i in range(3)]
+    async with sink_for(vm) as sink:
+        assert await sink.write(lines[:1]) == 1
+        vm.stop()
+        with pytest.raises(InfluxWriteError) as info:
+            await sink.write("\n".join(lines[1:]))
+        assert info.value.retryable
+        assert info.value.retry_after is not None
+        vm.start()
+        assert await sink.write("\n".join(lines[1:]).encode()) == 2
+    vm.wait_for_samples('{__name__="gateway_outbox_depth"}', 3)
+    assert vm.samples("gateway_outbox_depth", site="xinmi-mine-01") == [
+        (t, 0),
+        (t + 1, 1),
+        (t + 2, 2),
+    ]
