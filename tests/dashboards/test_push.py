@@ -11,7 +11,6 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -266,8 +265,3 @@ def test_boards_are_found_and_a_missing_dir_is_a_clear_error(tmp_path: Path) -> 
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(DashboardsError, match="needs a 'uid' and a 'title'"):
         load_boards(tmp_path)
-
-
-def test_runs_in_this_interpreter_only_for_the_error_path() -> None:
-    # The extra must not leak into the gateway's environment (urllib3-future replaces urllib3).
-    assert "urllib3_future" not in sys.modules
