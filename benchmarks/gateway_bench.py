@@ -68,7 +68,13 @@ def synthetic_profile(points: int) -> str:
 
 def write_site(workdir: Path, devices: int, points: int, interval: float, mqtt_url: str) -> Path:
     (workdir / "bench_profile.yaml").write_text(synthetic_profile(points))
-    ports = [free_port() for _ in range(devices)]
+    ports: list[int] = []
+    seen: set[int] = set()
+    while len(ports) < devices:
+        port = free_port()
+        if port not in seen:
+            seen.add(port)
+            ports.append(port)
     lines = [
         "site: {id: bench}",
         f"mqtt: {{url: '{mqtt_url}', topic_prefix: hazard, telemetry_qos: 0}}",
@@ -176,6 +182,8 @@ def main() -> None:
     proc = psutil.Process(gw.pid)
     try:
         time.sleep(args.warmup)
+        if gw.poll() is not None:
+            raise SystemExit(f"gateway exited: see {work / 'gateway.log'}")
         p0, m0 = counter.read()
         cpu0 = sum(proc.cpu_times()[:2])
         t0 = time.monotonic()

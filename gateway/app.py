@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway import __version__
+from gateway.alarm_service import AlarmService, build_engine
 from gateway.config import MqttConfig, SiteConfig
 from gateway.drivers.modbus.link import ModbusLink, link_key
 from gateway.messages import OutboundMessage
@@ -99,6 +100,10 @@ class Gateway:
         self._errors = [0] * len(self.pollers)
         self.telemetry_qos = self.mqtt_cfg.telemetry_qos
         self.outbox: AsyncOutbox | None = None
+        self.alarms: AlarmService | None = None
+        if site.rules:
+            engine = build_engine(site, self.table)
+            self.alarms = AlarmService(engine, self.table, self.topics, self.publisher.publish)
 
     # ------------------------------------------------------------------ poll results
 
@@ -127,6 +132,8 @@ class Gateway:
             self.table.mark_bad(idx, res.ts)
             online, error = False, str(res.error)
         self.table.device_online[idx] = online
+        if self.alarms is not None:
+            self.alarms.poll_arrived(idx, res.ts)
         if self._online[idx] != online:
             self._online[idx] = online
             self.publisher.publish(
@@ -144,8 +151,14 @@ class Gateway:
     # ------------------------------------------------------------------ commands
 
     async def handle_command(self, topic: str, payload: bytes) -> list[OutboundMessage]:
-        reply = {"ok": False, "error": f"no handler for {topic}", "request": None}
-        return [OutboundMessage(self.topics.cmd_reply, json_payload(reply), qos=1, kind="reply")]
+        if topic not in (self.topics.cmd_ack, self.topics.cmd_shelve):
+            return []  # other cmd/ topics (e.g. replies) are not for the gateway
+        if self.alarms is None:
+            reply = {"ok": False, "error": "no rule packs loaded: no alarms", "request": None}
+            return [
+                OutboundMessage(self.topics.cmd_reply, json_payload(reply), qos=1, kind="reply")
+            ]
+        return self.alarms.handle_command(topic, payload)
 
     # ------------------------------------------------------------------ run
 
@@ -172,6 +185,11 @@ class Gateway:
                 "poll_lag_p99_ms": round(snap["poll_lag_p99_ms"], 3),
                 "mqtt_backlog": self.publisher.backlog,
                 "outbox_depth": self.outbox.stats().rows if self.outbox else 0,
+                "alarm_latency_p99_ms": (
+                    round(float(np.percentile(np.fromiter(self.alarms.latency_ms, float), 99)), 3)
+                    if self.alarms and self.alarms.latency_ms
+                    else None
+                ),
             }
             self.publisher.publish(
                 OutboundMessage(
@@ -205,6 +223,8 @@ class Gateway:
                     self.publisher.outbox = self.outbox
                 tg.create_task(self.publisher.run(), name="mqtt")
                 tg.create_task(self._stats_loop(), name="stats")
+                if self.alarms is not None:
+                    tg.create_task(self.alarms.run(), name="alarms")
                 for poller in self.pollers:
                     tg.create_task(poller.run(), name=f"poll:{poller.device.id}")
                 if stop is not None:

@@ -30,14 +30,26 @@ EXIT_CONFIG = 2
 
 
 def _load(path: str) -> SiteConfig:
+    """Load and check a site file and its rule packs; on any problem print them and exit 2."""
+    from gateway.alarm_service import build_engine
+    from gateway.points import PointTable
+    from rules import RulesConfigError
+
     try:
-        return load_site(path)
+        site = load_site(path)
     except ConfigError as exc:
         n = len(exc.issues)
         print(f"{path}: {n} problem{'s' if n != 1 else ''}:", file=sys.stderr)
         for issue in exc.issues:
             print(f"  {issue}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
+    if site.rules:
+        try:
+            build_engine(site, PointTable(site.devices))
+        except RulesConfigError as exc:
+            print(f"{path}: rules: {exc}", file=sys.stderr)
+            raise SystemExit(EXIT_CONFIG) from None
+    return site
 
 
 def _setup_logging(level: str) -> None:

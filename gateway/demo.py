@@ -179,8 +179,9 @@ class DemoView:
         alarms = Table(
             title="Alarms (press a to acknowledge, q to quit)", expand=True, title_justify="left"
         )
-        for col in ("alarm", "state", "level", "prio", "value", "limit", "message"):
-            alarms.add_column(col)
+        for col in ("alarm", "state", "level", "prio", "value", "limit"):
+            alarms.add_column(col, no_wrap=True)
+        alarms.add_column("message", no_wrap=True, overflow="ellipsis", ratio=1)
         for alarm_id, doc in sorted(self.alarms.items(), key=lambda kv: kv[1].get("priority", 9)):
             state = str(doc.get("state"))
             alarms.add_row(
@@ -190,7 +191,7 @@ class DemoView:
                 str(doc.get("priority", "")),
                 str(doc.get("value", "")),
                 str(doc.get("limit", "")),
-                str(doc.get("message", ""))[:60],
+                str(doc.get("message", "")),
             )
         if not self.alarms:
             alarms.add_row("(none)", "", "", "", "", "", "")
