@@ -246,6 +246,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from gateway.drivers.modbus.probe import describe_connection, parse_units, scan
+    from gateway.errors import DeviceError
 
     try:
         units = parse_units(args.units)
@@ -256,6 +257,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         where = describe_connection(link.conn)
+        try:
+            await link.connect("scan", max(args.timeout, 1.0))
+        except DeviceError as exc:
+            link.close()
+            print(f"{where}: {exc}", file=sys.stderr)
+            return 1
         print(f"scanning {where}, units {args.units}, {args.timeout:g} s each")
         try:
             hits = await scan(

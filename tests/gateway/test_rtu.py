@@ -422,6 +422,9 @@ async def test_scan_lists_the_units_that_answer(line: tuple[Line, dict[str, Any]
     rc, _, err = await run_cli("scan", *line_args(conn), "--units", "x-2")
     assert rc == 2
     assert "--units" in err
+    rc, _, err = await run_cli("scan", "--serial", "/nonexistent/tty", "--units", "1-3")
+    assert rc == 1
+    assert "cannot connect" in err and "Traceback" not in err
 
 
 async def test_check_probe_prints_the_learned_plan(

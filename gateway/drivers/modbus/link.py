@@ -156,6 +156,11 @@ class ModbusLink:
             self.close()
             raise DeviceOffline(device, f"cannot connect to {self.key}")
 
+    async def connect(self, device: str, timeout: float) -> None:
+        """Open the connection or serial port now; raises DeviceOffline naming the link."""
+        async with self._lock:
+            await self._ensure_connected(device, timeout)
+
     # ------------------------------------------------------------------ line discipline
 
     async def _wait_gap(self) -> None:
