@@ -119,7 +119,8 @@ class Fleet:
         """One device's image of ``kind`` as pymodbus keeps it (bit kinds packed, bit 0 first)."""
         image = self.image()
         source = self._packed[kind] if kind in BIT_KINDS else image[kind]
-        return [int(w) for w in source[row]]
+        words: list[int] = source[row].tolist()
+        return words
 
     def hold(
         self, row: int, kind: str, address: int, values: Sequence[int] | Sequence[bool]

@@ -228,10 +228,7 @@ class SiteSimulator:
         image = fleet.image()
         out: dict[str, list[int] | list[bool]] = {}
         for kind, array in image.items():
-            if kind in BIT_KINDS:
-                out[kind] = [bool(b) for b in array[row]]
-            else:
-                out[kind] = [int(w) for w in array[row]]
+            out[kind] = array[row].tolist()  # bools for bit kinds, ints for words
         return out
 
     def values(self, device_id: str) -> dict[str, float]:

@@ -91,3 +91,62 @@ async def test_static_registers_equal_what_a_client_reads(
             0
         ]
         assert float(level) == first["level"]
+
+
+async def test_reads_refresh_lazily_from_the_clock(
+    four_kinds_site: Callable[[], SiteConfig], clock: FakeClock
+) -> None:
+    site = four_kinds_site()
+    device = site.device("crane-1")
+    async with SiteSimulator(site, "normal", seed=2, clock=clock) as sim:
+        client = AsyncModbusTcpClient("127.0.0.1", port=device.connection.port)  # type: ignore[union-attr]
+        await client.connect()
+        try:
+            at_start = await read_device(client, device)
+            clock.now = 40.0
+            later = await read_device(client, device)
+        finally:
+            client.close()
+        assert sim.time == 40.0
+        assert later != at_start
+        assert later == sim.values("crane-1")
+
+
+async def test_written_values_hold_until_released(
+    four_kinds_site: Callable[[], SiteConfig],
+) -> None:
+    site = four_kinds_site()
+    device = site.device("face1-gas")
+    async with SiteSimulator(site, "normal", seed=2) as sim:
+        client = AsyncModbusTcpClient("127.0.0.1", port=device.connection.port)  # type: ignore[union-attr]
+        await client.connect()
+        try:
+            assert not (await client.write_coil(0, True, device_id=1)).isError()
+            assert (await client.read_coils(0, count=1, device_id=1)).bits[0] is True
+            assert sim.values("face1-gas")["relay_cut"] == 1.0
+            assert not (await client.write_register(8, 10000, device_id=1)).isError()
+            rr = await client.read_holding_registers(8, count=1, device_id=1)
+            assert rr.registers == [10000]
+            sim.clear_faults("face1-gas")
+            assert (await client.read_coils(0, count=1, device_id=1)).bits[0] is False
+            rr = await client.read_holding_registers(8, count=1, device_id=1)
+            assert rr.registers == [400]  # ch4_range 4.00 again
+        finally:
+            client.close()
+
+
+async def test_addresses_outside_the_profile_are_refused(
+    four_kinds_site: Callable[[], SiteConfig],
+) -> None:
+    site = four_kinds_site()
+    device = site.device("lift-1")  # no coils, no discrete inputs, holding 0..7, input 0..1
+    async with SiteSimulator(site, "static"):
+        client = AsyncModbusTcpClient("127.0.0.1", port=device.connection.port)  # type: ignore[union-attr]
+        await client.connect()
+        try:
+            assert (await client.read_holding_registers(0, count=9, device_id=1)).isError()
+            assert (await client.read_coils(0, count=1, device_id=1)).isError()
+            assert (await client.read_discrete_inputs(0, count=1, device_id=1)).isError()
+            assert not (await client.read_input_registers(0, count=2, device_id=1)).isError()
+        finally:
+            client.close()
