@@ -127,7 +127,7 @@ class RuleEngine:
 
         new_sample = sample_ts > self._last_seen
         np.copyto(self._last_seen, sample_ts, where=new_sample)
-        self._trend.push(new_sample, values, quality, sample_ts)
+        self._trend.push(now, new_sample, values, quality, sample_ts)
 
         thr = s[BlockKind.THRESHOLD]
         self._threshold.evaluate(
@@ -135,7 +135,7 @@ class RuleEngine:
         )
         trend = s[BlockKind.TREND]
         self._trend.evaluate(
-            now, values, quality, eff=book.eff[trend], raw=raw[trend], value_out=book.value[trend]
+            values, quality, eff=book.eff[trend], raw=raw[trend], value_out=book.value[trend]
         )
         book.forecast[trend] = self._trend.forecast
         stale = s[BlockKind.STALE]

@@ -102,7 +102,9 @@ class ScalarEngine:
         return NONE
 
     def trend_level(self, alarm: Alarm, spec: TrendSpec, now: float, current: float) -> int:
-        inside = [(t, v) for t, v in alarm.history if t >= now - spec.window_s]
+        while alarm.history and alarm.history[0][0] < now - spec.window_s:
+            alarm.history.popleft()  # left the window: it never comes back
+        inside = list(alarm.history)
         n = len(inside)
         sum_t = sum_v = sum_tt = sum_tv = 0.0
         for t, v in inside:
