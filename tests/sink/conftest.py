@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-_ROOT = Path(__file__).resolve().parents[2]
-if str(_ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) leaves the repo off the path
-    sys.path.insert(0, str(_ROOT))
-
-from tests.vm import VictoriaMetrics, find_binary  # noqa: E402
+from tests.vm import VictoriaMetrics, find_binary
 
 
 @pytest.fixture
