@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -199,8 +198,7 @@ class RuleEngine:
         if (
             isinstance(minutes, bool)
             or not isinstance(minutes, int | float)
-            or not math.isfinite(minutes)
-            or not 0 < minutes <= MAX_SHELVE_MINUTES
+            or not 0 < minutes <= MAX_SHELVE_MINUTES  # also false for NaN and infinities
         ):
             raise InvalidCommand(
                 alarm_id, f"shelve minutes must be a number in (0, {MAX_SHELVE_MINUTES}]"

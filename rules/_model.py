@@ -44,6 +44,11 @@ class State(StrEnum):
     SHELVED = "SHELVED"
     SUPPRESSED = "SUPPRESSED"
 
+    @property
+    def code(self) -> int:
+        """Integer code (0 NORMAL … 5 SUPPRESSED), e.g. for the InfluxDB ``alarm.state`` field."""
+        return STATE_CODES[self]
+
 
 #: Integer codes of the states, as stored in the engine's arrays and written to InfluxDB.
 STATE_CODES: Final = {s: i for i, s in enumerate(State)}

@@ -343,7 +343,6 @@ class ScalarEngine:
         ok = (
             not isinstance(minutes, bool)
             and isinstance(minutes, int | float)
-            and math.isfinite(minutes)
             and 0 < minutes <= MAX_SHELVE_MINUTES
         )
         if not ok:

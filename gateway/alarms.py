@@ -1,0 +1,255 @@
+"""Alarm messages on MQTT: transitions, retained state, flood events and operator commands.
+
+Pure functions from the rules engine's records to :class:`OutboundMessage` values, per the MQTT
+contract in DESIGN.md (``P`` = ``{topic_prefix}/{site_id}``, passed in as ``base``):
+
+* ``P/alarms/{device}/{point}/{rule}`` — retained, QoS 1: the alarm's current state; an empty
+  retained payload deletes an alarm that is cleared and acknowledged (state NORMAL).
+* ``P/events/alarm`` — QoS 1: every transition, with ``id``, ``from`` and ``to``; flood start and
+  end are announced here too, as ``{"type": "flood", …}``.
+* ``P/cmd/alarm/ack`` and ``P/cmd/alarm/shelve`` — JSON commands ``{"id", "user", "minutes"}``;
+  :func:`handle_command` validates one, applies it to the engine and returns the reply for
+  ``P/cmd/reply`` (``{"ok", "error", "request"}``). A malformed command or one naming an unknown
+  alarm gets an error reply and changes nothing.
+
+Timestamps are Unix epoch milliseconds; NaN values are sent as ``null``. No MQTT client here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from rules import (
+    MAX_SHELVE_MINUTES,
+    AlarmCommandError,
+    AlarmState,
+    AlarmTransition,
+    FloodEvent,
+    State,
+)
+
+__all__ = [
+    "MAX_COMMAND_BYTES",
+    "AlarmCommandTarget",
+    "CommandResult",
+    "OutboundMessage",
+    "alarm_topic",
+    "event_message",
+    "flood_message",
+    "handle_command",
+    "state_message",
+    "state_messages",
+    "transition_messages",
+]
+
+#: Largest command payload accepted (bytes).
+MAX_COMMAND_BYTES: Final = 4096
+MAX_ID_CHARS: Final = 256
+MAX_USER_CHARS: Final = 128
+QOS_ALARM: Final = 1
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One MQTT publication: topic, UTF-8 JSON payload (``b""`` deletes a retained topic)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+class AlarmCommandTarget(Protocol):
+    """What :func:`handle_command` needs from the engine (``rules.RuleEngine`` has it)."""
+
+    def ack(self, alarm_id: str, user: str, now: float) -> list[AlarmTransition]: ...
+
+    def shelve(
+        self, alarm_id: str, user: str, minutes: float, now: float
+    ) -> list[AlarmTransition]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """Outcome of one command: the reply, the transitions it caused and every message to
+    publish (transition events and retained states first, then the reply)."""
+
+    ok: bool
+    reply: OutboundMessage
+    transitions: tuple[AlarmTransition, ...] = ()
+    messages: tuple[OutboundMessage, ...] = field(default_factory=tuple)
+
+
+def _ms(ts: float) -> int:
+    return round(ts * 1000.0)
+
+
+def _num(value: float | None) -> float | None:
+    if value is None or math.isnan(value) or math.isinf(value):
+        return None
+    return value
+
+
+def alarm_topic(base: str, alarm_id: str) -> str:
+    """``P/alarms/{device}/{point}/{rule}`` for an alarm id ``{device}/{point}/{rule}``."""
+    return f"{base}/alarms/{alarm_id}"
+
+
+def _state_fields(record: AlarmTransition | AlarmState, state: State) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "ts": _ms(record.ts),
+        "state": state.value,
+        "level": record.level,
+        "priority": record.priority,
+        "value": _num(record.value),
+        "limit": _num(record.limit),
+        "message": record.message,
+    }
+    if record.forecast_s is not None:
+        doc["forecast_s"] = _num(record.forecast_s)
+    return doc
+
+
+def state_message(base: str, state: AlarmState) -> OutboundMessage:
+    """The retained state of one alarm (empty payload when it is NORMAL)."""
+    topic = alarm_topic(base, state.id)
+    if state.state is State.NORMAL:
+        return OutboundMessage(topic, b"", QOS_ALARM, True)
+    doc = _state_fields(state, state.state)
+    if state.shelved_until is not None:
+        doc["shelved_until"] = _ms(state.shelved_until)
+    return OutboundMessage(topic, _dumps(doc).encode(), QOS_ALARM, True)
+
+
+def state_messages(base: str, states: Iterable[AlarmState]) -> list[OutboundMessage]:
+    """Retained messages for ``engine.active_alarms()``, e.g. to republish after a restart."""
+    return [state_message(base, s) for s in states]
+
+
+def event_message(base: str, t: AlarmTransition) -> OutboundMessage:
+    """The ``P/events/alarm`` message of one transition."""
+    doc = {
+        "type": "transition",
+        "id": t.id,
+        "from": t.from_state.value,
+        "to": t.to_state.value,
+        **_state_fields(t, t.to_state),
+    }
+    if t.user is not None:
+        doc["user"] = t.user
+    return OutboundMessage(f"{base}/events/alarm", _dumps(doc).encode(), QOS_ALARM, False)
+
+
+def _retained_of(base: str, t: AlarmTransition) -> OutboundMessage:
+    topic = alarm_topic(base, t.id)
+    if t.to_state is State.NORMAL:
+        return OutboundMessage(topic, b"", QOS_ALARM, True)
+    doc = _state_fields(t, t.to_state)
+    return OutboundMessage(topic, _dumps(doc).encode(), QOS_ALARM, True)
+
+
+def transition_messages(base: str, t: AlarmTransition) -> list[OutboundMessage]:
+    """The event and the new retained state for one transition (in that order)."""
+    return [event_message(base, t), _retained_of(base, t)]
+
+
+def flood_message(base: str, event: FloodEvent) -> OutboundMessage:
+    """A flood start or end, announced on ``P/events/alarm`` with ``"type": "flood"``."""
+    doc = {
+        "type": "flood",
+        "id": "flood",
+        "from": "NORMAL" if event.started else "FLOOD",
+        "to": "FLOOD" if event.started else "NORMAL",
+        "ts": _ms(event.ts),
+        "count": event.count,
+        "window_s": event.window_s,
+        "message": event.message,
+    }
+    return OutboundMessage(f"{base}/events/alarm", _dumps(doc).encode(), QOS_ALARM, False)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _text(request: Mapping[str, Any], key: str, limit: int) -> str:
+    value = request.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise _Rejected(f"{key!r} must be a non-empty string")
+    if len(value) > limit:
+        raise _Rejected(f"{key!r} is longer than {limit} characters")
+    return value
+
+
+def _minutes(request: Mapping[str, Any]) -> float:
+    value = request.get("minutes")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Rejected(f"'minutes' must be a number in (0, {MAX_SHELVE_MINUTES}]")
+    if not 0 < value <= MAX_SHELVE_MINUTES:  # also rejects NaN and infinities
+        raise _Rejected(f"'minutes' must be a number in (0, {MAX_SHELVE_MINUTES}], got {value}")
+    return float(value)
+
+
+def _parse(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise _Rejected(f"command larger than {MAX_COMMAND_BYTES} bytes")
+    try:
+        request = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _Rejected(f"payload is not UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise _Rejected("payload is nested too deeply") from None
+    if not isinstance(request, dict):
+        raise _Rejected("payload must be a JSON object")
+    return request
+
+
+def _reply(base: str, now: float, request: Any, error: str | None) -> OutboundMessage:
+    doc = {"ts": _ms(now), "ok": error is None, "error": error, "request": request}
+    try:
+        payload = _dumps(doc).encode()
+    except ValueError:  # NaN or Infinity inside the echoed request
+        payload = _dumps({**doc, "request": None}).encode()
+    return OutboundMessage(f"{base}/cmd/reply", payload, QOS_ALARM, False)
+
+
+def handle_command(
+    base: str, topic: str, payload: bytes, engine: AlarmCommandTarget, now: float
+) -> CommandResult:
+    """Validate and apply one alarm command received on ``topic``.
+
+    ``P/cmd/alarm/ack`` takes ``{"id", "user"}``; ``P/cmd/alarm/shelve`` also ``"minutes"``
+    (0 < minutes ≤ 1440). Other keys are ignored and echoed back in ``request``. Any problem —
+    size, encoding, JSON, types, range, unknown alarm, an alarm not awaiting acknowledgement —
+    gives ``{"ok": false, "error": …}`` and leaves the engine unchanged.
+    """
+    request: Any = None
+    try:
+        verb = topic.removeprefix(f"{base}/cmd/alarm/") if topic.startswith(base + "/") else ""
+        if verb not in ("ack", "shelve"):
+            raise _Rejected(f"unknown command topic {topic!r}")
+        request = _parse(payload)
+        alarm_id = _text(request, "id", MAX_ID_CHARS)
+        user = _text(request, "user", MAX_USER_CHARS)
+        if verb == "ack":
+            transitions = engine.ack(alarm_id, user, now)
+        else:
+            transitions = engine.shelve(alarm_id, user, _minutes(request), now)
+    except _Rejected as exc:
+        return CommandResult(False, _reply(base, now, request, exc.reason))
+    except AlarmCommandError as exc:
+        return CommandResult(False, _reply(base, now, request, str(exc)))
+    reply = _reply(base, now, request, None)
+    messages = [m for t in transitions for m in transition_messages(base, t)]
+    return CommandResult(True, reply, tuple(transitions), (*messages, reply))
