@@ -171,21 +171,39 @@ def static(ctx: ScenarioContext) -> None:
     """Nothing to change: a static scenario never advances the models."""
 
 
+def _gas_position(device: Device) -> str:
+    """Where a gas sensor sits: ``face`` (T0/T1), ``return`` (T2) or ``other``."""
+    position = device.tags.get("position", "").upper()
+    if position in {"T0", "T1"}:
+        return "face"
+    if position == "T2" or _mentions(device, "return"):
+        return "return"
+    if not position and _mentions(device, "face"):
+        return "face"
+    return "other"
+
+
 @scenario(
     "gas-leak",
-    "CH4 at the coal face rises from t=20 s past 1.0 %vol (~1 min) and 1.5 %vol (~1.5-2 min); "
-    "other gas detectors see a diluted rise",
+    "CH4 at the coal face (T0/T1, or ids/tags naming 'face') rises from t=20 s past 1.0 %vol "
+    "(~1 min) and 1.5 %vol (~1.5-2 min); the return airway (T2) follows later past 1.0; other "
+    "gas detectors see a diluted rise",
 )
 def gas_leak(ctx: ScenarioContext) -> None:
     """A methane inflow at the face: first-order rise towards base + 2.2 %vol (tau 100 s)."""
     gas = list(ctx.of_kind("gas"))
-    face = [d for d in gas if _mentions(d, "face")] or gas
+    where = {d.id: _gas_position(d) for d in gas}
+    if "face" not in where.values():
+        where = dict.fromkeys(where, "face")  # no face named: every detector is at the face
     for device in gas:
         handle = ctx.model(device.id)
-        if device in face:
-            handle.set(leak_start=20.0, leak_peak=2.2, leak_tau=100.0)
-        else:
-            handle.set(leak_start=50.0, leak_peak=0.5, leak_tau=150.0)
+        match where[device.id]:
+            case "face":
+                handle.set(leak_start=20.0, leak_peak=2.2, leak_tau=100.0)
+            case "return":
+                handle.set(leak_start=45.0, leak_peak=1.3, leak_tau=120.0)
+            case _:
+                handle.set(leak_start=60.0, leak_peak=0.4, leak_tau=150.0)
 
 
 @scenario(

@@ -117,8 +117,10 @@ def test_gas_leak_passes_alarm_then_power_off() -> None:
     assert not series(trace, "face1-gas", "feed_on")[int(t_cut) + 1]
     assert series(trace, "face1-gas", "lel")[-1] == pytest.approx(ch4[-1] * 20, abs=0.2)
     assert series(trace, "face1-gas", "o2")[-1] < 20.9
-    # the return airway sees a diluted rise that stays below the alarm
-    assert series(trace, "return-gas", "ch4").max() < 1.0
+    # the return airway follows later and lower
+    ret = series(trace, "return-gas", "ch4")
+    assert t_alarm < first_time(ret, ret >= 1.0) < 240
+    assert ret.max() < ch4.max()
 
 
 def test_gas_status_follows_values() -> None:

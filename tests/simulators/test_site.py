@@ -124,3 +124,34 @@ def test_module_entry_point_rejects_a_bad_config(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "devices" in proc.stderr
+
+
+def test_a_custom_scenario_sets_parameters_and_schedules_faults(clock: FakeClock) -> None:
+    from simulators import SCENARIOS, Freeze, ScenarioContext, scenario
+
+    @scenario("test-feed-stuck", "leak at the face, feed sensor stuck on, one detector fails")
+    def feed_stuck(ctx: ScenarioContext) -> None:
+        ctx.model("face1-gas").set(leak_start=0.0, leak_tau=30.0)
+        ctx.inject("face1-gas", Freeze("feed_on"))
+        ctx.inject("face2-gas", Freeze("ch4"), at=60.0, until=120.0)
+        ctx.at(90.0, lambda: ctx.model("face2-gas").set(sensor_fault=1.0))
+
+    try:
+        site = make_site(
+            [
+                tcp_device("face1-gas", "gas_detector", 15990),
+                tcp_device("face2-gas", "gas_detector", 15991),
+            ]
+        )
+        sim = SiteSimulator(site, "test-feed-stuck", clock=clock)
+        sim.step(100.0)
+        face1 = sim.values("face1-gas")
+        assert face1["relay_cut"] == 1.0 and face1["feed_on"] == 1.0  # power still on: alarm
+        assert sim.values("face2-gas")["status"] == 3.0  # fault since t=90
+        assert sim.faults("face2-gas").frozen == {"ch4"}
+        sim.step(121.0)
+        assert not sim.faults("face2-gas").frozen
+        with pytest.raises(ScenarioError, match="no model parameter 'bogus'"):
+            sim.model("face1-gas").set(bogus=1.0)
+    finally:
+        SCENARIOS.pop("test-feed-stuck", None)
