@@ -37,6 +37,9 @@ async def run_simulator(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve the site's devices (or one shard of them) until ``stop`` is set or cancelled."""
+    pymodbus_log = logging.getLogger("pymodbus")
+    if pymodbus_log.level == logging.NOTSET:
+        pymodbus_log.setLevel(logging.WARNING)  # not one "Server listening" line per endpoint
     sim = SiteSimulator(site, scenario=scenario, seed=seed, shard=shard)
     async with sim:
         where = f" shard {shard[0]}/{shard[1]}" if shard else ""

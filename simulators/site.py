@@ -32,7 +32,7 @@ from simulators._noise import FAULTS, device_rng
 from simulators.crane import TowerCraneModel
 from simulators.elevator import ElevatorModel
 from simulators.errors import ScenarioError, UnknownDevice
-from simulators.faults import DeviceFaults, Drop, Fault
+from simulators.faults import DeviceFaults, Drop, Fault, Freeze, Spikes
 from simulators.gas import GasDetectorModel
 from simulators.lines import Endpoint, Line, check_endpoints
 from simulators.scenarios import SCENARIOS, ModelHandle, ScenarioContext
@@ -281,12 +281,10 @@ class SiteSimulator:
         """Activate a fault on a device now (see :mod:`simulators.faults`)."""
         fleet, row = self._device(device_id)
         faults = self._faults[device_id]
-        points = fleet.layout.index
-        for point in (getattr(fault, "point", None),):
-            if point is not None and point not in points:
-                raise ScenarioError(
-                    f"device {device_id!r} has no point {point!r}; points: {', '.join(points)}"
-                )
+        point = fault.point if isinstance(fault, Freeze | Spikes) else None
+        if point is not None and point not in fleet.layout.index:
+            known = ", ".join(fleet.layout.names)
+            raise ScenarioError(f"device {device_id!r} has no point {point!r}; points: {known}")
         fleet.image()  # freeze the values clients see now
         faults.add(fault)
         fleet.apply_faults(row, faults)

@@ -155,3 +155,11 @@ def test_a_custom_scenario_sets_parameters_and_schedules_faults(clock: FakeClock
             sim.model("face1-gas").set(bogus=1.0)
     finally:
         SCENARIOS.pop("test-feed-stuck", None)
+
+
+async def test_a_missing_serial_port_is_an_endpoint_error(tmp_path: Path) -> None:
+    connection = {"transport": "rtu", "port": str(tmp_path / "no-such-tty")}
+    site = make_site([{"id": "g", "profile": "gas_detector", "connection": connection}])
+    with pytest.raises(EndpointError, match="cannot serve rtu"):
+        async with SiteSimulator(site):
+            pass
