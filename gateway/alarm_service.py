@@ -79,6 +79,7 @@ class AlarmService:
         *,
         clock: Callable[[], float] = time.time,
         min_tick: float = 0.02,
+        on_transition: Callable[[AlarmTransition], None] | None = None,
     ) -> None:
         self.engine = engine
         self.table = table
@@ -86,6 +87,7 @@ class AlarmService:
         self.publish = publish
         self.clock = clock
         self.min_tick = min_tick
+        self.on_transition = on_transition
         self.wake = asyncio.Event()
         self.latency_ms: deque[float] = deque(maxlen=10_000)
         self.transitions = 0
@@ -169,6 +171,8 @@ class AlarmService:
         if tr.user:
             event["user"] = tr.user
         self.publish(retained)
+        if self.on_transition is not None:
+            self.on_transition(tr)
         self.publish(
             OutboundMessage(self.topics.events_alarm, json_payload(event), qos=1, kind="event")
         )

@@ -23,7 +23,9 @@ from gateway.mqtt import MqttPublisher
 from gateway.outbox import AsyncOutbox
 from gateway.points import PointTable
 from gateway.poller import DevicePoller, PollResult
-from gateway.telemetry import Topics, device_status_payload, json_payload, telemetry_payload
+from gateway.sinks.influx import InfluxSink, influx_token
+from gateway.telemetry import Topics, device_status_payload, encode_doc, json_payload, telemetry_doc
+from rules import AlarmTransition
 
 __all__ = ["Gateway", "GatewayStats"]
 
@@ -101,9 +103,29 @@ class Gateway:
         self.telemetry_qos = self.mqtt_cfg.telemetry_qos
         self.outbox: AsyncOutbox | None = None
         self.alarms: AlarmService | None = None
+        self.sink: InfluxSink | None = None
         if site.rules:
             engine = build_engine(site, self.table)
-            self.alarms = AlarmService(engine, self.table, self.topics, self.publisher.publish)
+            self.alarms = AlarmService(
+                engine,
+                self.table,
+                self.topics,
+                self.publisher.publish,
+                on_transition=self._record_transition,
+            )
+
+    def _record_transition(self, tr: AlarmTransition) -> None:
+        if self.sink is not None:
+            self.sink.add_alarm(
+                int(tr.ts * 1000),
+                device=tr.device,
+                point=tr.point,
+                rule=tr.rule,
+                level=tr.level,
+                state=str(tr.to_state),
+                value=tr.value,
+                limit=tr.limit,
+            )
 
     # ------------------------------------------------------------------ poll results
 
@@ -118,13 +140,14 @@ class Gateway:
         if res.error is None and res.values is not None and res.good is not None:
             self.table.update(idx, res.values, res.good, res.ts)
             st.points += int(res.good.sum())
+            doc = telemetry_doc(res.rows, ts_ms, res.values, res.good)
             self.publisher.publish(
                 OutboundMessage(
-                    self.topics.telemetry(dev.id),
-                    telemetry_payload(res.rows, ts_ms, res.values, res.good),
-                    qos=self.telemetry_qos,
+                    self.topics.telemetry(dev.id), encode_doc(doc), qos=self.telemetry_qos
                 )
             )
+            if self.sink is not None:
+                self.sink.add_telemetry(dev, ts_ms, doc["values"], doc["quality"])
             online, error = True, None
         else:
             st.failed_polls += 1
@@ -136,6 +159,10 @@ class Gateway:
             self.alarms.poll_arrived(idx, res.ts)
         if self._online[idx] != online:
             self._online[idx] = online
+            if self.sink is not None:
+                self.sink.add_device_status(
+                    dev.id, ts_ms, online, res.latency_s * 1000.0, self._errors[idx]
+                )
             self.publisher.publish(
                 OutboundMessage(
                     self.topics.status(dev.id),
@@ -221,6 +248,11 @@ class Gateway:
                         )
                     )
                     self.publisher.outbox = self.outbox
+                if self.site.influx is not None:
+                    cfg = self.site.influx
+                    self.sink = await stack.enter_async_context(
+                        InfluxSink(cfg, self.site.site.id, token=influx_token(cfg))
+                    )
                 tg.create_task(self.publisher.run(), name="mqtt")
                 tg.create_task(self._stats_loop(), name="stats")
                 if self.alarms is not None:

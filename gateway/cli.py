@@ -176,13 +176,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboards(args: argparse.Namespace) -> int:
-    from gateway.dashboards import push_dashboards
+    from gateway.dashboards import DashboardsError, push_dashboards
 
     token = os.environ.get(args.token_env)
     if not token:
         print(f"--token-env: environment variable {args.token_env} is not set", file=sys.stderr)
         return EXIT_CONFIG
-    for uid in push_dashboards(args.url, token, args.folder):
+    try:
+        uids = push_dashboards(args.url, token, args.folder)
+    except DashboardsError as exc:
+        print(f"dashboards push: {exc}", file=sys.stderr)
+        return 1
+    for uid in uids:
         print(f"pushed {uid}")
     return 0
 

@@ -45,6 +45,20 @@ def telemetry_payload(
     good: npt.NDArray[np.bool_],
 ) -> bytes:
     """``{"ts":…, "values":{…}, "quality":{…}}``; bad points carry ``null``."""
+    return encode_doc(telemetry_doc(dev, ts_ms, values, good))
+
+
+def encode_doc(doc: dict[str, Any]) -> bytes:
+    return _dumps(doc).encode()
+
+
+def telemetry_doc(
+    dev: DeviceRows,
+    ts_ms: int,
+    values: npt.NDArray[np.float64],
+    good: npt.NDArray[np.bool_],
+) -> dict[str, Any]:
+    """The telemetry document: values by point name (``None`` when bad) and their quality."""
     vals: dict[str, Any] = {}
     qual: dict[str, str] = {}
     for name, v, ok, integer in zip(
@@ -56,7 +70,7 @@ def telemetry_payload(
         else:
             vals[name] = None
             qual[name] = "bad"
-    return _dumps({"ts": ts_ms, "values": vals, "quality": qual}).encode()
+    return {"ts": ts_ms, "values": vals, "quality": qual}
 
 
 def device_status_payload(
