@@ -247,9 +247,11 @@ def handle_command(
         else:
             transitions = engine.shelve(alarm_id, user, _minutes(request), now)
     except _Rejected as exc:
-        return CommandResult(False, _reply(base, now, request, exc.reason))
+        reply = _reply(base, now, request, exc.reason)
+        return CommandResult(False, reply, (), (reply,))
     except AlarmCommandError as exc:
-        return CommandResult(False, _reply(base, now, request, str(exc)))
+        reply = _reply(base, now, request, str(exc))
+        return CommandResult(False, reply, (), (reply,))
     reply = _reply(base, now, request, None)
     messages = [m for t in transitions for m in transition_messages(base, t)]
     return CommandResult(True, reply, tuple(transitions), (*messages, reply))

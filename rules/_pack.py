@@ -144,11 +144,6 @@ def check_threshold_levels(
     Requirements: high levels reset at or below their limit, low levels at or above; LL ≤ L < H ≤
     HH for limits and resets alike; and the two sides never overlap, even in their hysteresis bands.
     """
-    for name, (limit, reset) in levels.items():
-        if name in HIGH_LEVELS and reset > limit:
-            return name, "reset", reset, f"a high level resets at or below its limit {limit:g}"
-        if name in LOW_LEVELS and reset < limit:
-            return name, "reset", reset, f"a low level resets at or above its limit {limit:g}"
     for lower, upper in (("LL", "L"), ("H", "HH")):
         if lower in levels and upper in levels:
             for i, key in ((0, "limit"), (1, "reset")):
@@ -159,6 +154,11 @@ def check_threshold_levels(
                         levels[upper][i],
                         f"{upper} {key} must be ≥ {lower} {key} {levels[lower][i]:g}",
                     )
+    for name, (limit, reset) in levels.items():
+        if name in HIGH_LEVELS and reset > limit:
+            return name, "reset", reset, f"a high level resets at or below its limit {limit:g}"
+        if name in LOW_LEVELS and reset < limit:
+            return name, "reset", reset, f"a low level resets at or above its limit {limit:g}"
     high = [levels[n] for n in HIGH_LEVELS if n in levels]
     low = [levels[n] for n in LOW_LEVELS if n in levels]
     if high and low:
@@ -397,7 +397,7 @@ def _key_path(loc: Sequence[int | str]) -> str:
             out += f"[{part}]"
         elif isinstance(previous, int) and part in RULE_TYPES:
             pass  # the discriminator tag pydantic inserts after a rule's index
-        elif part in ("function-after", "function-before"):
+        elif part in ("function-after", "function-before", "[key]"):
             pass
         else:
             out += f".{part}" if out else str(part)

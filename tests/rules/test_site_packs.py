@@ -1,0 +1,226 @@
+"""Behaviour of the tank-farm, hazchem-gas, elevator and tower-crane packs."""
+
+from __future__ import annotations
+
+import pytest
+
+from rules import State, load_packs
+from tests.rules.harness import PACKS, Site, device_points
+
+TANK = load_packs([PACKS / "tank_farm.yaml"])
+HAZCHEM = load_packs([PACKS / "hazchem_gas.yaml"])
+ELEVATOR = load_packs([PACKS / "elevator.yaml"])
+CRANE = load_packs([PACKS / "tower_crane.yaml"])
+
+ELEVATOR_IDLE = {
+    "floor": 3,
+    "direction": 0,
+    "running": 0,
+    "door_open": 1,
+    "door_closed": 0,
+    "leveling": 1,
+    "occupied": 0,
+    "speed": 0.0,
+    "rated_speed": 1.75,
+    "fault_code": 0,
+    "safety_circuit": 1,
+}
+
+
+def elevator() -> Site:
+    site = Site(device_points("lift-a", 0, "elevator"), ELEVATOR)
+    site.set("lift-a", **ELEVATOR_IDLE)
+    assert site.tick() == []
+    return site
+
+
+def test_trapped_passenger_after_thirty_seconds() -> None:
+    site = elevator()
+    # stops between floors with the doors closed and someone inside
+    site.set("lift-a", floor=7, running=0, leveling=0, door_open=0, door_closed=1, occupied=1)
+    assert site.tick() == []
+    out = site.run(29)
+    assert [t.level for t in out] == ["STOPPED_OUT_ZONE"]  # after its own 10 s
+    (t,) = site.run(1)
+    assert (t.id, t.level, t.priority) == ("lift-a/floor/elevator_trapped", "TRAPPED", 1)
+    assert t.value == 7 and "near floor 7" in t.message
+    # the passenger gets out: trapped clears
+    site.set("lift-a", occupied=0)
+    assert [(t.level, t.to_state) for t in site.run(1)] == [("TRAPPED", State.RTN_UNACK)]
+
+
+def test_no_trapped_alarm_in_the_landing_zone() -> None:
+    site = elevator()
+    site.set("lift-a", running=0, leveling=1, door_open=0, door_closed=1, occupied=1)
+    assert site.run(120) == []
+
+
+def test_door_open_while_running_and_overspeed() -> None:
+    site = elevator()
+    site.set("lift-a", running=1, direction=1, door_open=1, door_closed=0, speed=1.0)
+    assert site.tick() == []  # 1 s debounce
+    levels = [t.level for t in site.tick(1)]
+    assert levels == ["MOVING_DOOR_OPEN", "DOOR_OPEN_RUNNING"]  # row order: report point
+    site.set("lift-a", door_open=0, door_closed=1, speed=2.1)  # > 1.15 × 1.75
+    out = site.tick(1)
+    assert [(t.level, t.to_state) for t in out if t.to_state is State.UNACK_ACTIVE] == [
+        ("OVERSPEED", State.UNACK_ACTIVE)
+    ]
+
+
+def crane() -> Site:
+    site = Site(device_points("tc-1", 0, "crane"), CRANE)
+    site.set(
+        "tc-1",
+        load_t=2,
+        rated_load_t=8,
+        moment_pct=50,
+        radius_m=20,
+        height_m=30,
+        slew_deg=90,
+        wind_ms=3,
+        beaufort=2,
+        tilt_deg=0.1,
+        alarm_bits=0,
+        sensor_fault=0,
+    )
+    assert site.tick() == []
+    return site
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        (89.5, set()),
+        (90.0, {("crane_moment", "H")}),
+        (100.0, {("crane_moment", "HH")}),
+        (110.0, {("crane_moment", "HH"), ("crane_moment_cut", "HH")}),
+    ],
+)
+def test_moment_pre_alarm_alarm_and_cut(moment: float, expected: set[tuple[str, str]]) -> None:
+    site = crane()
+    site.set("tc-1", moment_pct=moment)
+    assert {(t.rule, t.level) for t in site.tick(1)} == expected
+
+
+def test_load_against_rated_load_and_alarm_bits() -> None:
+    site = crane()
+    site.set("tc-1", load_t=8.5, alarm_bits=0b1100_0001)
+    got = {(t.rule, t.level, t.priority) for t in site.tick(1)}
+    assert got == {
+        ("crane_load_pre", "LOAD_PRE", 3),
+        ("crane_overload", "OVERLOAD", 1),
+        ("crane_bit_moment", "MOMENT_BIT", 2),
+        ("crane_bit_no_go", "NO_GO_ZONE", 1),
+        ("crane_bit_anti_collision", "ANTI_COLLISION", 1),
+    }
+
+
+def test_wind_beaufort_six_stops_work_after_gust_delay() -> None:
+    site = crane()
+    site.set("tc-1", wind_ms=11.0)
+    assert site.tick() == []
+    assert site.run(2) == []
+    (t,) = site.run(1)
+    assert (t.rule, t.level, t.limit, t.priority) == ("crane_wind", "HH", 10.8, 1)
+
+
+def tank() -> Site:
+    site = Site(device_points("tk-101", 0, "tank"), TANK)
+    site.set(
+        "tk-101",
+        level=8,
+        level_pct=50,
+        temperature=20,
+        pressure=1,
+        inflow=0,
+        outflow=0,
+        high_switch=0,
+        status=0,
+    )
+    assert site.tick() == []
+    return site
+
+
+def test_tank_level_bands() -> None:
+    site = tank()
+    got = []
+    for pct in (86, 91, 89, 87, 60, 9, 4):
+        site.set("tk-101", level_pct=pct)
+        got += [(t.level, t.to_state) for t in site.tick(1) if t.rule == "tank_level"]
+    assert got == [
+        ("H", State.UNACK_ACTIVE),
+        ("HH", State.UNACK_ACTIVE),
+        # 89: still HH (reset 88, deadband 2 % of span)
+        ("H", State.UNACK_ACTIVE),
+        ("H", State.RTN_UNACK),
+        ("L", State.UNACK_ACTIVE),
+        ("LL", State.UNACK_ACTIVE),
+    ]
+
+
+def test_tank_filling_forecast_reaches_high_high() -> None:
+    site = tank()
+    pct = 50.0
+    forecasts = []
+    for _ in range(60):  # +1 %/min: below the 2 %/min rate limit
+        pct += 1 / 60
+        site.set("tk-101", level_pct=pct)
+        for t in site.tick(1):
+            if t.rule == "tank_level_rise":
+                forecasts.append(t)
+    assert forecasts == []  # 40 % to go at 1 %/min is 40 min: no alarm yet
+    at_alarm = []
+    for _ in range(60 * 26):
+        pct += 1 / 60
+        site.set("tk-101", level_pct=pct)
+        out = [t for t in site.tick(1) if t.rule == "tank_level_rise"]
+        forecasts += out
+        at_alarm += [pct] * len(out)
+    (t,) = forecasts
+    assert t.to_state is State.UNACK_ACTIVE and t.forecast_s is not None
+    assert t.forecast_s == pytest.approx(900, abs=2)
+    assert t.value == pytest.approx(1.0)  # %/min
+    assert at_alarm[0] == pytest.approx(75, abs=0.1)
+
+
+def test_feeding_above_high_high_is_an_interlock_failure() -> None:
+    site = tank()
+    site.set("tk-101", level_pct=91, inflow=1.0)
+    rule = "tank_feeding_above_hh"
+    site.tick()
+    assert [t for t in site.run(9) if t.rule == rule] == []
+    (t,) = [t for t in site.run(1) if t.rule == rule]
+    assert (t.rule, t.level, t.priority, t.value) == (
+        "tank_feeding_above_hh",
+        "OVERFILL_FEED",
+        1,
+        91,
+    )
+
+
+def test_hazchem_lel_and_toxic_levels() -> None:
+    site = Site(device_points("ga-7", 0, "gas"), HAZCHEM)
+    site.set("ga-7", lel=0, h2s=0, co=0, o2=20.9, status=1, fault=0, ch4=0, temperature=20)
+    site.tick()
+    site.set("ga-7", lel=26, h2s=15, o2=19.4)
+    got = {(t.rule, t.level) for t in site.tick(1)}
+    assert got == {("lel_alarm", "H"), ("h2s_oel", "HH"), ("o2_range", "L")}
+    site.set("ga-7", lel=50, o2=23.5)
+    got = {(t.rule, t.level) for t in site.tick(1)}
+    assert got == {("lel_alarm", "HH"), ("o2_range", "H")}
+
+
+def test_stale_data_alarm_then_comm_failure_suppresses_it() -> None:
+    site = tank()
+    site.now += 61  # nothing read for 61 s
+    out = {(t.point, t.rule, t.to_state) for t in site.tick()}
+    points = ("level", "level_pct", "temperature", "pressure")
+    assert out == {(p, "tank_stale", State.UNACK_ACTIVE) for p in points}
+    site.online[0] = False
+    out = {(t.point, t.to_state) for t in site.tick(1)}
+    assert out == {(p, State.SUPPRESSED) for p in points}
+    for _ in range(9):
+        assert site.tick(1) == []
+    (t,) = site.tick(1)  # comm on-delay 10 s
+    assert (t.id, t.level, t.to_state) == ("tk-101/_device/tank_comm", "COMM", State.UNACK_ACTIVE)
