@@ -111,6 +111,10 @@ class RuleEngine:
         than last seen) enter the trend ring buffers. Flood start/end events are queued for
         :meth:`take_flood_events`.
         """
+        values = np.asarray(values, dtype=np.float64)
+        quality = np.asarray(quality, dtype=np.uint8)
+        sample_ts = np.asarray(sample_ts, dtype=np.float64)
+        device_online = np.asarray(device_online, dtype=np.bool_)
         if values.shape != (self.n_points,) or quality.shape != (self.n_points,):
             raise ValueError(f"values and quality must have shape ({self.n_points},)")
         if sample_ts.shape != (self.n_points,) or device_online.shape != (self.n_devices,):

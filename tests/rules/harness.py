@@ -15,7 +15,8 @@ from rules import AlarmState, AlarmTransition, FloodEvent, PointRef, RuleEngine,
 
 PACKS = Path(__file__).resolve().parents[2] / "rules" / "packs"
 
-#: Point names (and units) of the built-in profiles, by kind.
+#: Point names (and units) of the built-in profiles, by kind (a subset of gateway/profiles;
+#: test_packs.py checks every name here and every point a pack uses against those files).
 PROFILE_POINTS: dict[str, tuple[tuple[str, str], ...]] = {
     "gas": (
         ("ch4", "%CH4"),
@@ -26,6 +27,11 @@ PROFILE_POINTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("temperature", "°C"),
         ("status", ""),
         ("fault", ""),
+        ("alarm_low", ""),
+        ("alarm_high", ""),
+        ("ch4_range", "%CH4"),
+        ("feed_on", ""),
+        ("relay_cut", ""),
     ),
     "tank": (
         ("level", "m"),
@@ -35,7 +41,9 @@ PROFILE_POINTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("inflow", "m3/h"),
         ("outflow", "m3/h"),
         ("high_switch", ""),
+        ("low_switch", ""),
         ("status", ""),
+        ("volume", "m3"),
     ),
     "elevator": (
         ("floor", ""),
@@ -49,6 +57,7 @@ PROFILE_POINTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("rated_speed", "m/s"),
         ("fault_code", ""),
         ("safety_circuit", ""),
+        ("trips", "count"),
     ),
     "crane": (
         ("load_t", "t"),
@@ -61,6 +70,8 @@ PROFILE_POINTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("beaufort", ""),
         ("tilt_deg", "°"),
         ("alarm_bits", ""),
+        ("moment_prealarm", ""),
+        ("wind_prealarm", ""),
         ("sensor_fault", ""),
     ),
 }
