@@ -191,12 +191,16 @@ _DEFAULT_MESSAGES = {
 _LEVEL_CODES = {"L": Level.L, "LL": Level.LL, "H": Level.H, "HH": Level.HH}
 
 
-def _tags_match(rule_tags: Mapping[str, Any], tags: Mapping[str, str]) -> bool:
-    for key, wanted in rule_tags.items():
-        allowed = wanted if isinstance(wanted, list) else [wanted]
-        if tags.get(key) not in allowed:
-            return False
-    return True
+def _tag_in(tags: Mapping[str, str], key: str, wanted: Any) -> bool:
+    allowed = wanted if isinstance(wanted, list) else [wanted]
+    return tags.get(key) in allowed  # None in the list: the tag is absent
+
+
+def _tags_match(rule: Any, tags: Mapping[str, str]) -> bool:
+    """All of the rule's ``tags`` match and none of its ``exclude_tags`` does."""
+    if not all(_tag_in(tags, key, wanted) for key, wanted in rule.tags.items()):
+        return False
+    return not any(_tag_in(tags, key, wanted) for key, wanted in rule.exclude_tags.items())
 
 
 @dataclass
@@ -373,7 +377,7 @@ class _Binder:
         per_block: dict[int, list[tuple[tuple[int, int], Binding]]] = {b: [] for b in BlockKind.ALL}
         for order, rule in enumerate(self.rules):
             for dev in self.devices.values():
-                if dev.kind not in rule.kinds or not _tags_match(rule.tags, dev.tags):
+                if dev.kind not in rule.kinds or not _tags_match(rule, dev.tags):
                     continue
                 for sort_key, binding in self._bind_rule(rule, dev):
                     per_block[binding.block].append(((*sort_key, order), binding))  # type: ignore[arg-type]

@@ -93,6 +93,7 @@ class _RuleBase(_Model):
     title: Annotated[str, Field(min_length=1)]
     kind: str | list[str]
     tags: dict[str, str | list[str | None] | None] = Field(default_factory=dict)
+    exclude_tags: dict[str, str | list[str | None] | None] = Field(default_factory=dict)
     message: str | None = None
     unit: str | None = None
     enabled: bool = True

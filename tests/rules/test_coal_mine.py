@@ -59,6 +59,7 @@ def test_face_methane_alarm_then_power_off_then_reset_below_one_percent() -> Non
         ("shearer", "ch4_shearer", 1.2, "H"),
         (None, "ch4_workplace", 1.6, "HH"),
         ("T5", "ch4_workplace", 1.1, "H"),
+        ("t1", "ch4_workplace", 1.5, "HH"),  # a misspelt position still gets a methane rule
     ],
 )
 def test_methane_limits_follow_the_sensor_position(
