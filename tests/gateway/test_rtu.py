@@ -183,7 +183,8 @@ def site_doc(conn: dict[str, Any], mqtt_url: str = "mqtt://127.0.0.1:1883") -> d
                 "connection": conn,
                 "unit": unit,
                 "poll_interval": 0.3,
-                "timeout": 0.3,
+                # generous for answering units (a loaded test machine), short for the silent one
+                "timeout": 0.3 if unit == SILENT else 1.0,
             }
             for unit in (*HEALTHY, SILENT, REFUSING)
         ],
@@ -258,8 +259,8 @@ async def test_shared_line_through_the_gateway(
 
         # healthy units keep their pace while the silent one keeps failing
         before = {u: subscriber.count(f"hz/rtu/gas{u}/telemetry") for u in HEALTHY}
-        await asyncio.sleep(2.0)
-        for unit in HEALTHY:
+        await asyncio.sleep(3.0)
+        for unit in HEALTHY:  # 10 on schedule; 3 leaves room for a loaded machine
             assert subscriber.count(f"hz/rtu/gas{unit}/telemetry") - before[unit] >= 3
         assert not any(t == "hz/rtu/gas3/telemetry" for _, t, _ in subscriber.messages)
 
