@@ -7,7 +7,6 @@ here are frozen; the engine compiles them into arrays once, at construction.
 
 from __future__ import annotations
 
-import math
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -468,8 +467,3 @@ def load_packs(paths: Iterable[Path | str]) -> list[RulePack]:
             owner[rule.id] = source
         packs.append(pack)
     return packs
-
-
-def finite(value: float) -> bool:
-    """True for a finite float (helper shared with the binder)."""
-    return math.isfinite(value)
