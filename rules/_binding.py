@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from ._errors import RulesConfigError
@@ -330,7 +330,23 @@ class _Binder:
                 "n_devices", "", n_devices, f"more than the highest device_index {max_index}"
             )
         self.applied: set[tuple[str, str]] = set()
-        self.comm_devices: set[str] = set()
+        self.by_kind: dict[str, list[_Device]] = {}
+        for dev in self.devices.values():
+            self.by_kind.setdefault(dev.kind, []).append(dev)
+        # devices with a communication rule: their other alarms are suppressed while offline
+        self.comm_devices = {
+            dev.name
+            for rule in self.rules
+            if isinstance(rule, CommRule)
+            for dev in self._matching(rule)
+        }
+        self._levels_cache: dict[str, dict[str, tuple[float, float]]] = {}
+
+    def _matching(self, rule: Any) -> Iterable[_Device]:
+        for kind in rule.kinds:
+            for dev in self.by_kind.get(kind, ()):
+                if _tags_match(rule, dev.tags):
+                    yield dev
 
     def changes(self, device: str, rule_id: str) -> Mapping[str, Any]:
         per_device = self.overrides.get(device) or {}
@@ -376,33 +392,24 @@ class _Binder:
     def bind(self) -> BindingPlan:
         per_block: dict[int, list[tuple[tuple[int, int], Binding]]] = {b: [] for b in BlockKind.ALL}
         for order, rule in enumerate(self.rules):
-            for dev in self.devices.values():
-                if dev.kind not in rule.kinds or not _tags_match(rule, dev.tags):
-                    continue
+            for dev in self._matching(rule):
                 for sort_key, binding in self._bind_rule(rule, dev):
                     per_block[binding.block].append(((*sort_key, order), binding))  # type: ignore[arg-type]
         self.check_overrides()
         rows: list[Binding] = []
         for block in BlockKind.ALL:
             rows.extend(b for _, b in sorted(per_block[block], key=lambda kb: kb[0]))
-        rows = [self._with_suppression(b) for b in rows]
         bound = {(b.device, b.point) for b in rows}
         unbound = tuple(
             (ref.device, ref.point) for ref in self.points if (ref.device, ref.point) not in bound
         )
         return BindingPlan(tuple(rows), len(self.points), self.n_devices, unbound)
 
-    def _with_suppression(self, b: Binding) -> Binding:
-        if b.block == BlockKind.COMM or b.device not in self.comm_devices:
-            return b
-        return replace(b, suppressible=True)
-
     def _bind_rule(self, rule: Any, dev: _Device) -> Iterable[tuple[tuple[int, ...], Binding]]:
         if isinstance(rule, CommRule):
             changes = _scalar_overrides(
                 rule, self.changes(dev.name, rule.id), f"{dev.name}.{rule.id}"
             )
-            self.comm_devices.add(dev.name)
             yield (
                 (dev.index,),
                 self._binding(
@@ -432,7 +439,13 @@ class _Binder:
             unit = rule.unit if rule.unit is not None else self.points[index].unit
             path = f"{dev.name}.{rule.id}"
             if isinstance(rule, ThresholdRule):
-                levels = _threshold_levels(rule, self.changes(dev.name, rule.id), path)
+                level_changes = self.changes(dev.name, rule.id)
+                if level_changes:
+                    levels = _threshold_levels(rule, level_changes, path)
+                else:
+                    levels = self._levels_cache.get(rule.id) or self._levels_cache.setdefault(
+                        rule.id, rule.resolved_levels()
+                    )
                 coded: dict[int, tuple[float, float]] = {
                     int(_LEVEL_CODES[n]): lv for n, lv in levels.items()
                 }
@@ -586,7 +599,7 @@ class _Binder:
             off_delay_s=float(off_delay),
             priorities=priorities,
             limits=limits,
-            suppressible=False,
+            suppressible=block != BlockKind.COMM and dev.name in self.comm_devices,
             spec=spec,
         )
 
