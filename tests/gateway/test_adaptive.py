@@ -132,7 +132,7 @@ def test_merge_spans() -> None:
     assert merge_spans([(5, 6), (1, 3), (3, 4), (10, 12)]) == [(1, 4), (5, 6), (10, 12)]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     n=st.integers(min_value=1, max_value=30),
     stride=st.integers(min_value=1, max_value=4),

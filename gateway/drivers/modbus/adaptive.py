@@ -6,7 +6,9 @@ range is not implemented. Instead of failing the device, :class:`AdaptiveReader`
 refused request down to single points:
 
 * a half that answers is fine, and the hole between two answering halves is a refused span;
-* a single point that is still refused is a refused span, and the point reads ``bad``.
+* a single point that is still refused is probed register by register; the refused registers
+  (or, if none is refused alone, the point's whole range) are refused spans, and the points
+  they touch read ``bad``.
 
 The learned spans go back into :func:`~gateway.drivers.modbus.planner.plan_reads` as
 ``refused``: the new plan never reads across them, lists the refused points as ``unread``, and the
@@ -126,7 +128,7 @@ class AdaptiveReader:
         """Find the spans of ``req`` the device refuses. Returns ``(spans, requests sent)``."""
         points = self.device.points
         if len(req.points) == 1:
-            return [(req.address, req.end)], 0
+            return await self._narrow(link, req)
         order = sorted(req.points, key=lambda i: (points[i].address, i))
         # split at an address boundary so that no point straddles both halves
         mid = len(order) // 2
@@ -134,8 +136,8 @@ class AdaptiveReader:
             points[i].address + points[i].width for i in order[:mid]
         ):
             mid += 1
-        if mid >= len(order):  # the points overlap each other: they stand or fall together
-            return [(req.address, req.end)], 0
+        if mid >= len(order):  # the points overlap each other: no address splits them
+            return await self._narrow(link, req)
         halves = [
             _request_for(req.kind, points, order[:mid]),
             _request_for(req.kind, points, order[mid:]),
@@ -158,6 +160,27 @@ class AdaptiveReader:
         if len(answered) == 2 and halves[0].end < halves[1].address:
             spans.append((halves[0].end, halves[1].address))  # the hole between them
         return spans, sent
+
+    async def _narrow(
+        self, link: RegisterReader, req: ReadRequest
+    ) -> tuple[list[tuple[int, int]], int]:
+        """A refused range no point boundary splits: find the refused registers one by one.
+
+        When no single register is refused (the device wants the range whole), the whole range
+        is refused. Returns ``(spans, requests sent)``.
+        """
+        if req.count == 1:
+            return [(req.address, req.end)], 0
+        spans: list[tuple[int, int]] = []
+        for address in range(req.address, req.end):
+            one = ReadRequest(req.kind, address, 1, ())
+            try:
+                await link.read(self.device.id, self.device.unit, one, self.device.timeout)
+            except DeviceException as exc:
+                if exc.code != ILLEGAL_DATA_ADDRESS:
+                    raise
+                spans.append((address, address + 1))
+        return (spans or [(req.address, req.end)]), req.count
 
     def _learn(self, kind: str, spans: Sequence[tuple[int, int]]) -> None:
         self.refused[kind] = merge_spans([*self.refused.get(kind, []), *spans])
