@@ -12,7 +12,9 @@ contract in DESIGN.md (``P`` = ``{topic_prefix}/{site_id}``, passed in as ``base
   ``P/cmd/reply`` (``{"ok", "error", "request"}``). A malformed command or one naming an unknown
   alarm gets an error reply and changes nothing.
 
-Timestamps are Unix epoch milliseconds; NaN values are sent as ``null``. No MQTT client here.
+Timestamps are Unix epoch milliseconds; NaN values are sent as ``null``. Messages are the
+gateway's :class:`gateway.messages.OutboundMessage` (``b""`` payload deletes a retained topic);
+there is no MQTT client here.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from gateway.messages import OutboundMessage
 from rules import (
     MAX_SHELVE_MINUTES,
     AlarmCommandError,
@@ -53,16 +56,6 @@ MAX_USER_CHARS: Final = 128
 QOS_ALARM: Final = 1
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundMessage:
-    """One MQTT publication: topic, UTF-8 JSON payload (``b""`` deletes a retained topic)."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
 
 
 class AlarmCommandTarget(Protocol):
@@ -120,11 +113,11 @@ def state_message(base: str, state: AlarmState) -> OutboundMessage:
     """The retained state of one alarm (empty payload when it is NORMAL)."""
     topic = alarm_topic(base, state.id)
     if state.state is State.NORMAL:
-        return OutboundMessage(topic, b"", QOS_ALARM, True)
+        return OutboundMessage(topic, b"", QOS_ALARM, True, "alarm")
     doc = _state_fields(state, state.state)
     if state.shelved_until is not None:
         doc["shelved_until"] = _ms(state.shelved_until)
-    return OutboundMessage(topic, _dumps(doc).encode(), QOS_ALARM, True)
+    return OutboundMessage(topic, _dumps(doc).encode(), QOS_ALARM, True, "alarm")
 
 
 def state_messages(base: str, states: Iterable[AlarmState]) -> list[OutboundMessage]:
@@ -139,19 +132,22 @@ def event_message(base: str, t: AlarmTransition) -> OutboundMessage:
         "id": t.id,
         "from": t.from_state.value,
         "to": t.to_state.value,
+        "device": t.device,
+        "point": t.point,
+        "rule": t.rule,
         **_state_fields(t, t.to_state),
     }
     if t.user is not None:
         doc["user"] = t.user
-    return OutboundMessage(f"{base}/events/alarm", _dumps(doc).encode(), QOS_ALARM, False)
+    return OutboundMessage(f"{base}/events/alarm", _dumps(doc).encode(), QOS_ALARM, False, "event")
 
 
 def _retained_of(base: str, t: AlarmTransition) -> OutboundMessage:
     topic = alarm_topic(base, t.id)
     if t.to_state is State.NORMAL:
-        return OutboundMessage(topic, b"", QOS_ALARM, True)
+        return OutboundMessage(topic, b"", QOS_ALARM, True, "alarm")
     doc = _state_fields(t, t.to_state)
-    return OutboundMessage(topic, _dumps(doc).encode(), QOS_ALARM, True)
+    return OutboundMessage(topic, _dumps(doc).encode(), QOS_ALARM, True, "alarm")
 
 
 def transition_messages(base: str, t: AlarmTransition) -> list[OutboundMessage]:
@@ -163,6 +159,7 @@ def flood_message(base: str, event: FloodEvent) -> OutboundMessage:
     """A flood start or end, announced on ``P/events/alarm`` with ``"type": "flood"``."""
     doc = {
         "type": "flood",
+        "flood": event.started,
         "id": "flood",
         "from": "NORMAL" if event.started else "FLOOD",
         "to": "FLOOD" if event.started else "NORMAL",
@@ -171,7 +168,7 @@ def flood_message(base: str, event: FloodEvent) -> OutboundMessage:
         "window_s": event.window_s,
         "message": event.message,
     }
-    return OutboundMessage(f"{base}/events/alarm", _dumps(doc).encode(), QOS_ALARM, False)
+    return OutboundMessage(f"{base}/events/alarm", _dumps(doc).encode(), QOS_ALARM, False, "event")
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -221,7 +218,7 @@ def _reply(base: str, now: float, request: Any, error: str | None) -> OutboundMe
         payload = _dumps(doc).encode()
     except ValueError:  # NaN or Infinity inside the echoed request
         payload = _dumps({**doc, "request": None}).encode()
-    return OutboundMessage(f"{base}/cmd/reply", payload, QOS_ALARM, False)
+    return OutboundMessage(f"{base}/cmd/reply", payload, QOS_ALARM, False, "reply")
 
 
 def handle_command(

@@ -9,13 +9,13 @@ import pytest
 
 from gateway.alarms import (
     MAX_COMMAND_BYTES,
-    OutboundMessage,
     flood_message,
     handle_command,
     state_message,
     state_messages,
     transition_messages,
 )
+from gateway.messages import OutboundMessage
 from rules import FloodEvent, State, load_packs
 from tests.rules.harness import PACKS, Site, device_points
 
@@ -49,6 +49,7 @@ def test_transition_gives_event_and_retained_state() -> None:
     assert (retained.topic, retained.qos, retained.retain) == (f"{P}/alarms/{ALARM}", 1, True)
     e = doc(event)
     assert e["id"] == ALARM and (e["from"], e["to"]) == ("NORMAL", "UNACK_ACTIVE")
+    assert (e["device"], e["point"], e["rule"]) == ("face1-gas", "ch4", "ch4_face")
     assert e["ts"] == round(site.now * 1000) and isinstance(e["ts"], int)
     r = doc(retained)
     assert {k: r[k] for k in ("state", "level", "priority", "value", "limit")} == {
@@ -68,7 +69,7 @@ def test_cleared_and_acknowledged_alarm_deletes_its_retained_topic() -> None:
     assert doc(transition_messages(P, rtn)[1])["state"] == "RTN_UNACK"
     (normal,) = site.engine.ack(ALARM, "zhang", site.now)
     event, retained = transition_messages(P, normal)
-    assert retained == OutboundMessage(f"{P}/alarms/{ALARM}", b"", 1, True)
+    assert retained == OutboundMessage(f"{P}/alarms/{ALARM}", b"", 1, True, "alarm")
     assert doc(event)["user"] == "zhang" and doc(event)["to"] == "NORMAL"
 
 
