@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from gateway.aio import wait_event
 from gateway.config import SiteConfig
 from gateway.messages import OutboundMessage
 from gateway.points import PointTable
@@ -115,11 +116,7 @@ class AlarmService:
         loop = asyncio.get_running_loop()
         last = 0.0
         while True:
-            try:
-                async with asyncio.timeout(1.0):
-                    await self.wake.wait()
-            except TimeoutError:
-                pass
+            await wait_event(self.wake, 1.0)  # time-based rules tick at least once a second
             wait = last + self.min_tick - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)

@@ -259,9 +259,11 @@ class Gateway:
                     tg.create_task(self.alarms.run(), name="alarms")
                 for poller in self.pollers:
                     tg.create_task(poller.run(), name=f"poll:{poller.device.id}")
-                if stop is not None:
-                    await stop.wait()
-                    raise _Stop
+                try:
+                    await (stop or asyncio.Event()).wait()
+                finally:  # stopped or cancelled: no reconnects while the tasks wind down
+                    self.publisher.stop()
+                raise _Stop
         except* _Stop:
             pass
         finally:

@@ -100,6 +100,7 @@ class MqttPublisher:
         self._wake = asyncio.Event()
         self._connected_event = asyncio.Event()
         self._client: aiomqtt.Client | None = None
+        self._stopping = False
         self.host, self.port, self.tls = broker_address(cfg.url)
 
     # ------------------------------------------------------------------ producer side
@@ -177,9 +178,14 @@ class MqttPublisher:
                 tg.create_task(self._durable_writer(), name="mqtt-outbox-writer")
             tg.create_task(self._connection_loop(), name="mqtt-connection")
 
+    def stop(self) -> None:
+        """Say the connection loop is being shut down: an error while the client closes (aiomqtt
+        raises one when the broker's disconnect ack does not come) must not start a reconnect."""
+        self._stopping = True
+
     async def _connection_loop(self) -> None:
         attempt = 0
-        while True:
+        while not self._stopping:
             try:
                 async with self._make_client() as client:
                     self._client = client
@@ -203,6 +209,8 @@ class MqttPublisher:
                             tg.create_task(self._outbox_loop(client), name="mqtt-outbox-send")
             except* (aiomqtt.MqttError, OSError, ssl.SSLError) as eg:
                 self._disconnected()
+                if self._stopping:
+                    raise asyncio.CancelledError from None
                 if attempt == 0:
                     log.error(
                         "MQTT broker %s:%s unavailable: %s", self.host, self.port, eg.exceptions[0]

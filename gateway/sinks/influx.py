@@ -38,6 +38,7 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
+from gateway.aio import raise_if_cancelling, wait_event
 from gateway.config import Device, InfluxConfig
 from gateway.errors import GatewayError
 from gateway.sinks.lineprotocol import LineEncoder
@@ -267,6 +268,7 @@ class InfluxSink:
                 async with asyncio.timeout(self._close_timeout):
                     await asyncio.shield(task)
             except TimeoutError:
+                raise_if_cancelling()
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -415,6 +417,7 @@ class InfluxSink:
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
         except TimeoutError:
+            raise_if_cancelling()
             return False
         return True
 
@@ -447,9 +450,7 @@ class InfluxSink:
                     return
             if not self._inflight and len(self._buffer) < self._batch_limit and not self._closing:
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.config.flush_interval):
-                        await self._wake.wait()
+                await wait_event(self._wake, self.config.flush_interval)
             while self._inflight or self._buffer:
                 if not self._inflight:
                     n = min(self._batch_limit, len(self._buffer))
@@ -460,9 +461,7 @@ class InfluxSink:
                 if self._closing:
                     await asyncio.sleep(min(delay, 0.2))
                 else:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(delay):
-                            await self._stop.wait()
+                    await wait_event(self._stop, delay)
 
     async def _send_inflight(self) -> float | None:
         """Write the batch in flight; None when done with it, else seconds to wait first."""

@@ -27,6 +27,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 
+from gateway.aio import raise_if_cancelling
 from gateway.config import RtuConnection, RtuOverTcpConnection, TcpConnection
 from gateway.drivers.modbus.planner import ReadRequest
 from gateway.errors import DeviceException, DeviceOffline
@@ -151,6 +152,7 @@ class ModbusLink:
                 ok = await self._client.connect()
         except (TimeoutError, OSError, ModbusException) as exc:
             self.close()
+            raise_if_cancelling()
             raise DeviceOffline(device, f"cannot connect to {self.key}: {exc!r}") from exc
         if not ok:
             self.close()
@@ -232,6 +234,7 @@ class ModbusLink:
                     self._resync = True  # a late reply may still be on its way
                 else:
                     self.close()  # a late answer would desynchronise the TCP stream
+                raise_if_cancelling()
                 raise DeviceOffline(
                     device, f"no answer within {timeout:g} s ({req})", address=req.address
                 ) from exc
