@@ -13,35 +13,37 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from gateway.aio import wait_event
+from gateway.alarms import MAX_COMMAND_BYTES, flood_message, handle_command, transition_messages
 from gateway.config import SiteConfig
 from gateway.messages import OutboundMessage
 from gateway.points import PointTable
 from gateway.telemetry import Topics, json_payload
-from rules import (
-    AlarmCommandError,
-    AlarmState,
-    AlarmTransition,
-    FloodEvent,
-    PointRef,
-    RuleEngine,
-    load_packs,
-)
+from rules import AlarmTransition, FloodEvent, PointRef, RuleEngine, State, load_packs
 
 __all__ = ["MAX_COMMAND_BYTES", "AlarmService", "build_engine"]
 
 log = logging.getLogger(__name__)
 
-MAX_COMMAND_BYTES = 4096
-MAX_USER_CHARS = 64
+
+def _unicode_clean(payload: bytes) -> bool:
+    """Whether every string in a JSON command can be sent back as UTF-8 (anything that is not
+    JSON counts as clean: :func:`gateway.alarms.handle_command` refuses it with its reason)."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):
+        return True
+    try:
+        json.dumps(doc, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def build_engine(site: SiteConfig, table: PointTable) -> RuleEngine:
@@ -62,10 +64,6 @@ def build_engine(site: SiteConfig, table: PointTable) -> RuleEngine:
     return RuleEngine(
         refs, load_packs(list(site.rules)), overrides=overrides, n_devices=len(site.devices)
     )
-
-
-def _num(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else round(float(x), 6)
 
 
 class AlarmService:
@@ -126,111 +124,54 @@ class AlarmService:
 
     # ------------------------------------------------------------------ messages
 
-    def _state_doc(self, s: AlarmState | AlarmTransition, state: str) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "ts": int(s.ts * 1000),
-            "state": state,
-            "level": s.level,
-            "priority": s.priority,
-            "value": _num(s.value),
-            "limit": _num(s.limit),
-            "message": s.message,
-        }
-        if s.forecast_s is not None and math.isfinite(s.forecast_s):
-            doc["forecast_s"] = round(s.forecast_s, 1)
-        return doc
-
     def _publish_transition(self, tr: AlarmTransition) -> None:
+        """Publish one transition: the event on ``P/events/alarm`` and the retained state, as
+        :func:`gateway.alarms.transition_messages` builds them (one mapping for the project)."""
         self.transitions += 1
-        to_state = str(tr.to_state)
-        state_topic = self.topics.alarm(tr.device, tr.point, tr.rule)
-        if to_state == "NORMAL":
-            retained = OutboundMessage(state_topic, b"", qos=1, retain=True, kind="alarm")
-        else:
-            retained = OutboundMessage(
-                state_topic,
-                json_payload(self._state_doc(tr, to_state)),
-                qos=1,
-                retain=True,
-                kind="alarm",
-            )
-        event = self._state_doc(tr, to_state)
-        event.update(
-            {
-                "id": tr.id,
-                "from": str(tr.from_state),
-                "to": to_state,
-                "device": tr.device,
-                "point": tr.point,
-                "rule": tr.rule,
-            }
-        )
-        if tr.user:
-            event["user"] = tr.user
+        event, retained = transition_messages(self.topics.base, tr)
         self.publish(retained)
         if self.on_transition is not None:
             self.on_transition(tr)
-        self.publish(
-            OutboundMessage(self.topics.events_alarm, json_payload(event), qos=1, kind="event")
-        )
-        if to_state == "UNACK_ACTIVE" and str(tr.from_state) == "NORMAL":
+        self.publish(event)
+        if tr.to_state is State.UNACK_ACTIVE and tr.from_state is State.NORMAL:
             idx = self._device_index.get(tr.device)
             if idx is not None and self._device_sample_ts[idx] > 0:
                 self.latency_ms.append((time.time() - self._device_sample_ts[idx]) * 1000.0)
         log.info(
-            "alarm %s %s -> %s (%s, value %s)", tr.id, tr.from_state, to_state, tr.level, tr.value
+            "alarm %s %s -> %s (%s, value %s)",
+            tr.id,
+            tr.from_state.value,
+            tr.to_state.value,
+            tr.level,
+            tr.value,
         )
 
     def _publish_flood(self, flood: FloodEvent) -> None:
-        doc = {
-            "ts": int(flood.ts * 1000),
-            "flood": flood.started,
-            "count": flood.count,
-            "window_s": flood.window_s,
-            "message": flood.message,
-        }
         log.warning("%s", flood.message)
-        self.publish(
-            OutboundMessage(self.topics.events_alarm, json_payload(doc), qos=1, kind="event")
-        )
+        self.publish(flood_message(self.topics.base, flood))
 
     # ------------------------------------------------------------------ commands
 
     def handle_command(self, topic: str, payload: bytes) -> list[OutboundMessage]:
-        """Validate and apply an ack/shelve command; always exactly one reply."""
-        request: Any = None
-        try:
-            if len(payload) > MAX_COMMAND_BYTES:
-                raise ValueError(f"command larger than {MAX_COMMAND_BYTES} bytes")
-            try:
-                request = json.loads(payload)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ValueError(f"payload is not JSON: {exc}") from None
-            if not isinstance(request, dict):
-                raise ValueError("payload must be a JSON object")
-            alarm_id = request.get("id")
-            user = request.get("user", "")
-            if not isinstance(alarm_id, str) or not alarm_id:
-                raise ValueError("'id' must be a string '{device}/{point}/{rule}'")
-            if not isinstance(user, str) or len(user) > MAX_USER_CHARS:
-                raise ValueError(f"'user' must be a string of at most {MAX_USER_CHARS} characters")
-            now = self.clock()
-            if topic == self.topics.cmd_ack:
-                transitions = self.engine.ack(alarm_id, user, now)
-            elif topic == self.topics.cmd_shelve:
-                minutes = request.get("minutes")
-                if isinstance(minutes, bool) or not isinstance(minutes, int | float):
-                    raise ValueError("'minutes' must be a number")
-                transitions = self.engine.shelve(alarm_id, user, float(minutes), now)
-            else:
-                raise ValueError(f"unknown command topic {topic}")
-        except (ValueError, AlarmCommandError) as exc:
-            shown = request if isinstance(request, dict | list | str | int | float) else None
-            return [self._reply(False, str(exc), shown)]
-        for tr in transitions:
-            self._publish_transition(tr)
-        return [self._reply(True, None, request)]
+        """Validate and apply an ack/shelve command; always exactly one reply, returned.
 
-    def _reply(self, ok: bool, error: str | None, request: Any) -> OutboundMessage:
-        body = json_payload({"ok": ok, "error": error, "request": request})
+        Validation and the reply are :func:`gateway.alarms.handle_command`'s; the transitions a
+        good command causes are published here like any other (``on_transition`` sees them). A
+        bad command — oversized, not UTF-8, not a JSON object, wrong types, out-of-range
+        ``minutes``, unknown alarm or topic — gets ``{"ok": false, ...}`` and changes nothing.
+        """
+        now = self.clock()
+        if len(payload) <= MAX_COMMAND_BYTES and not _unicode_clean(payload):
+            # JSON escapes can spell lone surrogates; no reply or event could carry them, so
+            # refuse before the engine changes (an ack would otherwise fail half-way).
+            return [self._refusal(now, "command text holds lone UTF-16 surrogates")]
+        result = handle_command(self.topics.base, topic, payload, self.engine, now)
+        for tr in result.transitions:
+            self._publish_transition(tr)
+        return [result.reply]
+
+    def _refusal(self, now: float, error: str) -> OutboundMessage:
+        body = json_payload(
+            {"ts": round(now * 1000.0), "ok": False, "error": error, "request": None}
+        )
         return OutboundMessage(self.topics.cmd_reply, body, qos=1, kind="reply")

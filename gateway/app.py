@@ -117,7 +117,7 @@ class Gateway:
     def _record_transition(self, tr: AlarmTransition) -> None:
         if self.sink is not None:
             self.sink.add_alarm(
-                int(tr.ts * 1000),
+                round(tr.ts * 1000),
                 device=tr.device,
                 point=tr.point,
                 rule=tr.rule,
