@@ -101,6 +101,17 @@ class _LineServerMixin:
         return handler
 
 
+async def _no_device_behind_gateway(  # noqa: PLR0917 (pymodbus' action signature)
+    function_code: int,
+    start_address: int,
+    address: int,
+    count: int,
+    registers: list[int],
+    values: list[int] | list[bool] | None,
+) -> ExcCodes | None:
+    return ExcCodes.GATEWAY_NO_RESPONSE
+
+
 class _TcpLineServer(_LineServerMixin, ModbusTcpServer):
     pass
 
@@ -157,6 +168,21 @@ class Line:
                 _block(size["input"], bits=False),
             )
             devices.append(SimDevice(id=unit, simdata=simdata, action=action))
+        if self.endpoint.transport == "tcp" and 0 not in self.units:
+            # A Modbus TCP gateway answers for unit ids it has no device behind with exception
+            # 11 (gateway target device failed to respond), as field gateways do.
+            devices.append(
+                SimDevice(
+                    id=0,
+                    simdata=(
+                        _block(16, bits=True),
+                        _block(16, bits=True),
+                        _block(125, bits=False),
+                        _block(125, bits=False),
+                    ),
+                    action=_no_device_behind_gateway,
+                )
+            )
         return devices
 
     async def start(self) -> None:
