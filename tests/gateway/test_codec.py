@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import struct
 
 import numpy as np
 import pytest
@@ -11,18 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.drivers.modbus.codec import DTYPES, decode_words, encode_values
+from tests.struct_reference import struct_words
 
 ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
-STRUCT = {
-    "int16": "h",
-    "uint16": "H",
-    "int32": "i",
-    "uint32": "I",
-    "float32": "f",
-    "int64": "q",
-    "uint64": "Q",
-    "float64": "d",
-}
 RANGES = {
     "int16": (-(2**15), 2**15 - 1),
     "uint16": (0, 2**16 - 1),
@@ -31,17 +21,6 @@ RANGES = {
     "int64": (-(2**63), 2**63 - 1),
     "uint64": (0, 2**64 - 1),
 }
-
-
-def struct_words(value: float | int, type_name: str, order: str) -> list[int]:
-    """Independent reference: struct big-endian bytes, then the order's byte permutation."""
-    raw = struct.pack(">" + STRUCT[type_name], value)
-    words = [raw[i : i + 2] for i in range(0, len(raw), 2)]
-    if order in ("CDAB", "DCBA") and len(words) > 1:
-        words = words[::-1]
-    if order in ("BADC", "DCBA"):
-        words = [w[::-1] for w in words]
-    return [int.from_bytes(w, "big") for w in words]
 
 
 def values_for(type_name: str) -> st.SearchStrategy[float | int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -19,41 +18,15 @@ import aiomqtt
 import pytest
 
 from gateway.app import Gateway
-from gateway.config import Point, SiteConfig
+from gateway.config import SiteConfig
 from gateway.demo import demo_site
 from simulators import SiteSimulator
 from tests.services import Mosquitto
+from tests.struct_reference import decode_point
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-FMT = {
-    "int16": "h",
-    "uint16": "H",
-    "int32": "i",
-    "uint32": "I",
-    "float32": "f",
-    "int64": "q",
-    "uint64": "Q",
-    "float64": "d",
-}
-
-
-def decode_independently(point: Point, image: dict[str, list[Any]]) -> float:
-    if point.register in ("coil", "discrete"):
-        return float(bool(image[point.register][point.address]))
-    words = image[point.register]
-    if point.type == "bool":
-        return float((words[point.address] >> (point.bit or 0)) & 1)
-    width = struct.calcsize(FMT[point.type]) // 2
-    ws = list(words[point.address : point.address + width])
-    if point.order in ("CDAB", "DCBA"):
-        ws.reverse()
-    raw = b"".join(
-        (w.to_bytes(2, "little") if point.order in ("BADC", "DCBA") else w.to_bytes(2, "big"))
-        for w in ws
-    )
-    return struct.unpack(">" + FMT[point.type], raw)[0] * point.scale + point.offset
 
 
 def site_on(broker: Mosquitto) -> SiteConfig:
@@ -98,7 +71,7 @@ async def test_static_site_values_equal_registers(mosquitto: Mosquitto) -> None:
             doc = latest[dev.id]
             for p in dev.points:
                 assert doc["quality"][p.name] == "good", (dev.id, p.name)
-                want = decode_independently(p, image)
+                want = decode_point(p, image)
                 assert doc["values"][p.name] == pytest.approx(want, rel=1e-6, abs=1e-9), (
                     dev.id,
                     p.name,
