@@ -72,7 +72,8 @@ class GasDetectorModel(SignalModel):
         p["ch4_base"][i] = rng.uniform(0.12, 0.28)
         p["co_base"][i] = rng.uniform(1.0, 6.0)
         p["h2s_base"][i] = rng.uniform(0.0, 0.5)
-        p["temp_base"][i] = rng.uniform(20.0, 26.0)
+        # daily swing (±0.8) and noise stay below the 26 °C face limit of the coal-mine pack
+        p["temp_base"][i] = rng.uniform(20.0, 24.5)
         p["supply_v"][i] = rng.uniform(17.6, 18.4)
         p["runtime_h0"][i] = float(rng.integers(500, 20000))
         p["temp_phase"][i] = rng.uniform(0.0, 2 * math.pi)
