@@ -429,7 +429,11 @@ def _read_yaml(path: Path, what: str) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([ConfigIssue(str(path), f"{what} file not found", None)]) from None
-    except OSError as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [ConfigIssue(str(path), f"{what} is not UTF-8 text: {exc.reason} at byte {exc.start}")]
+        ) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         raise ConfigError([ConfigIssue(str(path), f"cannot read {what}: {exc}", None)]) from None
     try:
         return yaml.safe_load(text)
