@@ -1,14 +1,33 @@
-"""Gateway throughput: simulators -> Modbus TCP -> gateway -> real Mosquitto -> counter.
+"""Gateway throughput and alarm latency: simulators -> Modbus TCP -> gateway -> Mosquitto.
 
 Simulators run in their own processes (``hazardgw simulate --shard i/n``), the gateway in its
 own (``hazardgw run``), against a real Mosquitto; ``points_per_s`` counts the good values that
-reached the broker (a subscriber here parses every telemetry message). Prints human lines, then
-one JSON line last:
+reached the broker (a subscriber here parses every telemetry message).
+
+Alarms under load: the generated site loads ``benchmarks/bench_rules.yaml`` (``--rules``), high
+limits on two points per device that the simulators' random walk crosses a few times a second
+over 1,000 devices, so the rules engine ticks over the whole point table while the gateway polls
+at full load (``--no-rules`` runs the same load without a rules engine, to see what rules cost).
+
+``alarm_latency_p99_ms`` is measured at the subscriber, end to end: for every alarm raised
+(an ``P/events/alarm`` transition to UNACK_ACTIVE from NORMAL or RTN_UNACK) it is the wall time
+the event was received here minus the ``ts`` of the telemetry message of the poll whose sample
+crossed the limit. The event's own ``ts`` is the engine's tick time, not the sample's, so the
+crossing poll is found in the device's telemetry (which carries the poll response's wall time):
+the oldest of the latest run of samples at or above the event's ``limit`` for that point. A raise
+is matched only when the sample before the crossing is in hand and one poll interval older (no
+telemetry lost in between); others are counted in ``alarm_unmatched``. Every process runs on
+this machine, so the clocks agree. ``gateway_alarm_latency_p99_ms`` is the gateway's own figure
+from its retained status (poll response to hand-off to the publisher, first raises only).
+
+Prints human lines, then one JSON line last:
 
     {"devices", "points", "points_per_s", "requests_per_s", "gateway_cpu_s_per_10k_points",
-     "poll_lag_p99_ms", "rss_mb", "gateway_cpu_pct", ...}
+     "poll_lag_p99_ms", "alarm_latency_p99_ms", "alarms_per_s", "rss_mb", "gateway_cpu_pct", ...}
 
 Usage: benchmarks/gateway_bench.py [--devices N] [--points M] [--poll-interval S] [--seconds T]
+                                   [--rules PACK | --no-rules] [--broker-nodelay]
+                                   [--profile] [--py-spy]
 """
 
 from __future__ import annotations
@@ -21,9 +40,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import paho.mqtt.client as paho
 import psutil
 
@@ -31,6 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.services import Mosquitto, free_port  # noqa: E402
+
+BENCH_RULES = ROOT / "benchmarks" / "bench_rules.yaml"
 
 TYPES = [
     ("uint16", 1, "ABCD", 0.1),
@@ -66,7 +89,15 @@ def synthetic_profile(points: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_site(workdir: Path, devices: int, points: int, interval: float, mqtt_url: str) -> Path:
+def write_site(
+    workdir: Path,
+    devices: int,
+    points: int,
+    interval: float,
+    mqtt_url: str,
+    *,
+    rules: Path | None = None,
+) -> Path:
     (workdir / "bench_profile.yaml").write_text(synthetic_profile(points))
     ports: list[int] = []
     seen: set[int] = set()
@@ -78,6 +109,7 @@ def write_site(workdir: Path, devices: int, points: int, interval: float, mqtt_u
     lines = [
         "site: {id: bench}",
         f"mqtt: {{url: '{mqtt_url}', topic_prefix: hazard, telemetry_qos: 0}}",
+        *([f"rules: ['{rules.resolve()}']"] if rules else []),
         "devices:",
     ]
     for i, port in enumerate(ports):
@@ -92,28 +124,77 @@ def write_site(workdir: Path, devices: int, points: int, interval: float, mqtt_u
 
 
 class Counter:
-    """Counts good values per telemetry message; keeps the newest gateway status."""
+    """Counts good values per telemetry message; times alarms; keeps the newest gateway status."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, interval: float) -> None:
         self.lock = threading.Lock()
         self.points = 0
         self.messages = 0
         self.status: dict[str, Any] = {}
+        self.interval_ms = interval * 1000.0
+        self.alarm_points: set[str] = set()
+        # (device, point) -> recent (telemetry ts ms, value); raises waiting for their telemetry
+        self.history: dict[tuple[str, str], deque[tuple[int, float]]] = {}
+        self.pending: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        self.latencies: list[tuple[float, float]] = []  # (received wall s, latency ms)
+        self.raised: list[float] = []  # received wall s of every raise
+        self.telemetry_ms: list[tuple[float, float]] = []  # (received wall s, latency ms)
+        self.unmatched: list[float] = []  # received wall s of raises that could not be timed
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-counter")
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe([("hazard/bench/+/telemetry", 0), ("hazard/bench/gateway/status", 1)])
+        self.client.subscribe(
+            [
+                ("hazard/bench/+/telemetry", 0),
+                ("hazard/bench/gateway/status", 1),
+                ("hazard/bench/events/alarm", 1),
+            ]
+        )
         self.client.loop_start()
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+        received = time.time()
         doc = json.loads(msg.payload)
         if msg.topic.endswith("/telemetry"):
             good = sum(1 for q in doc["quality"].values() if q == "good")
+            self.telemetry_ms.append((received, received * 1000.0 - doc["ts"]))
+            device = msg.topic.split("/")[2]
+            for point in self.alarm_points:
+                value = doc["values"].get(point)
+                if value is None:
+                    continue
+                key = (device, point)
+                hist = self.history.setdefault(key, deque(maxlen=8))
+                hist.append((doc["ts"], float(value)))
+                for pend in self.pending.pop(key, []):
+                    self._match(key, *pend)
             with self.lock:
                 self.points += good
                 self.messages += 1
+        elif msg.topic.endswith("/events/alarm"):
+            if doc.get("to") == "UNACK_ACTIVE" and doc.get("from") in ("NORMAL", "RTN_UNACK"):
+                self.raised.append(received)
+                self._match((doc["device"], doc["point"]), received, float(doc["limit"]))
         else:
             self.status = doc
+
+    def _match(self, key: tuple[str, str], received: float, limit: float) -> None:
+        """Latency of one raise against the telemetry of the poll that crossed ``limit``."""
+        hist = self.history.get(key)
+        if not hist or hist[-1][1] < limit:  # the crossing poll's telemetry is not here yet
+            if len(self.pending.setdefault(key, [])) < 4:
+                self.pending[key].append((received, limit))
+            else:
+                self.unmatched.append(received)
+            return
+        i = len(hist) - 1
+        while i > 0 and hist[i - 1][1] >= limit:
+            i -= 1
+        if i == 0 or hist[i][0] - hist[i - 1][0] > 1.5 * self.interval_ms:
+            # no sample before the crossing, or telemetry lost in between
+            self.unmatched.append(received)
+            return
+        self.latencies.append((received, received * 1000.0 - hist[i][0]))
 
     def read(self) -> tuple[int, int]:
         with self.lock:
@@ -133,11 +214,22 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=10.0)
     ap.add_argument("--sim-procs", type=int, default=2)
     ap.add_argument("--profile", action="store_true", help="run the gateway under cProfile")
+    ap.add_argument("--rules", type=Path, default=BENCH_RULES, help="rule pack for the load")
+    ap.add_argument("--no-rules", action="store_true", help="no rules engine (same load)")
+    ap.add_argument(
+        "--broker-nodelay",
+        action="store_true",
+        help="Mosquitto with set_tcp_nodelay true (no Nagle delay towards subscribers)",
+    )
+    ap.add_argument(
+        "--py-spy", action="store_true", help="sample the gateway with py-spy while measuring"
+    )
     args = ap.parse_args()
+    rules = None if args.no_rules else args.rules
 
     work = Path(tempfile.mkdtemp(prefix="hazardgw-bench-"))
-    broker = Mosquitto(work).start()
-    site = write_site(work, args.devices, args.points, args.poll_interval, broker.url)
+    broker = Mosquitto(work, extra="set_tcp_nodelay true\n" if args.broker_nodelay else "").start()
+    site = write_site(work, args.devices, args.points, args.poll_interval, broker.url, rules=rules)
     exe = [sys.executable, "-m", "gateway"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     sims = [
@@ -161,7 +253,9 @@ def main() -> None:
         for i in range(args.sim_procs)
     ]
     time.sleep(2.0 + args.devices / 500)
-    counter = Counter(broker.port)
+    counter = Counter(broker.port, args.poll_interval)
+    if rules is not None:
+        counter.alarm_points = {"p0", "p1"}  # the points benchmarks/bench_rules.yaml binds
     gw_cmd = [*exe, "run", "-c", str(site), "--log-level", "WARNING"]
     if args.profile:
         gw_cmd = [
@@ -187,6 +281,28 @@ def main() -> None:
         p0, m0 = counter.read()
         cpu0 = sum(proc.cpu_times()[:2])
         t0 = time.monotonic()
+        wall0 = time.time()
+        spy = None
+        if args.py_spy:
+            spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "--pid",
+                    str(gw.pid),
+                    "--duration",
+                    str(int(args.seconds)),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--output",
+                    str(work / "gateway.pyspy.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(work / "py-spy.log").open("w"),
+            )
         rss_peak = 0.0
         while time.monotonic() - t0 < args.seconds:
             time.sleep(0.5)
@@ -194,7 +310,11 @@ def main() -> None:
         p1, m1 = counter.read()
         cpu1 = sum(proc.cpu_times()[:2])
         elapsed = time.monotonic() - t0
+        wall1 = time.time()
         status = dict(counter.status)
+        time.sleep(1.0)  # raises of the window's last polls still on their way
+        if spy is not None:
+            spy.wait(30)
     finally:
         gw.send_signal(2)
         try:
@@ -210,6 +330,16 @@ def main() -> None:
 
     points = p1 - p0
     pps = points / elapsed
+    window = [lat for at, lat in counter.latencies if wall0 <= at <= wall1]
+    raised = [at for at in counter.raised if wall0 <= at <= wall1]
+    left = [at for waiting in counter.pending.values() for at, _ in waiting]
+    unmatched = [at for at in counter.unmatched + left if wall0 <= at <= wall1]
+    lat = np.array(window or [np.nan])
+    tele = np.array([ms for at, ms in counter.telemetry_ms if wall0 <= at <= wall1] or [np.nan])
+
+    def pct(q: float) -> float | None:
+        return round(float(np.percentile(lat, q)), 1) if window else None
+
     cpu = cpu1 - cpu0
     result = {
         "devices": args.devices,
@@ -222,7 +352,16 @@ def main() -> None:
         "gateway_cpu_s_per_10k_points": round(cpu / max(points, 1) * 10_000, 4),
         "gateway_cpu_pct": round(100 * cpu / elapsed, 1),
         "poll_lag_p99_ms": status.get("poll_lag_p99_ms"),
-        "alarm_latency_p99_ms": status.get("alarm_latency_p99_ms"),
+        "rules": rules.name if rules else None,
+        "alarms_per_s": round(len(raised) / elapsed, 2),
+        "alarm_latency_p50_ms": pct(50),
+        "alarm_latency_p99_ms": pct(99),
+        "alarm_latency_max_ms": pct(100),
+        "alarm_latency_samples": len(window),
+        "alarm_unmatched": len(unmatched),
+        "gateway_alarm_latency_p99_ms": status.get("alarm_latency_p99_ms"),
+        "telemetry_latency_p50_ms": round(float(np.percentile(tele, 50)), 1),
+        "telemetry_latency_p99_ms": round(float(np.percentile(tele, 99)), 1),
         "rss_mb": round(rss_peak, 1),
         "seconds": round(elapsed, 1),
     }
@@ -231,6 +370,12 @@ def main() -> None:
         f"offered {result['offered_points_per_s']:.0f} points/s, "
         f"delivered {pps:.0f} points/s; gateway CPU {result['gateway_cpu_pct']} %"
     )
+    if rules is not None:
+        print(
+            f"alarms raised {result['alarms_per_s']}/s; subscriber-measured latency "
+            f"p50 {result['alarm_latency_p50_ms']} ms, p99 {result['alarm_latency_p99_ms']} ms "
+            f"({len(window)} matched, {len(unmatched)} unmatched)"
+        )
     print(json.dumps(result))
 
 
