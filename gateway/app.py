@@ -9,6 +9,7 @@ import os
 import socket
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,10 +21,10 @@ from gateway.config import MqttConfig, SiteConfig
 from gateway.drivers.modbus.link import ModbusLink, link_key
 from gateway.messages import OutboundMessage
 from gateway.mqtt import MqttPublisher
-from gateway.outbox import AsyncOutbox
+from gateway.outbox import AsyncOutbox, OutboxEntry, OutboxError
 from gateway.points import PointTable
 from gateway.poller import DevicePoller, PollResult
-from gateway.sinks.influx import InfluxSink, influx_token
+from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, influx_token
 from gateway.telemetry import Topics, device_status_payload, encode_doc, json_payload, telemetry_doc
 from rules import AlarmTransition
 
@@ -36,10 +37,12 @@ log = logging.getLogger(__name__)
 class GatewayStats:
     polls: int = 0
     failed_polls: int = 0
+    telemetry_messages: int = 0  # telemetry records produced (one per good poll)
     points: int = 0
     requests: int = 0
     lag_ms: deque[float] = field(default_factory=lambda: deque(maxlen=20_000))
     started: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)
 
     def snapshot(self, window_s: float) -> dict[str, float]:
         lags = np.fromiter(self.lag_ms, dtype=np.float64) if self.lag_ms else np.zeros(1)
@@ -114,6 +117,10 @@ class Gateway:
                 on_transition=self._record_transition,
             )
 
+    def _spool_influx(self, entries: Sequence[OutboxEntry]) -> None:
+        """Lines for the database join the MQTT messages staged with them (one transaction)."""
+        self.publisher.stage(OUTBOX_STREAM, entries)
+
     def _record_transition(self, tr: AlarmTransition) -> None:
         if self.sink is not None:
             self.sink.add_alarm(
@@ -141,6 +148,8 @@ class Gateway:
             self.table.update(idx, res.values, res.good, res.ts)
             st.points += int(res.good.sum())
             doc = telemetry_doc(res.rows, ts_ms, res.values, res.good)
+            st.telemetry_messages += 1
+            # With an outbox, the message and the line below are committed in one transaction.
             self.publisher.publish(
                 OutboundMessage(
                     self.topics.telemetry(dev.id), encode_doc(doc), qos=self.telemetry_qos
@@ -199,33 +208,77 @@ class Gateway:
             snap["points_per_s"] = (self.stats.points - last_points) / (now - last)
             snap["requests_per_s"] = (self.stats.requests - last_requests) / (now - last)
             last, last_points, last_requests = now, self.stats.points, self.stats.requests
-            online = int(self.table.device_online.sum())
-            payload = {
-                "ts": int(time.time() * 1000),
-                "online": True,
-                "version": __version__,
-                "devices": len(self.pollers),
-                "devices_online": online,
-                "points_per_s": round(snap["points_per_s"], 1),
-                "requests_per_s": round(snap["requests_per_s"], 1),
-                "poll_lag_ms": round(snap["poll_lag_ms"], 3),
-                "poll_lag_p99_ms": round(snap["poll_lag_p99_ms"], 3),
-                "mqtt_backlog": self.publisher.backlog,
-                "outbox_depth": self.outbox.stats().rows if self.outbox else 0,
-                "alarm_latency_p99_ms": (
-                    round(float(np.percentile(np.fromiter(self.alarms.latency_ms, float), 99)), 3)
-                    if self.alarms and self.alarms.latency_ms
-                    else None
-                ),
-            }
-            self.publisher.publish(
-                OutboundMessage(
-                    self.topics.gateway_status,
-                    json_payload(payload),
-                    qos=1,
-                    retain=True,
-                    kind="status",
-                )
+            self._publish_stats(snap, now)
+
+    def _publish_stats(self, snap: dict[str, float], now: float) -> None:
+        """The retained gateway status on MQTT and a ``gateway`` line for the database.
+
+        Its ``telemetry_messages`` and ``alarm_transitions`` count exactly the records with
+        ``started <= ts <= status ts``. Records are stamped with the wall clock in ms (telemetry
+        truncated, alarms rounded), so the status takes the rounded ms and waits it out
+        (blocking the loop for at most 1.5 ms every ``stats_interval``): nothing produced after
+        it can carry a ``ts`` at or before the status's.
+        """
+        ts_ms = round(time.time() * 1000)
+        while int(time.time() * 1000) <= ts_ms:
+            time.sleep(0.0002)
+        st = self.stats
+        online = int(self.table.device_online.sum())
+        ob = self.outbox.stats() if self.outbox is not None else None
+        payload = {
+            "ts": ts_ms,
+            "online": True,
+            "version": __version__,
+            "started": int(st.started_wall * 1000),
+            "devices": len(self.pollers),
+            "devices_online": online,
+            "points_per_s": round(snap["points_per_s"], 1),
+            "requests_per_s": round(snap["requests_per_s"], 1),
+            "poll_lag_ms": round(snap["poll_lag_ms"], 3),
+            "poll_lag_p99_ms": round(snap["poll_lag_p99_ms"], 3),
+            "mqtt_backlog": self.publisher.backlog,
+            # cumulative since this process started: what it produced, for end-to-end counts
+            "telemetry_messages": st.telemetry_messages,
+            "alarm_transitions": self.alarms.transitions if self.alarms else 0,
+            "outbox_depth": ob.rows if ob else 0,
+            "outbox_streams": dict(ob.depth) if ob else {},
+            "outbox_bytes": ob.bytes if ob else 0,
+            "outbox_dropped": ob.dropped_telemetry if ob else 0,
+            "outbox_over_bound": ob.over_bound if ob else False,
+            "alarm_latency_p99_ms": (
+                round(float(np.percentile(np.fromiter(self.alarms.latency_ms, float), 99)), 3)
+                if self.alarms and self.alarms.latency_ms
+                else None
+            ),
+        }
+        self.publisher.publish(
+            OutboundMessage(
+                self.topics.gateway_status,
+                json_payload(payload),
+                qos=1,
+                retain=True,
+                kind="status",
+            )
+        )
+        if self.sink is not None:
+            sink_stats = self.sink.stats
+            self.sink.add_gateway(
+                ts_ms,
+                {
+                    "points_per_s": snap["points_per_s"],
+                    "poll_lag_ms": snap["poll_lag_ms"],
+                    "outbox_depth": ob.rows if ob else 0,
+                    "outbox_dropped": ob.dropped_telemetry if ob else 0,
+                    "devices_online": online,
+                    "devices_total": len(self.pollers),
+                    "active_alarms": None,
+                    "read_errors": st.failed_polls,
+                    "mqtt_connected": self.publisher.stats.connected,
+                    "influx_buffered": sink_stats.buffered_lines,
+                    "influx_dropped": sink_stats.dropped_lines,
+                    "influx_rejected": sink_stats.rejected_lines,
+                    "uptime_s": now - st.started,
+                },
             )
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -239,7 +292,7 @@ class Gateway:
             self.mqtt_cfg.url,
         )
         try:
-            async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
+            async with contextlib.AsyncExitStack() as stack:
                 if self.site.outbox is not None:
                     self.outbox = await stack.enter_async_context(
                         AsyncOutbox(
@@ -251,19 +304,22 @@ class Gateway:
                 if self.site.influx is not None:
                     cfg = self.site.influx
                     self.sink = await stack.enter_async_context(
-                        InfluxSink(cfg, self.site.site.id, token=influx_token(cfg))
+                        InfluxSink(
+                            cfg,
+                            self.site.site.id,
+                            token=influx_token(cfg),
+                            outbox=self.outbox,
+                            spool=self._spool_influx if self.outbox is not None else None,
+                        )
                     )
-                tg.create_task(self.publisher.run(), name="mqtt")
-                tg.create_task(self._stats_loop(), name="stats")
-                if self.alarms is not None:
-                    tg.create_task(self.alarms.run(), name="alarms")
-                for poller in self.pollers:
-                    tg.create_task(poller.run(), name=f"poll:{poller.device.id}")
                 try:
-                    await (stop or asyncio.Event()).wait()
-                finally:  # stopped or cancelled: no reconnects while the tasks wind down
-                    self.publisher.stop()
-                raise _Stop
+                    await self._run_tasks(stop)
+                finally:  # what the last polls staged goes to disk before the outbox closes
+                    if self.outbox is not None:
+                        try:
+                            await self.publisher.commit_staged()
+                        except OutboxError as exc:
+                            log.error("could not commit the last messages to the outbox: %s", exc)
         except* _Stop:
             pass
         finally:
@@ -271,6 +327,20 @@ class Gateway:
             for link in self.links.values():
                 with contextlib.suppress(Exception):
                     link.close()
+
+    async def _run_tasks(self, stop: asyncio.Event | None) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.publisher.run(), name="mqtt")
+            tg.create_task(self._stats_loop(), name="stats")
+            if self.alarms is not None:
+                tg.create_task(self.alarms.run(), name="alarms")
+            for poller in self.pollers:
+                tg.create_task(poller.run(), name=f"poll:{poller.device.id}")
+            try:
+                await (stop or asyncio.Event()).wait()
+            finally:  # stopped or cancelled: no reconnects while the tasks wind down
+                self.publisher.stop()
+            raise _Stop
 
 
 class _Stop(Exception):

@@ -2,7 +2,10 @@
 
 Telemetry at QoS 0 goes through a bounded in-memory queue (oldest dropped and counted while the
 broker is away); QoS 1 messages (status, alarms, events, replies and QoS 1 telemetry) are kept
-until the broker acknowledges them, and replayed in order after a reconnect. The last retained
+until the broker acknowledges them, and replayed in order after a reconnect. With a durable outbox
+they are committed to its ``"mqtt"`` stream first; :meth:`MqttPublisher.stage` lets the gateway
+commit entries for other streams (the time-series sink's lines) in the same transactions, so a
+gateway killed at any moment has kept either both legs of a record or neither. The last retained
 message of every topic is remembered and re-published on reconnect, so a broker that restarted
 without persistence gets the gateway's state back. The gateway status topic carries a will
 (``online: false``).
@@ -18,7 +21,7 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -26,7 +29,7 @@ import aiomqtt
 
 from gateway.config import MqttConfig
 from gateway.messages import OutboundMessage
-from gateway.outbox import AsyncOutbox, OutboxEntry, StoredEntry
+from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, OutboxError, StoredEntry
 from gateway.telemetry import Topics, json_payload
 
 __all__ = ["MqttPublisher", "MqttStats", "broker_address"]
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 CommandHandler = Callable[[str, bytes], Awaitable[list[OutboundMessage]]]
 MAX_INFLIGHT = 200
 QOS0_QUEUE = 20_000
+MQTT_STREAM = "mqtt"
+OUTBOX_RETRY_S = 1.0
 
 
 @dataclass(slots=True)
@@ -45,6 +50,15 @@ class MqttStats:
     reconnects: int = 0
     connected: bool = False
     commands: int = 0
+
+
+def _entry_kind(kind: str) -> EntryKind:
+    """An OutboundMessage's kind as an outbox entry kind (unknown kinds are never dropped)."""
+    match kind:
+        case "telemetry" | "status" | "alarm" | "event" | "reply":
+            return kind
+        case _:
+            return "event"
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
@@ -94,7 +108,7 @@ class MqttPublisher:
         self._qos0: deque[OutboundMessage] = deque()
         self._qos1: deque[OutboundMessage] = deque()
         self.outbox = outbox
-        self._durable: list[OutboundMessage] = []
+        self._staged: dict[str, list[OutboxEntry]] = {}
         self._durable_wake = asyncio.Event()
         self._retained: dict[str, OutboundMessage] = {}
         self._wake = asyncio.Event()
@@ -115,32 +129,71 @@ class MqttPublisher:
             self._qos0.append(msg)
             self._wake.set()
         elif self.outbox is not None:
-            self._durable.append(msg)
-            self._durable_wake.set()
+            entry = OutboxEntry(
+                _entry_kind(msg.kind), msg.topic, msg.topic, msg.payload, msg.qos, msg.retain
+            )
+            self.stage(MQTT_STREAM, (entry,))
         else:
             self._qos1.append(msg)
             self._wake.set()
 
+    def stage(self, stream: str, entries: Sequence[OutboxEntry]) -> None:
+        """Queue entries for a stream of the durable outbox (never blocks).
+
+        Everything staged between two runs of the outbox writer, QoS 1 messages and other
+        streams' entries alike, is committed in one transaction: the gateway stages a record's
+        time-series line right after publishing its MQTT message, so after a crash the outbox
+        holds both or neither. Only with an outbox (``self.outbox``).
+        """
+        if self.outbox is None:
+            raise RuntimeError("stage() needs the durable outbox")
+        self._staged.setdefault(stream, []).extend(entries)
+        self._durable_wake.set()
+
     @property
     def backlog(self) -> int:
-        durable = self.outbox.depth("mqtt") if self.outbox is not None else 0
-        return len(self._qos0) + len(self._qos1) + len(self._durable) + durable
+        """MQTT messages not yet acknowledged by the broker (queued, staged or in the outbox)."""
+        durable = self.outbox.depth(MQTT_STREAM) if self.outbox is not None else 0
+        staged = len(self._staged.get(MQTT_STREAM, ()))
+        return len(self._qos0) + len(self._qos1) + staged + durable
 
     async def _durable_writer(self) -> None:
-        """Commit QoS 1 messages to the outbox in call order, whatever the broker is doing."""
-        assert self.outbox is not None
+        """Commit staged entries to the outbox in call order, whatever the broker is doing."""
+        failing = False
         while True:
             await self._durable_wake.wait()
             self._durable_wake.clear()
-            batch, self._durable = self._durable, []
-            if batch:
-                await self.outbox.put_many(
-                    "mqtt",
-                    [
-                        OutboxEntry(m.kind, m.topic, m.topic, m.payload, m.qos, m.retain)  # type: ignore[arg-type]
-                        for m in batch
-                    ],
-                )
+            try:
+                await self.commit_staged()
+            except OutboxError as exc:  # e.g. disk full: keep the entries, try again
+                if not failing:
+                    log.error("cannot commit to the outbox, keeping entries in memory: %s", exc)
+                    failing = True
+                await asyncio.sleep(OUTBOX_RETRY_S)
+                self._durable_wake.set()
+                continue
+            if failing:
+                log.info("outbox commits work again")
+                failing = False
+
+    async def commit_staged(self) -> None:
+        """Commit what is staged now, all streams in one transaction; returns once committed.
+
+        On failure the entries stay staged, ahead of anything staged meanwhile."""
+        if not self._staged or self.outbox is None:
+            return
+        batch, self._staged = self._staged, {}
+        outbox = self.outbox
+        try:
+            # AsyncOutbox commits every put pending when its flusher runs in one transaction.
+            # gather() starts these puts in consecutive steps of the loop, before the flusher
+            # can run, so they share one.
+            await asyncio.gather(*(outbox.put_many(s, es) for s, es in batch.items()))
+        except OutboxError:  # (a cancelled put keeps its entries: they are committed anyway)
+            for stream, entries in self._staged.items():
+                batch.setdefault(stream, []).extend(entries)
+            self._staged = batch
+            raise
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         async with asyncio.timeout(timeout):
@@ -252,8 +305,8 @@ class MqttPublisher:
             self.stats.sent += 1
 
         while True:
-            await self.outbox.wait_pending("mqtt")
-            await self.outbox.deliver("mqtt", send, batch=1000, window=MAX_INFLIGHT)
+            await self.outbox.wait_pending(MQTT_STREAM)
+            await self.outbox.deliver(MQTT_STREAM, send, batch=1000, window=MAX_INFLIGHT)
 
     async def _send_qos1(self, client: aiomqtt.Client) -> None:
         batch = [self._qos1.popleft() for _ in range(min(MAX_INFLIGHT, len(self._qos1)))]

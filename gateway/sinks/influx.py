@@ -11,11 +11,17 @@ is reached the oldest lines are dropped and counted (``stats.dropped_lines``). A
 refuses as malformed (HTTP 400/422) would fail forever: it is dropped, counted
 (``stats.rejected_lines``) and logged at ERROR.
 
-Seam for the durable outbox: :meth:`InfluxSink.add_lines` takes already-encoded line protocol
-into the same buffer, and :meth:`InfluxSink.write` makes a single attempt and raises
-:class:`InfluxWriteError` (with ``retry_after``) so a caller that keeps its own copy (the
-outbox) acks only what the server took. :class:`LineEncoder` (``sink.encoder``) produces the
-lines without a sink.
+With a durable outbox (``outbox=``) the memory buffer is not used: every line goes into the
+outbox's ``"influx"`` stream (kind ``alarm`` for alarm lines, ``status`` for ``device_status``,
+``telemetry`` for the rest, so the outbox's bound drops telemetry first and never alarms) and a
+delivery task sends it with ``AsyncOutbox.deliver_batches`` through :meth:`InfluxSink.write`,
+acking a batch only once the server took it. Lines then survive a database outage of any length
+(up to the outbox's bound) and the gateway being killed.
+
+:meth:`InfluxSink.add_lines` takes already-encoded line protocol, and :meth:`InfluxSink.write`
+makes a single attempt and raises :class:`InfluxWriteError` (with ``retry_after``) so a caller
+that keeps its own copy acks only what the server took. :class:`LineEncoder` (``sink.encoder``)
+produces the lines without a sink.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Protocol, Self, cast
@@ -41,6 +47,7 @@ from influxdb_client.rest import ApiException
 from gateway.aio import raise_if_cancelling, wait_event
 from gateway.config import Device, InfluxConfig
 from gateway.errors import GatewayError
+from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, OutboxError, StoredEntry
 from gateway.sinks.lineprotocol import LineEncoder
 
 __all__ = [
@@ -59,6 +66,39 @@ DEFAULT_MAX_BUFFER: Final = 200_000
 
 _REJECTED_STATUS: Final = frozenset({400, 422})
 _TOO_LARGE: Final = 413
+
+OUTBOX_STREAM: Final = "influx"
+"""The outbox stream holding the lines bound for the database."""
+_OUTBOX_RETRY_S: Final = 1.0
+
+Spool = Callable[[Sequence[OutboxEntry]], None]
+"""Takes outbox entries to commit (e.g. ``MqttPublisher.stage`` bound to the influx stream)."""
+
+
+def line_kind(measurement: str) -> EntryKind:
+    """The outbox kind of a line by its measurement: alarms and device status are never dropped."""
+    match measurement:
+        case "alarm":
+            return "alarm"
+        case "device_status":
+            return "status"
+        case _:
+            return "telemetry"
+
+
+def _measurement_of(line: str) -> str:
+    """The (unescaped enough to classify) measurement of one line of line protocol."""
+    end = len(line)
+    i = 0
+    while i < end:
+        c = line[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c in ", ":
+            break
+        i += 1
+    return line[:i]
 
 
 class InfluxSinkError(GatewayError):
@@ -179,9 +219,15 @@ class InfluxSink:
             sink.add_telemetry(device, ts_ms, values, quality)
 
     ``writer`` replaces the HTTP client (tests; other transports). ``max_buffer`` bounds the lines
-    held in memory. Backoff after a failed write starts at ``backoff_initial`` seconds, doubles up
-    to ``backoff_max`` and is jittered to between half and all of that. On exit the sink tries for
-    up to ``close_timeout`` seconds to write what is left and logs what it could not.
+    held in memory. With ``outbox`` the lines go into its ``"influx"`` stream instead and are
+    delivered from there; ``spool`` (optional) is who commits them, e.g. the MQTT publisher's
+    :meth:`~gateway.mqtt.MqttPublisher.stage`, so a record's line shares a transaction with its
+    MQTT message. Without ``spool`` the sink puts them itself.
+
+    Backoff after a failed write starts at ``backoff_initial`` seconds, doubles up to
+    ``backoff_max`` and is jittered to between half and all of that. On exit the sink tries for up
+    to ``close_timeout`` seconds to write what is left and logs what it could not (with an
+    outbox: leaves it there for the next start).
     """
 
     def __init__(
@@ -197,6 +243,8 @@ class InfluxSink:
         close_timeout: float = 5.0,
         request_timeout: float = 10.0,
         rng: random.Random | None = None,
+        outbox: AsyncOutbox | None = None,
+        spool: Spool | None = None,
     ) -> None:
         if max_buffer < config.batch_size:
             raise ValueError(
@@ -235,6 +283,12 @@ class InfluxSink:
         self._failures_in_outage = 0
         self._last_error: str | None = None
 
+        self._outbox = outbox
+        self._spool: Spool | None = spool
+        self._spooled: list[OutboxEntry] = []  # own spool (no ``spool`` given): not yet put
+        self._spool_wake = asyncio.Event()
+        self._spool_task: asyncio.Task[None] | None = None
+
     def __repr__(self) -> str:  # never shows the token
         return f"InfluxSink(url={self.config.url!r}, bucket={self.config.bucket!r})"
 
@@ -246,7 +300,16 @@ class InfluxSink:
             self._writer = self._client
         self._closing = False
         self._stop.clear()
-        self._task = asyncio.create_task(self._run(), name=f"influx-sink:{self.config.url}")
+        if self._outbox is None:
+            self._task = asyncio.create_task(self._run(), name=f"influx-sink:{self.config.url}")
+        else:
+            self._task = asyncio.create_task(
+                self._deliver_outbox(self._outbox), name=f"influx-outbox:{self.config.url}"
+            )
+            if self._spool is None:
+                self._spool_task = asyncio.create_task(
+                    self._put_spooled(self._outbox), name="influx-spool"
+                )
         return self
 
     async def __aexit__(
@@ -258,12 +321,16 @@ class InfluxSink:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Write what is left (for up to ``close_timeout`` s), stop and close the client."""
+        """Write what is left (for up to ``close_timeout`` s), stop and close the client.
+
+        With an outbox, lines not yet written stay in it for the next start."""
         self._closing = True
         self._stop.set()
         self._wake.set()
         task, self._task = self._task, None
-        if task is not None:
+        if self._outbox is not None:
+            await self._close_outbox_mode(task)
+        elif task is not None:
             try:
                 async with asyncio.timeout(self._close_timeout):
                     await asyncio.shield(task)
@@ -294,7 +361,7 @@ class InfluxSink:
         """Queue one telemetry record; points whose quality is not ``"good"`` are skipped."""
         line = self.encoder.telemetry(device, ts_ms, values, quality)
         if line is not None:
-            self._append(line)
+            self._append(line, "telemetry", device.id, device.measurement)
 
     def add_device_status(
         self,
@@ -308,7 +375,10 @@ class InfluxSink:
         self._append(
             self.encoder.device_status(
                 ts_ms, device=device_id, online=online, latency_ms=latency_ms, errors=errors
-            )
+            ),
+            "status",
+            device_id,
+            "device_status",
         )
 
     def add_alarm(
@@ -339,14 +409,17 @@ class InfluxSink:
                 value=value,
                 limit=limit,
                 active=active,
-            )
+            ),
+            "alarm",
+            device,
+            "alarm",
         )
 
     def add_gateway(self, ts_ms: int, fields: Mapping[str, float | int | bool | None]) -> None:
         """Queue one ``gateway`` record (see ``lineprotocol.GATEWAY_FIELDS``)."""
         line = self.encoder.gateway(ts_ms, fields)
         if line is not None:
-            self._append(line)
+            self._append(line, "telemetry", "gateway", "gateway")
 
     def add_lines(self, lines: str | bytes | Iterable[str]) -> None:
         """Queue already-encoded line protocol (precision ms): one body of newline-separated
@@ -357,9 +430,20 @@ class InfluxSink:
             lines = lines.split("\n")
         for line in lines:
             if line and not line.isspace():
-                self._append(line.rstrip("\r\n"))
+                text = line.rstrip("\r\n")
+                measurement = _measurement_of(text)
+                self._append(text, line_kind(measurement), measurement, measurement)
 
-    def _append(self, line: str) -> None:
+    def _append(self, line: str, kind: EntryKind, key: str, measurement: str) -> None:
+        if self._outbox is not None:
+            self._idle.clear()
+            entry = OutboxEntry(kind, key, measurement, line.encode())
+            if self._spool is not None:
+                self._spool((entry,))
+            else:
+                self._spooled.append(entry)
+                self._spool_wake.set()
+            return
         self._buffer.append(line)
         self._idle.clear()
         excess = len(self._buffer) + len(self._inflight) - self._max_buffer
@@ -411,7 +495,8 @@ class InfluxSink:
         return await self.write(batch[:half]) + await self.write(batch[half:])
 
     async def flush(self, timeout: float | None = None) -> bool:
-        """Ask for an immediate write and wait until the buffer is empty; False on timeout."""
+        """Ask for an immediate write and wait until the buffer (or the outbox stream) is empty;
+        False on timeout."""
         self._wake.set()
         try:
             async with asyncio.timeout(timeout):
@@ -431,14 +516,95 @@ class InfluxSink:
             failed_batches=self._failed_batches,
             rejected_lines=self._rejected_lines,
             dropped_lines=self._dropped_lines,
-            buffered_lines=len(self._buffer) + len(self._inflight),
+            buffered_lines=self.buffered,
             connected=self._down_since is None,
             last_error=self._last_error,
         )
 
     @property
     def buffered(self) -> int:
+        """Lines waiting: in memory, or with an outbox in its stream (and not yet put)."""
+        if self._outbox is not None:
+            return self._outbox.depth(OUTBOX_STREAM) + len(self._spooled)
         return len(self._buffer) + len(self._inflight)
+
+    # ------------------------------------------------------------------ outbox mode
+
+    async def _put_spooled(self, outbox: AsyncOutbox) -> None:
+        """Put the lines ``add_*`` spooled into the outbox, in order (no external spool)."""
+        while True:
+            await self._spool_wake.wait()
+            self._spool_wake.clear()
+            await self._commit_spooled(outbox)
+
+    async def _commit_spooled(self, outbox: AsyncOutbox) -> None:
+        batch, self._spooled = self._spooled, []
+        if not batch:
+            return
+        try:
+            await outbox.put_many(OUTBOX_STREAM, batch)
+        except OutboxError as exc:  # keep them, ahead of newer lines; the caller retries
+            self._spooled[:0] = batch
+            log.error("cannot put %d lines into the outbox: %s", len(batch), exc)
+            await asyncio.sleep(_OUTBOX_RETRY_S)
+            self._spool_wake.set()
+
+    async def _deliver_outbox(self, outbox: AsyncOutbox) -> None:
+        """Send the outbox's lines, oldest first, one write per batch; a batch is acked (deleted)
+        only when the server took it, or refused it for good (HTTP 400/422: counted, logged)."""
+
+        async def send(batch: list[StoredEntry]) -> None:
+            try:
+                await self.write([s.entry.payload.decode("utf-8") for s in batch])
+            except InfluxWriteError as exc:
+                await wait_event(self._stop, exc.retry_after or self._backoff_initial)
+                raise  # the batch stays in the outbox
+
+        outbox_failing = False
+        while not self._closing:
+            if not self.buffered:
+                self._idle.set()
+            await outbox.wait_pending(OUTBOX_STREAM)
+            try:
+                await outbox.deliver_batches(OUTBOX_STREAM, send, batch=self._batch_limit)
+            except InfluxWriteError:
+                continue  # backed off in send(); the next attempt starts with the same batch
+            except OutboxError as exc:
+                if not outbox_failing:
+                    log.error("cannot read lines from the outbox: %s", exc)
+                    outbox_failing = True
+                await wait_event(self._stop, _OUTBOX_RETRY_S)
+                continue
+            if outbox_failing:
+                log.info("reading lines from the outbox works again")
+                outbox_failing = False
+            if not self.buffered:
+                self._idle.set()
+            self._wake.clear()
+            await wait_event(self._wake, self.config.flush_interval)  # flush() wakes it
+
+    async def _close_outbox_mode(self, task: asyncio.Task[None] | None) -> None:
+        """Commit what is spooled, stop delivering; undelivered lines stay in the outbox."""
+        spool_task, self._spool_task = self._spool_task, None
+        if spool_task is not None:
+            spool_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await spool_task
+            if self._outbox is not None and self._spooled:
+                with contextlib.suppress(OutboxError):
+                    await self._outbox.put_many(OUTBOX_STREAM, self._spooled)
+                    self._spooled = []
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        left = self.buffered
+        if left:
+            log.info(
+                "InfluxDB sink stopping with %d lines for %s kept in the outbox",
+                left,
+                self.config.url,
+            )
 
     # ------------------------------------------------------------------ writer task
 
@@ -505,11 +671,11 @@ class InfluxSink:
                     exc,
                 )
                 return False
-            exc.retry_after = self._failed(exc, self.buffered + (len(batch) if direct else 0))
+            exc.retry_after = self._failed(exc, self._pending_lines(batch, direct=direct))
             raise
         except Exception as exc:  # anything unexpected counts as an outage, never ends the task
             error = InfluxWriteError(_describe(exc), retryable=True)
-            error.retry_after = self._failed(error, self.buffered + (len(batch) if direct else 0))
+            error.retry_after = self._failed(error, self._pending_lines(batch, direct=direct))
             raise error from exc
         self._written_lines += len(batch)
         self._written_batches += 1
@@ -525,6 +691,11 @@ class InfluxSink:
             self._down_since = None
             self._failures_in_outage = 0
         return True
+
+    def _pending_lines(self, batch: list[str], *, direct: bool) -> int:
+        """Lines waiting, for the logs: a direct write's batch is not in the buffer (but it is
+        in the outbox, when there is one)."""
+        return self.buffered + (len(batch) if direct and self._outbox is None else 0)
 
     def _failed(self, exc: InfluxWriteError, pending: int) -> float:
         self._failed_batches += 1
