@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import random
+import socket
 import ssl
 import time
 from collections import deque
@@ -35,6 +36,14 @@ from gateway.telemetry import Topics, json_payload
 __all__ = ["MqttPublisher", "MqttStats", "broker_address"]
 
 log = logging.getLogger(__name__)
+# aiomqtt warns on every publish while more than ten are in flight, which a gateway that keeps
+# up to MAX_INFLIGHT QoS 1 messages in flight does by design; its errors still show.
+_client_log = logging.getLogger(f"{__name__}.client")
+_client_log.setLevel(logging.ERROR)
+#: Small telemetry messages go out at once: Nagle's algorithm would hold them for the ACK of the
+#: previous segment, which the broker's delayed ACK can hold for 40 ms.
+_NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+QOS0_BATCH = 256
 
 CommandHandler = Callable[[str, bytes], Awaitable[list[OutboundMessage]]]
 MAX_INFLIGHT = 200
@@ -59,6 +68,16 @@ def _entry_kind(kind: str) -> EntryKind:
             return kind
         case _:
             return "event"
+
+
+def _failed(result: object) -> bool:
+    return isinstance(result, BaseException)
+
+
+def _as_mqtt_error(err: object) -> BaseException:
+    if isinstance(err, aiomqtt.MqttError | asyncio.CancelledError):
+        return err
+    return aiomqtt.MqttError(str(err))
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
@@ -111,7 +130,8 @@ class MqttPublisher:
         self._staged: dict[str, list[OutboxEntry]] = {}
         self._durable_wake = asyncio.Event()
         self._retained: dict[str, OutboundMessage] = {}
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # QoS 0 queued
+        self._wake1 = asyncio.Event()  # QoS 1 queued (in memory, no outbox)
         self._connected_event = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._stopping = False
@@ -135,7 +155,7 @@ class MqttPublisher:
             self.stage(MQTT_STREAM, (entry,))
         else:
             self._qos1.append(msg)
-            self._wake.set()
+            self._wake1.set()
 
     def stage(self, stream: str, entries: Sequence[OutboxEntry]) -> None:
         """Queue entries for a stream of the durable outbox (never blocks).
@@ -222,6 +242,8 @@ class MqttPublisher:
             tls_context=_tls_context(self.cfg, self.base_dir) if self.tls else None,
             max_inflight_messages=MAX_INFLIGHT,
             clean_session=True,
+            logger=_client_log,
+            socket_options=_NODELAY,
         )
 
     async def run(self) -> None:
@@ -257,6 +279,7 @@ class MqttPublisher:
                     self._connected_event.set()
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(self._send_loop(client), name="mqtt-send")
+                        tg.create_task(self._send_qos1_loop(client), name="mqtt-send-qos1")
                         tg.create_task(self._listen_loop(client), name="mqtt-listen")
                         if self.outbox is not None:
                             tg.create_task(self._outbox_loop(client), name="mqtt-outbox-send")
@@ -279,22 +302,28 @@ class MqttPublisher:
         self._connected_event.clear()
 
     async def _send_loop(self, client: aiomqtt.Client) -> None:
+        """QoS 0: hand queued messages to the client in batches; they never wait for QoS 1 acks."""
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._qos1 or self._qos0:
-                if self._qos1:
-                    await self._send_qos1(client)
-                if self._qos0:
-                    msg = self._qos0.popleft()
-                    try:
-                        await client.publish(msg.topic, msg.payload, qos=0, retain=msg.retain)
-                    except aiomqtt.MqttError:
-                        self._qos0.appendleft(msg)
-                        raise
-                    self.stats.sent += 1
-                    if not self._qos1 and len(self._qos0) % 64 == 0:
-                        await asyncio.sleep(0)
+            while self._qos0:
+                batch = [self._qos0.popleft() for _ in range(min(QOS0_BATCH, len(self._qos0)))]
+                results = await asyncio.gather(
+                    *(client.publish(m.topic, m.payload, qos=0, retain=m.retain) for m in batch),
+                    return_exceptions=True,
+                )
+                failed = [m for m, r in zip(batch, results, strict=True) if _failed(r)]
+                self.stats.sent += len(batch) - len(failed)
+                if failed:
+                    self._qos0.extendleft(reversed(failed))
+                    raise _as_mqtt_error(next(r for r in results if _failed(r)))
+
+    async def _send_qos1_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._wake1.wait()
+            self._wake1.clear()
+            while self._qos1:
+                await self._send_qos1(client)
 
     async def _outbox_loop(self, client: aiomqtt.Client) -> None:
         assert self.outbox is not None
@@ -314,15 +343,12 @@ class MqttPublisher:
             *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in batch),
             return_exceptions=True,
         )
-        failed = [m for m, r in zip(batch, results, strict=True) if isinstance(r, BaseException)]
+        failed = [m for m, r in zip(batch, results, strict=True) if _failed(r)]
         self.stats.sent += len(batch) - len(failed)
         if failed:
             # keep order: everything unacknowledged goes back to the front
             self._qos1.extendleft(reversed(failed))
-            err = next(r for r in results if isinstance(r, BaseException))
-            if isinstance(err, aiomqtt.MqttError):
-                raise err
-            raise aiomqtt.MqttError(str(err))
+            raise _as_mqtt_error(next(r for r in results if _failed(r)))
 
     async def _listen_loop(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
