@@ -219,7 +219,7 @@ def main() -> None:
     ap.add_argument(
         "--broker-nagle",
         action="store_true",
-        help="Mosquitto without set_tcp_nodelay (its default; adds up to 40 ms towards subscribers)",
+        help="Mosquitto without set_tcp_nodelay (its default: up to 40 ms more to subscribers)",
     )
     ap.add_argument(
         "--py-spy", action="store_true", help="sample the gateway with py-spy while measuring"
