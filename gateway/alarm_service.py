@@ -66,6 +66,10 @@ def build_engine(site: SiteConfig, table: PointTable) -> RuleEngine:
     )
 
 
+#: Transitions into UNACK_ACTIVE that are a fresh raise (not an escalation or a shelve ending).
+_RAISED_FROM = frozenset({State.NORMAL, State.RTN_UNACK})
+
+
 class AlarmService:
     """Owns the engine's ticks and turns its transitions into MQTT messages."""
 
@@ -77,7 +81,7 @@ class AlarmService:
         publish: Callable[[OutboundMessage], None],
         *,
         clock: Callable[[], float] = time.time,
-        min_tick: float = 0.02,
+        min_tick: float = 0.005,
         on_transition: Callable[[AlarmTransition], None] | None = None,
     ) -> None:
         self.engine = engine
@@ -98,6 +102,14 @@ class AlarmService:
     def poll_arrived(self, device_index: int, ts: float) -> None:
         self._device_sample_ts[device_index] = ts
         self.wake.set()
+
+    def take_latency_p99_ms(self) -> float | None:
+        """p99 of poll-response-to-alarm latency since the last call (None if no alarm rose)."""
+        if not self.latency_ms:
+            return None
+        p99 = float(np.percentile(np.fromiter(self.latency_ms, dtype=np.float64), 99))
+        self.latency_ms.clear()
+        return p99
 
     def tick(self) -> list[AlarmTransition]:
         now = self.clock()
@@ -133,7 +145,7 @@ class AlarmService:
         if self.on_transition is not None:
             self.on_transition(tr)
         self.publish(event)
-        if tr.to_state is State.UNACK_ACTIVE and tr.from_state is State.NORMAL:
+        if tr.to_state is State.UNACK_ACTIVE and tr.from_state in _RAISED_FROM:
             idx = self._device_index.get(tr.device)
             if idx is not None and self._device_sample_ts[idx] > 0:
                 self.latency_ms.append((time.time() - self._device_sample_ts[idx]) * 1000.0)

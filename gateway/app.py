@@ -187,10 +187,15 @@ class Gateway:
     # ------------------------------------------------------------------ commands
 
     async def handle_command(self, topic: str, payload: bytes) -> list[OutboundMessage]:
-        if topic not in (self.topics.cmd_ack, self.topics.cmd_shelve):
-            return []  # other cmd/ topics (e.g. replies) are not for the gateway
-        if self.alarms is None:
-            reply = {"ok": False, "error": "no rule packs loaded: no alarms", "request": None}
+        if topic == self.topics.cmd_reply:
+            return []  # our own replies come back on the cmd/# subscription
+        if self.alarms is None or topic not in (self.topics.cmd_ack, self.topics.cmd_shelve):
+            error = (
+                f"unknown command topic {topic}"
+                if topic not in (self.topics.cmd_ack, self.topics.cmd_shelve)
+                else "no rule packs loaded: no alarms"
+            )
+            reply = {"ok": False, "error": error, "request": None}
             return [
                 OutboundMessage(self.topics.cmd_reply, json_payload(reply), qos=1, kind="reply")
             ]
@@ -246,9 +251,7 @@ class Gateway:
             "outbox_dropped": ob.dropped_telemetry if ob else 0,
             "outbox_over_bound": ob.over_bound if ob else False,
             "alarm_latency_p99_ms": (
-                round(float(np.percentile(np.fromiter(self.alarms.latency_ms, float), 99)), 3)
-                if self.alarms and self.alarms.latency_ms
-                else None
+                _round3(self.alarms.take_latency_p99_ms()) if self.alarms else None
             ),
         }
         self.publisher.publish(
@@ -341,6 +344,10 @@ class Gateway:
             finally:  # stopped or cancelled: no reconnects while the tasks wind down
                 self.publisher.stop()
             raise _Stop
+
+
+def _round3(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
 
 
 class _Stop(Exception):

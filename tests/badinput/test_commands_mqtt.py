@@ -93,7 +93,7 @@ async def test_bad_commands_over_mqtt_change_nothing(mosquitto: Mosquitto) -> No
                 await client.publish(f"{P}/cmd/alarm/shelve", payload, qos=1)
             for topic in OTHER_TOPICS:
                 await client.publish(topic, json.dumps({"id": ALARM, "user": "op"}), qos=1)
-            n_bad = len(BAD_ON_ACK) + len(BAD_ON_SHELVE)
+            n_bad = len(BAD_ON_ACK) + len(BAD_ON_SHELVE) + len(OTHER_TOPICS)
             deadline = time.monotonic() + 15
             while len(replies) < n_bad and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
@@ -101,6 +101,8 @@ async def test_bad_commands_over_mqtt_change_nothing(mosquitto: Mosquitto) -> No
 
             assert len(replies) == n_bad, replies
             assert all(r["ok"] is False and r["error"] for r in replies), replies
+            unknown = [r for r in replies if "unknown command topic" in r["error"]]
+            assert len(unknown) == len(OTHER_TOPICS)
             assert repr(engine.state(ALARM)) == before
             assert events == []
             assert not task.done()
