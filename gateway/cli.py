@@ -171,7 +171,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     _setup_logging("WARNING")
     return int(
-        asyncio.run(run_demo(seconds=args.seconds, mqtt_url=args.mqtt, scenario=args.scenario))
+        asyncio.run(
+            run_demo(
+                seconds=args.seconds, mqtt_url=args.mqtt, scenario=args.scenario, speed=args.speed
+            )
+        )
     )
 
 
@@ -351,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
     sp.add_argument("--mqtt", help="use this broker instead of the embedded one")
     sp.add_argument("--scenario", default="gas-leak")
+    sp.add_argument(
+        "--speed", type=float, default=3.0, help="scenario time per wall-clock second (default 3)"
+    )
     sp.set_defaults(func=cmd_demo)
 
     sp = sub.add_parser("dashboards", help="Grafana boards")

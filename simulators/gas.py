@@ -11,7 +11,8 @@ sensor reports the area's power off one step later.
 Parameters (per device): ``ch4_base`` %vol, ``co_base`` ppm, ``h2s_base`` ppm, ``temp_base`` °C,
 ``supply_v`` V, ``ch4_range`` %vol, ``prealarm``/``alarm_low``/``alarm_high`` %vol,
 ``leak_start`` s (inf: no leak), ``leak_peak`` %vol added at full leak, ``leak_tau`` s (time
-constant of the rise), ``sensor_fault`` (1: the cell reports a fault), ``warmup_s`` s,
+constant of the rise), ``leak_end`` s (ventilation restored: the leak dilutes away with time
+constant ``clear_tau`` s), ``sensor_fault`` (1: the cell reports a fault), ``warmup_s`` s,
 ``runtime_h0`` h, ``temp_phase`` rad (of the daily drift).
 """
 
@@ -61,6 +62,8 @@ class GasDetectorModel(SignalModel):
         "leak_start": math.inf,
         "leak_peak": 2.2,
         "leak_tau": 100.0,
+        "leak_end": math.inf,
+        "clear_tau": 40.0,
         "sensor_fault": 0.0,
         "warmup_s": 0.0,
         "runtime_h0": 5000.0,
@@ -99,9 +102,16 @@ class GasDetectorModel(SignalModel):
 
     def _derive(self) -> None:
         p, t = self.params, self._t
-        since = np.maximum(t - p["leak_start"], 0.0)
+        # rise towards leak_peak from leak_start; once ventilation is restored at leak_end
+        # the accumulated methane is diluted away with time constant clear_tau
+        rising = np.clip(t - p["leak_start"], 0.0, p["leak_end"] - p["leak_start"])
+        clearing = np.maximum(t - p["leak_end"], 0.0)
         leak = np.where(
-            t >= p["leak_start"], p["leak_peak"] * -np.expm1(-since / p["leak_tau"]), 0.0
+            t >= p["leak_start"],
+            p["leak_peak"]
+            * -np.expm1(-rising / p["leak_tau"])
+            * np.exp(-clearing / p["clear_tau"]),
+            0.0,
         )
         self.ch4 = np.maximum(p["ch4_base"] + self._ou[:, 0] + leak * (1 + self._turbulence), 0.0)
         self.co = np.maximum(p["co_base"] + self._ou[:, 1], 0.0)

@@ -183,11 +183,16 @@ def _gas_position(device: Device) -> str:
     return "other"
 
 
+#: Scenario time at which gas-leak's ventilation is restored and the methane clears.
+VENTILATED = 360.0
+
+
 @scenario(
     "gas-leak",
     "CH4 at the coal face (T0/T1, or ids/tags naming 'face') rises from t=20 s past 1.0 %vol "
     "(~1 min) and 1.5 %vol (~1.5-2 min); the return airway (T2) follows later past 1.0; other "
-    "gas detectors see a diluted rise",
+    "gas detectors see a diluted rise; ventilation is restored at t=360 s and the methane clears "
+    "(below 1.0 %vol by ~7 min)",
 )
 def gas_leak(ctx: ScenarioContext) -> None:
     """A methane inflow at the face: first-order rise towards base + 2.2 %vol (tau 100 s)."""
@@ -199,11 +204,11 @@ def gas_leak(ctx: ScenarioContext) -> None:
         handle = ctx.model(device.id)
         match where[device.id]:
             case "face":
-                handle.set(leak_start=20.0, leak_peak=2.2, leak_tau=100.0)
+                handle.set(leak_start=20.0, leak_peak=2.2, leak_tau=100.0, leak_end=VENTILATED)
             case "return":
-                handle.set(leak_start=45.0, leak_peak=1.3, leak_tau=120.0)
+                handle.set(leak_start=45.0, leak_peak=1.3, leak_tau=120.0, leak_end=VENTILATED)
             case _:
-                handle.set(leak_start=60.0, leak_peak=0.4, leak_tau=150.0)
+                handle.set(leak_start=60.0, leak_peak=0.4, leak_tau=150.0, leak_end=VENTILATED)
 
 
 @scenario(
