@@ -104,7 +104,7 @@ class GasDetectorModel(SignalModel):
         p, t = self.params, self._t
         # rise towards leak_peak from leak_start; once ventilation is restored at leak_end
         # the accumulated methane is diluted away with time constant clear_tau
-        rising = np.clip(t - p["leak_start"], 0.0, p["leak_end"] - p["leak_start"])
+        rising = np.maximum(np.minimum(t, p["leak_end"]) - p["leak_start"], 0.0)
         clearing = np.maximum(t - p["leak_end"], 0.0)
         leak = np.where(
             t >= p["leak_start"],
