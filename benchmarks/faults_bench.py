@@ -35,9 +35,7 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,6 +51,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._processes import start_gateway, start_simulators, stop_all  # noqa: E402
 from benchmarks.gateway_bench import synthetic_profile  # noqa: E402
 from gateway.config import load_site  # noqa: E402
 from simulators import Delay, Silence, SiteSimulator  # noqa: E402
@@ -195,21 +194,7 @@ def one_run(
     site_id = f"fb{n}a{attempt}"
     run_dir = work / site_id
     sim_site, gw_site, fault_site = write_sites(run_dir, site_id, args, broker.url, faults)
-    exe = [sys.executable, "-m", "gateway"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    sims = [
-        subprocess.Popen(
-            [
-                *exe,
-                *("simulate", "-c", str(sim_site), "--scenario", "normal"),
-                *("--shard", f"{i}/{args.sim_procs}", "--log-level", "WARNING"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(run_dir / f"sim{i}.log").open("w"),
-            env=env,
-        )
-        for i in range(args.sim_procs)
-    ]
+    sims = start_simulators(sim_site, args.sim_procs, run_dir)
     faulty = FaultyDevices(fault_site, args.slow_share * args.timeout * 1000.0)
     faulty.start()
     if not faulty.ready.wait(20):
@@ -222,11 +207,7 @@ def one_run(
         faulty.stop()
         raise RunFailed(f"a simulator exited: see {run_dir}/sim*.log")
     collector = Collector(broker.port, site_id)
-    gw = subprocess.Popen(
-        [*exe, "run", "-c", str(gw_site), "--log-level", "WARNING"],
-        stderr=(run_dir / "gateway.log").open("w"),
-        env=env,
-    )
+    gw = start_gateway(gw_site, run_dir / "gateway.log")
     try:
         time.sleep(args.warmup)
         if gw.poll() is not None:
@@ -240,15 +221,7 @@ def one_run(
             status = dict(collector.status)
             gateway = dict(collector.gateway)
     finally:
-        gw.send_signal(2)
-        try:
-            gw.wait(15)
-        except subprocess.TimeoutExpired:
-            gw.kill()
-        for s in sims:
-            s.terminate()
-        for s in sims:
-            s.wait(10)
+        stop_all(gw, sims)
         faulty.stop()
         collector.close()
     lags = healthy_lags_ms(ts, args.poll_interval * 1000.0)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._processes import start_gateway, start_simulators, stop_all  # noqa: E402
 from tests.services import Mosquitto, free_port  # noqa: E402
 
 BENCH_RULES = ROOT / "benchmarks" / "bench_rules.yaml"
@@ -230,49 +230,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="hazardgw-bench-"))
     broker = Mosquitto(work, extra="" if args.broker_nagle else "set_tcp_nodelay true\n").start()
     site = write_site(work, args.devices, args.points, args.poll_interval, broker.url, rules=rules)
-    exe = [sys.executable, "-m", "gateway"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    sims = [
-        subprocess.Popen(
-            [
-                *exe,
-                "simulate",
-                "-c",
-                str(site),
-                "--scenario",
-                "normal",
-                "--shard",
-                f"{i}/{args.sim_procs}",
-                "--log-level",
-                "WARNING",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(work / f"sim{i}.log").open("w"),
-            env=env,
-        )
-        for i in range(args.sim_procs)
-    ]
+    sims = start_simulators(site, args.sim_procs, work)
     time.sleep(2.0 + args.devices / 500)
     counter = Counter(broker.port, args.poll_interval)
     if rules is not None:
         counter.alarm_points = {"p0", "p1"}  # the points benchmarks/bench_rules.yaml binds
-    gw_cmd = [*exe, "run", "-c", str(site), "--log-level", "WARNING"]
+    profiled = None
     if args.profile:
-        gw_cmd = [
-            sys.executable,
-            "-m",
-            "cProfile",
-            "-o",
-            str(work / "gateway.prof"),
-            "-m",
-            "gateway",
-            "run",
-            "-c",
-            str(site),
-            "--log-level",
-            "WARNING",
-        ]
-    gw = subprocess.Popen(gw_cmd, stderr=(work / "gateway.log").open("w"), env=env)
+        prof = str(work / "gateway.prof")
+        profiled = [sys.executable, "-m", "cProfile", "-o", prof, "-m", "gateway", "run"]
+        profiled += ["-c", str(site)]
+    gw = start_gateway(site, work / "gateway.log", argv=profiled)
     proc = psutil.Process(gw.pid)
     try:
         time.sleep(args.warmup)
@@ -316,15 +284,7 @@ def main() -> None:
         if spy is not None:
             spy.wait(30)
     finally:
-        gw.send_signal(2)
-        try:
-            gw.wait(15)
-        except subprocess.TimeoutExpired:
-            gw.kill()
-        for s in sims:
-            s.terminate()
-        for s in sims:
-            s.wait(10)
+        stop_all(gw, sims)
         counter.close()
         broker.stop()
 

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _processes import start_gateway, start_simulators, stop_all  # noqa: E402
 from gateway_bench import write_site  # noqa: E402
 
 from tests.chaos.harness import PersistentMosquitto  # noqa: E402
@@ -173,37 +172,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="hazardgw-soak-"))
     broker = PersistentMosquitto(work).start()
     site = prepare_site(work, args, broker.url)
-    exe = [sys.executable, "-m", "gateway"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    sims = [
-        subprocess.Popen(
-            [
-                *exe,
-                "simulate",
-                "-c",
-                str(site),
-                "--scenario",
-                "normal",
-                "--shard",
-                f"{i}/{args.sim_procs}",
-                "--log-level",
-                "WARNING",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(work / f"sim{i}.log").open("w"),
-            env=env,
-            cwd=ROOT,
-        )
-        for i in range(args.sim_procs)
-    ]
+    sims = start_simulators(site, args.sim_procs, work, cwd=ROOT)
     time.sleep(2.0 + args.devices / 500)
     tally = Tally(broker.port)
-    gw = subprocess.Popen(
-        [*exe, "run", "-c", str(site), "--log-level", "WARNING"],
-        stderr=(work / "gateway.log").open("w"),
-        env=env,
-        cwd=ROOT,
-    )
+    gw = start_gateway(site, work / "gateway.log", cwd=ROOT)
     proc = psutil.Process(gw.pid)
     restarts = 0
     max_depth = 0
@@ -248,15 +220,7 @@ def main() -> None:
         time.sleep(2.0)  # what the final status counted has arrived before it; margin
         rss_end = proc.memory_info().rss / 2**20
     finally:
-        gw.send_signal(2)
-        try:
-            gw.wait(15)
-        except subprocess.TimeoutExpired:
-            gw.kill()
-        for s in sims:
-            s.terminate()
-        for s in sims:
-            s.wait(10)
+        stop_all(gw, sims)
         tally.close()
         broker.stop()
 
