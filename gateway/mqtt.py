@@ -307,23 +307,15 @@ class MqttPublisher:
             await self._wake.wait()
             self._wake.clear()
             while self._qos0:
-                batch = [self._qos0.popleft() for _ in range(min(QOS0_BATCH, len(self._qos0)))]
-                results = await asyncio.gather(
-                    *(client.publish(m.topic, m.payload, qos=0, retain=m.retain) for m in batch),
-                    return_exceptions=True,
-                )
-                failed = [m for m, r in zip(batch, results, strict=True) if _failed(r)]
-                self.stats.sent += len(batch) - len(failed)
-                if failed:
-                    self._qos0.extendleft(reversed(failed))
-                    raise _as_mqtt_error(next(r for r in results if _failed(r)))
+                await self._send_batch(client, self._qos0, QOS0_BATCH)
 
     async def _send_qos1_loop(self, client: aiomqtt.Client) -> None:
+        """QoS 1 without an outbox: up to MAX_INFLIGHT at once, each kept until acknowledged."""
         while True:
             await self._wake1.wait()
             self._wake1.clear()
             while self._qos1:
-                await self._send_qos1(client)
+                await self._send_batch(client, self._qos1, MAX_INFLIGHT)
 
     async def _outbox_loop(self, client: aiomqtt.Client) -> None:
         assert self.outbox is not None
@@ -337,8 +329,12 @@ class MqttPublisher:
             await self.outbox.wait_pending(MQTT_STREAM)
             await self.outbox.deliver(MQTT_STREAM, send, batch=1000, window=MAX_INFLIGHT)
 
-    async def _send_qos1(self, client: aiomqtt.Client) -> None:
-        batch = [self._qos1.popleft() for _ in range(min(MAX_INFLIGHT, len(self._qos1)))]
+    async def _send_batch(
+        self, client: aiomqtt.Client, queue: deque[OutboundMessage], size: int
+    ) -> None:
+        """Publish the oldest ``size`` messages of ``queue`` at once (paho writes them in order);
+        whatever failed goes back to the front, in order, and the error ends the connection."""
+        batch = [queue.popleft() for _ in range(min(size, len(queue)))]
         results = await asyncio.gather(
             *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in batch),
             return_exceptions=True,
@@ -346,8 +342,7 @@ class MqttPublisher:
         failed = [m for m, r in zip(batch, results, strict=True) if _failed(r)]
         self.stats.sent += len(batch) - len(failed)
         if failed:
-            # keep order: everything unacknowledged goes back to the front
-            self._qos1.extendleft(reversed(failed))
+            queue.extendleft(reversed(failed))
             raise _as_mqtt_error(next(r for r in results if _failed(r)))
 
     async def _listen_loop(self, client: aiomqtt.Client) -> None:
