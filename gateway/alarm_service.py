@@ -11,7 +11,6 @@ retained payload deletes a cleared, acknowledged alarm) and the transition on
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
@@ -24,26 +23,12 @@ from gateway.alarms import MAX_COMMAND_BYTES, flood_message, handle_command, tra
 from gateway.config import SiteConfig
 from gateway.messages import OutboundMessage
 from gateway.points import PointTable
-from gateway.telemetry import Topics, json_payload
+from gateway.telemetry import Topics
 from rules import AlarmTransition, FloodEvent, PointRef, RuleEngine, State, load_packs
 
 __all__ = ["MAX_COMMAND_BYTES", "AlarmService", "build_engine"]
 
 log = logging.getLogger(__name__)
-
-
-def _unicode_clean(payload: bytes) -> bool:
-    """Whether every string in a JSON command can be sent back as UTF-8 (anything that is not
-    JSON counts as clean: :func:`gateway.alarms.handle_command` refuses it with its reason)."""
-    try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError):
-        return True
-    try:
-        json.dumps(doc, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def build_engine(site: SiteConfig, table: PointTable) -> RuleEngine:
@@ -173,17 +158,7 @@ class AlarmService:
         ``minutes``, unknown alarm or topic — gets ``{"ok": false, ...}`` and changes nothing.
         """
         now = self.clock()
-        if len(payload) <= MAX_COMMAND_BYTES and not _unicode_clean(payload):
-            # JSON escapes can spell lone surrogates; no reply or event could carry them, so
-            # refuse before the engine changes (an ack would otherwise fail half-way).
-            return [self._refusal(now, "command text holds lone UTF-16 surrogates")]
         result = handle_command(self.topics.base, topic, payload, self.engine, now)
         for tr in result.transitions:
             self._publish_transition(tr)
         return [result.reply]
-
-    def _refusal(self, now: float, error: str) -> OutboundMessage:
-        body = json_payload(
-            {"ts": round(now * 1000.0), "ok": False, "error": error, "request": None}
-        )
-        return OutboundMessage(self.topics.cmd_reply, body, qos=1, kind="reply")

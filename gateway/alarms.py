@@ -209,6 +209,12 @@ def _parse(payload: bytes) -> dict[str, Any]:
         raise _Rejected("payload is nested too deeply") from None
     if not isinstance(request, dict):
         raise _Rejected("payload must be a JSON object")
+    try:  # JSON escapes can spell lone surrogates: no reply or event could carry them
+        _dumps(request).encode()
+    except UnicodeEncodeError:
+        raise _Rejected("command text holds lone UTF-16 surrogates") from None
+    except ValueError:
+        pass  # NaN/Infinity: the fields that matter are checked one by one below
     return request
 
 

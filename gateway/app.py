@@ -44,14 +44,13 @@ class GatewayStats:
     started: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)
 
-    def snapshot(self, window_s: float) -> dict[str, float]:
+    def snapshot(self) -> dict[str, float]:
         lags = np.fromiter(self.lag_ms, dtype=np.float64) if self.lag_ms else np.zeros(1)
         return {
             "polls": self.polls,
             "failed_polls": self.failed_polls,
             "points": self.points,
             "requests": self.requests,
-            "points_per_s": self.points / window_s if window_s > 0 else 0.0,
             "poll_lag_ms": float(np.percentile(lags, 50)),
             "poll_lag_p99_ms": float(np.percentile(lags, 99)),
         }
@@ -209,7 +208,7 @@ class Gateway:
         while True:
             await asyncio.sleep(self.stats_interval)
             now = time.monotonic()
-            snap = self.stats.snapshot(now - last)
+            snap = self.stats.snapshot()
             snap["points_per_s"] = (self.stats.points - last_points) / (now - last)
             snap["requests_per_s"] = (self.stats.requests - last_requests) / (now - last)
             last, last_points, last_requests = now, self.stats.points, self.stats.requests

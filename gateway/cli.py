@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from gateway import __version__
 from gateway.config import REGISTER_WIDTH, SiteConfig, load_site
@@ -29,8 +29,11 @@ log = logging.getLogger("hazardgw")
 EXIT_CONFIG = 2
 
 
-def _load(path: str) -> SiteConfig:
-    """Load and check a site file and its rule packs; on any problem print them and exit 2."""
+def _load(path: str, *, check_rules: bool = True) -> SiteConfig:
+    """Load and check a site file and its rule packs; on any problem print them and exit 2.
+
+    ``check_rules=False`` leaves binding the packs to the caller (the gateway binds them itself;
+    compiling them twice would double a large site's start-up)."""
     from gateway.alarm_service import build_engine
     from gateway.points import PointTable
     from rules import RulesConfigError
@@ -43,13 +46,17 @@ def _load(path: str) -> SiteConfig:
         for issue in exc.issues:
             print(f"  {issue}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
-    if site.rules:
+    if site.rules and check_rules:
         try:
             build_engine(site, PointTable(site.devices))
         except RulesConfigError as exc:
-            print(f"{path}: rules: {exc}", file=sys.stderr)
-            raise SystemExit(EXIT_CONFIG) from None
+            _rules_error(path, exc)
     return site
+
+
+def _rules_error(path: str, exc: Exception) -> NoReturn:
+    print(f"{path}: rules: {exc}", file=sys.stderr)
+    raise SystemExit(EXIT_CONFIG) from None
 
 
 def _setup_logging(level: str) -> None:
@@ -136,11 +143,15 @@ def _check_probe(site: SiteConfig) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway
+    from rules import RulesConfigError
 
-    site = _load(args.config)
+    site = _load(args.config, check_rules=False)
     _setup_logging(args.log_level)
     mqtt = site.mqtt.model_copy(update={"url": args.mqtt}) if args.mqtt else None
-    gw = Gateway(site, mqtt=mqtt)
+    try:
+        gw = Gateway(site, mqtt=mqtt)
+    except RulesConfigError as exc:
+        _rules_error(args.config, exc)
     asyncio.run(_run_until_signal(gw.run))
     return 0
 

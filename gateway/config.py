@@ -297,11 +297,6 @@ def _loc_to_path(loc: Iterable[int | str], prefix: str = "") -> str:
     return path
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _issues_from_validation(exc: ValidationError, prefix: str = "") -> list[ConfigIssue]:
     issues = []
     for err in exc.errors(include_url=False):

@@ -60,7 +60,6 @@ class PointTable:
         self.sample_ts = np.zeros(start, dtype=np.float64)
         self.stale_after = np.array(intervals, dtype=np.float64) * STALE_INTERVALS
         self.device_online = np.zeros(len(devices), dtype=bool)
-        self.by_id = {d.device.id: d for d in self.devices}
 
     def update(
         self,

@@ -44,7 +44,6 @@ class PollResult:
     latency_s: float
     lag_s: float  # how late the poll started against its schedule
     requests: int
-    received_at: float  # monotonic, for end-to-end latency measurements
 
 
 class DevicePoller:
@@ -67,7 +66,6 @@ class DevicePoller:
         self.start_delay = start_delay
         self.reader = AdaptiveReader(self.device)
         self.failures = 0
-        self.errors_total = 0
 
     @property
     def plan(self) -> ReadPlan:
@@ -110,7 +108,6 @@ class DevicePoller:
                     latency_s=done - started,
                     lag_s=lag,
                     requests=requests,
-                    received_at=time.perf_counter(),
                 )
             )
             if error is None:
@@ -121,7 +118,6 @@ class DevicePoller:
                 if next_at <= done:  # fell behind: skip the missed cycles, keep the phase
                     next_at += interval * (int((done - next_at) / interval) + 1)
             else:
-                self.errors_total += 1
                 if self.failures == 0:
                     log.error("%s: read failed: %s", self.device.id, error)
                 else:

@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from gateway.points import DeviceRows
 
-__all__ = ["Topics", "device_status_payload", "telemetry_payload"]
+__all__ = ["Topics", "device_status_payload", "encode_doc", "json_payload", "telemetry_doc"]
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
@@ -36,16 +36,6 @@ class Topics:
 
     def alarm(self, device: str, point: str, rule: str) -> str:
         return f"{self.base}/alarms/{device}/{point}/{rule}"
-
-
-def telemetry_payload(
-    dev: DeviceRows,
-    ts_ms: int,
-    values: npt.NDArray[np.float64],
-    good: npt.NDArray[np.bool_],
-) -> bytes:
-    """``{"ts":…, "values":{…}, "quality":{…}}``; bad points carry ``null``."""
-    return encode_doc(telemetry_doc(dev, ts_ms, values, good))
 
 
 def encode_doc(doc: dict[str, Any]) -> bytes:

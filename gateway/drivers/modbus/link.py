@@ -98,7 +98,6 @@ class ModbusLink:
         self._settle_max_s = max(self.settle_s, max_frame_s)
         self._last_frame_end = 0.0
         self._last_rx = 0.0
-        self._last_tx = 0.0
         self._resync = False
         self.busy_s = 0.0  # time spent on the wire, for line-utilisation reports
         self.requests = 0
@@ -115,7 +114,6 @@ class ModbusLink:
                 gap = now - max(self._last_frame_end, self._last_rx)
                 if self.min_gap_s is None or gap < self.min_gap_s:
                     self.min_gap_s = gap
-            self._last_tx = now
         else:
             self._last_rx = now
         return data

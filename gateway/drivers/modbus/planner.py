@@ -60,10 +60,6 @@ class ReadPlan:
     requests: tuple[ReadRequest, ...]
     unread: tuple[int, ...] = field(default=())
 
-    @property
-    def registers_read(self) -> int:
-        return sum(r.count for r in self.requests if r.kind in ("holding", "input"))
-
     def describe(self, points: Sequence[Point]) -> list[str]:
         lines = []
         for req in self.requests:
