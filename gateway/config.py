@@ -538,6 +538,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         seen_ids.setdefault(dev.id, i)
         conn = dev.connection
         # one device under two spellings of its host (localhost / 127.0.0.1) is still one device
+        keys: list[tuple[str, str, int, int]]
         if isinstance(conn, RtuConnection):
             keys = [(conn.transport, conn.port, 0, dev.unit)]
         else:
