@@ -47,6 +47,7 @@ __all__ = [
 PROFILE_DIR = Path(__file__).parent / "profiles"
 BUILTIN_PROFILES: dict[str, Path] = {
     "gas_detector": PROFILE_DIR / "gas_detector.yaml",
+    "toxic_gas_detector": PROFILE_DIR / "toxic_gas_detector.yaml",
     "tank_gauge": PROFILE_DIR / "tank_gauge.yaml",
     "elevator": PROFILE_DIR / "elevator.yaml",
     "tower_crane": PROFILE_DIR / "tower_crane.yaml",
