@@ -14,10 +14,13 @@ import numpy.typing as npt
 
 from gateway.config import Device
 
-__all__ = ["BAD", "GOOD", "QUALITY_NAMES", "STALE", "DeviceRows", "PointTable"]
+__all__ = ["BAD", "GOOD", "MAINTENANCE", "QUALITY_NAMES", "STALE", "DeviceRows", "PointTable"]
 
-GOOD, BAD, STALE = 0, 1, 2
-QUALITY_NAMES = ("good", "bad", "stale")
+#: Quality codes and their names. The table holds GOOD, BAD and STALE; MAINTENANCE is what the
+#: good points of a device in maintenance (calibration) are published as, on MQTT and in the
+#: database, while the rules engine still sees them as read.
+GOOD, BAD, STALE, MAINTENANCE = 0, 1, 2, 3
+QUALITY_NAMES = ("good", "bad", "stale", "maintenance")
 STALE_INTERVALS = 3.0
 
 
