@@ -13,14 +13,10 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.config import Device
+from gateway.quality import BAD, GOOD, MAINTENANCE, QUALITY_NAMES, STALE
 
 __all__ = ["BAD", "GOOD", "MAINTENANCE", "QUALITY_NAMES", "STALE", "DeviceRows", "PointTable"]
 
-#: Quality codes and their names. The table holds GOOD, BAD and STALE; MAINTENANCE is what the
-#: good points of a device in maintenance (calibration) are published as, on MQTT and in the
-#: database, while the rules engine still sees them as read.
-GOOD, BAD, STALE, MAINTENANCE = 0, 1, 2, 3
-QUALITY_NAMES = ("good", "bad", "stale", "maintenance")
 STALE_INTERVALS = 3.0
 
 

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from gateway.config import RESERVED_TAGS, Device, Point, Profile
-from gateway.points import MAINTENANCE as MAINTENANCE_QUALITY
-from gateway.points import QUALITY_NAMES
+from gateway.quality import MAINTENANCE as MAINTENANCE_QUALITY
+from gateway.quality import QUALITY_NAMES
 
 __all__ = [
     "ALARM_STATE_CODES",
