@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 import aiomqtt
 
+from gateway.commands import command_reply, entry_refusal
 from gateway.config import MqttConfig
 from gateway.messages import OutboundMessage
 from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, OutboxError, StoredEntry
@@ -352,6 +353,12 @@ class MqttPublisher:
                 continue
             payload = message.payload if isinstance(message.payload, bytes) else b""
             self.stats.commands += 1
+            now = time.time()
+            refusal = entry_refusal(payload, retained=bool(message.retain), now=now)
+            if refusal is not None:  # before any dispatch: holds for every command topic
+                log.warning("command on %s refused: %s", topic, refusal)
+                self.publish(command_reply(self.topics.base, now, None, refusal))
+                continue
             try:
                 replies = await self.on_command(topic, payload)
             except Exception:  # a command must never take the gateway down
