@@ -4,8 +4,9 @@
 message to the :class:`~console._board.AlarmBoard`, hands the changes to the :class:`Hub` (one
 queue per open page), and publishes operator commands, waiting for the gateway's reply on
 ``P/cmd/reply`` (matched by the ``request_id`` the command carries; the gateway echoes the whole
-request back). A lost broker is normal weather: the board is marked stale at once, the link
-reconnects with capped, jittered backoff and rebuilds the board from the retained topics.
+request back). Every command carries ``ts``, so a gateway refuses one that arrives late. A lost
+broker is normal weather: the board is marked stale at once, the link reconnects with capped,
+jittered backoff and rebuilds the board from the retained topics.
 """
 
 from __future__ import annotations
@@ -206,7 +207,8 @@ class BrokerLink:
         rid = uuid.uuid4().hex
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
-        body = json.dumps({**request, "request_id": rid}, ensure_ascii=False).encode()
+        stamped = {**request, "ts": round(self.clock() * 1000), "request_id": rid}
+        body = json.dumps(stamped, ensure_ascii=False).encode()
         topic = f"{self.board.prefix}/{site}/cmd/alarm/{verb}"
         try:
             try:
