@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SYSTEM_TOOLS := mosquitto victoria-metrics socat docker-compose chromium
+SYSTEM_TOOLS := mosquitto victoria-metrics socat docker-compose nats-server chromium
 # fonts-wqy-microhei: Chinese glyphs for the console's rule titles in browser screenshots
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 
