@@ -267,8 +267,8 @@ def elevator_trapped(ctx: ScenarioContext) -> None:
     "each car in turn: two journeys at 125 % of rated speed (up and down) from t=10 s, a door "
     "stuck half-closed for 60 s from ~70 s, doors that will not open at a landing with a "
     "passenger inside (alarm button after 20 s) from ~140 s for 60 s, an overshoot onto the "
-    "final limit (top, bottom for every second car) from ~230 s, a departure with the doors open from ~290 s, a 40 s power "
-    "failure at 340 s",
+    "final limit (top, bottom for every second car) from ~230 s, a departure with the doors "
+    "open from ~290 s, a 40 s power failure at 340 s",
 )
 def elevator_faults(ctx: ScenarioContext) -> None:
     """Arm the elevator model's faults, one after another, on every elevator (the overshoot
