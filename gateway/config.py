@@ -47,6 +47,7 @@ BUILTIN_PROFILES: dict[str, Path] = {
     "tank_gauge": PROFILE_DIR / "tank_gauge.yaml",
     "elevator": PROFILE_DIR / "elevator.yaml",
     "tower_crane": PROFILE_DIR / "tower_crane.yaml",
+    "toxic_gas_detector": PROFILE_DIR / "toxic_gas_detector.yaml",
 }
 
 DataType = Literal[

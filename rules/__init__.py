@@ -18,6 +18,7 @@ from ._errors import (
     RulesError,
     UnknownAlarm,
 )
+from ._exposure import MOLAR_VOLUME_20C, ShiftExposure, ShiftSchedule, mg_m3_to_ppm
 from ._flood import FLOOD_END_BELOW, FLOOD_START_ABOVE, FLOOD_WINDOW_S
 from ._model import AlarmState, AlarmTransition, FloodEvent, Level, PointRef, State
 from ._pack import RulePack, load_packs, parse_pack
@@ -29,6 +30,7 @@ __all__ = [
     "FLOOD_START_ABOVE",
     "FLOOD_WINDOW_S",
     "MAX_SHELVE_MINUTES",
+    "MOLAR_VOLUME_20C",
     "AlarmCommandError",
     "AlarmState",
     "AlarmTransition",
@@ -42,10 +44,13 @@ __all__ = [
     "RulePack",
     "RulesConfigError",
     "RulesError",
+    "ShiftExposure",
+    "ShiftSchedule",
     "State",
     "UnknownAlarm",
     "bind",
     "least_squares_slope",
     "load_packs",
+    "mg_m3_to_ppm",
     "parse_pack",
 ]

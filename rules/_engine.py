@@ -185,6 +185,11 @@ class RuleEngine:
         return transitions
 
     # -- occupational exposure -------------------------------------------------------------
+    @property
+    def shifts(self) -> ShiftSchedule:
+        """The shift calendar exposure rules close their shifts by."""
+        return self._exposure.shifts
+
     def take_shift_exposures(self) -> list[ShiftExposure]:
         """Exposure of every exposure channel over each shift closed since the last call."""
         return self._exposure.take_closed_shifts()

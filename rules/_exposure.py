@@ -18,9 +18,10 @@ check (level)      raised when                                            value 
 
 How the dose is measured (the scalar reference in the tests states the same, per channel):
 
-* each tick, a channel whose point is good adds ``max(reading, 0) × dt`` to the current bucket
-  of two rings, where ``dt`` is the time since the previous tick, at most :data:`MAX_HOLD_S`
-  (a longer gap counts as unmeasured); the reading stands for the time since the last tick;
+* each tick, a channel whose point is good adds ``max(reading, 0) × dt``, where ``dt`` is the
+  time since the previous tick, at most :data:`MAX_HOLD_S` (a longer gap counts as unmeasured):
+  the reading stands for the interval ``(now - dt, now]``. The part of that interval before a
+  bucket boundary (or the end of a shift) is counted in the earlier bucket (or shift);
 * the STEL ring holds 1-min buckets, the TWA ring 5-min buckets, each one bucket longer than
   its window, the current (partial) bucket included. The window sum is the sum of the ring less
   the share of the oldest bucket that has already left the window (its dose is taken as spread
@@ -328,13 +329,19 @@ class ExposureBlock:
         self._stel_k = _advance(self._stel_ring, self._sum_stel, self._stel_k, now, STEL_BUCKET_S)
         self._twa_k = _advance(self._twa_ring, self._sum_twa, self._twa_k, now, TWA_BUCKET_S)
 
-    def _close_shift(self, now: float) -> None:
+    def _close_shift(self, now: float, dt: float, conc: F64, good: BoolArray) -> float:
+        """Close the shift when ``now`` has reached its end. The part of this tick's interval
+        ``(now - dt, now]`` before the end still counts in the closing shift; returns its
+        length (0 when no shift closes)."""
         if self._shift is None:
             self._shift = self.shifts.bounds(now)
-            return
+            return 0.0
         start, end = self._shift
         if now < end:
-            return
+            return 0.0
+        before = min(max(end - (now - dt), 0.0), dt)
+        self._shift_dose += conc * before
+        self._measured += np.where(good, before, 0.0)
         self._closed.append(
             ShiftExposure(
                 start=start,
@@ -359,6 +366,7 @@ class ExposureBlock:
         self._stel_max.fill(np.nan)
         self._peak.fill(np.nan)
         self._excursions = self._exc_active.astype(np.int64)  # one in progress counts again
+        return before
 
     def take_closed_shifts(self) -> list[ShiftExposure]:
         """Shifts closed since the last call (oldest first)."""
@@ -375,20 +383,27 @@ class ExposureBlock:
         last = self._last_now
         dt = 0.0 if last is None else min(max(now - last, 0.0), MAX_HOLD_S)
         self._last_now = now if last is None else max(last, now)
-        self._close_shift(now)
-        self._clear_buckets(now)
-        assert self._shift is not None
-
         v = values[self.point_index]
         good = (quality[self.point_index] == 0) & ~np.isnan(v)
         conc = np.where(good, np.maximum(v, 0.0), 0.0)
-        dose = conc * dt
-        self._stel_ring[self._stel_k % STEL_SLOTS] += dose
-        self._twa_ring[self._twa_k % TWA_SLOTS] += dose
-        self._sum_stel += dose
-        self._sum_twa += dose
-        self._shift_dose += dose
-        self._measured += np.where(good, dt, 0.0)
+        in_old_shift = self._close_shift(now, dt, conc, good)
+        self._clear_buckets(now)
+        _add_dose(
+            self._stel_ring,
+            self._sum_stel,
+            conc,
+            k=self._stel_k,
+            width=STEL_BUCKET_S,
+            now=now,
+            dt=dt,
+        )
+        _add_dose(
+            self._twa_ring, self._sum_twa, conc, k=self._twa_k, width=TWA_BUCKET_S, now=now, dt=dt
+        )
+        in_shift = dt - in_old_shift
+        self._shift_dose += conc * in_shift
+        self._measured += np.where(good, in_shift, 0.0)
+        assert self._shift is not None
 
         stel = _window_sum(self._stel_ring, self._sum_stel, self._stel_k, now, STEL_BUCKET_S)
         stel /= STEL_S
@@ -541,6 +556,21 @@ def _window_sum(ring: F64, sums: F64, k: int, now: float, width: float) -> F64:
     oldest: F64 = ring[(k + 1) % ring.shape[0]]
     inside: F64 = sums - oldest * elapsed_share(k, now, width)
     return inside
+
+
+def _add_dose(
+    ring: F64, sums: F64, conc: F64, *, k: int, width: float, now: float, dt: float
+) -> None:
+    """Add ``conc × dt`` for the interval ``(now - dt, now]``: the part before the start of the
+    current bucket ``k`` goes to bucket ``k - 1`` (``dt`` is never longer than a bucket)."""
+    before = min(max(k * width - (now - dt), 0.0), dt)
+    if before > 0.0:
+        early = conc * before
+        ring[(k - 1) % ring.shape[0]] += early
+        sums += early
+    late = conc * (dt - before)
+    ring[k % ring.shape[0]] += late
+    sums += late
 
 
 def _advance(ring: F64, sums: F64, last: int, now: float, width: float) -> int:
