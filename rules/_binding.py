@@ -139,6 +139,11 @@ class Binding:
     suppressible: bool
     spec: Spec
 
+    @property
+    def pack_rule_id(self) -> str:
+        """Id of the pack rule this alarm comes from (an exposure rule makes one per check)."""
+        return self.spec.rule_id if isinstance(self.spec, ExposureSpec) else self.rule_id
+
     def level_label(self, code: int) -> str:
         """Display name of a level code for this alarm."""
         if code == Level.ACTIVE:
@@ -384,12 +389,12 @@ class _Binder:
         by_id = {rule.id: rule for _, rule in self.rules}
         seen: dict[tuple[Any, ...], Binding] = {}
         for row in rows:
-            pack = owner[id(by_id[row.rule_id])]
+            pack = owner[id(by_id[row.pack_rule_id])]
             for key in _conflict_keys(row):
                 first = seen.setdefault(key, row)
                 if first is row:
                     continue
-                first_pack = owner[id(by_id[first.rule_id])]
+                first_pack = owner[id(by_id[first.pack_rule_id])]
                 if first_pack is pack:
                     continue
                 raise RulesConfigError(
