@@ -288,6 +288,7 @@ class ExposureBlock:
             f"{b.device}/{b.point}/{s.rule_id}" for b, s in zip(first, specs, strict=True)
         )
         self.point_index: IdxArray = np.array([s.point_index for s in specs], dtype=np.intp)
+        self.device_index: IdxArray = np.array([b.device_index for b in first], dtype=np.intp)
         self._twa = np.array([s.pc_twa for s in specs], dtype=np.float64)
         self._stel = np.array([s.pc_stel for s in specs], dtype=np.float64)
         self._mac = np.array([s.mac for s in specs], dtype=np.float64)
@@ -375,9 +376,19 @@ class ExposureBlock:
 
     # -- the tick --------------------------------------------------------------------------
     def evaluate(
-        self, now: float, values: F64, quality: U8, *, eff: I8, raw: I8, value_out: F64
+        self,
+        now: float,
+        values: F64,
+        quality: U8,
+        maintenance: BoolArray,
+        *,
+        eff: I8,
+        raw: I8,
+        value_out: F64,
     ) -> None:
-        """Accumulate this tick's dose and write each row's raw level and value."""
+        """Accumulate this tick's dose and write each row's raw level and value. A point is
+        read when its quality is good and its device (``maintenance``, per device) is not in
+        maintenance: calibration gas is not exposure."""
         if self.size == 0:
             return
         last = self._last_now
@@ -385,6 +396,7 @@ class ExposureBlock:
         self._last_now = now if last is None else max(last, now)
         v = values[self.point_index]
         good = (quality[self.point_index] == 0) & ~np.isnan(v)
+        good &= ~maintenance[self.device_index]
         conc = np.where(good, np.maximum(v, 0.0), 0.0)
         in_old_shift = self._close_shift(now, dt, conc, good)
         self._clear_buckets(now)

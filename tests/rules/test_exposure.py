@@ -35,7 +35,7 @@ RULES = {r.substance: r for r in PACK.rules if isinstance(r, ExposureRule)}
 #: Midnight UTC; with UTC_SHIFTS the first shift runs 00:00-08:00.
 START = 1_699_920_000.0
 UTC_SHIFTS = ShiftSchedule(("00:00", "08:00", "16:00"), "UTC")
-TOXIC = ("co", "h2s", "nh3", "so2", "no2", "cl2", "hcn", "c6h6", "ch3oh", "h2o2")
+TOXIC = ("co", "h2s", "nh3", "so2", "no2", "cl2", "hcn", "benzene", "methanol", "h2o2")
 
 #: The values DOMAIN.md lists to check, mg/m³: (PC-TWA, PC-STEL, MAC).
 DOMAIN_LIMITS: dict[str, tuple[float | None, float | None, float | None]] = {
@@ -506,7 +506,30 @@ def test_exposure_engine_matches_reference(data: st.DataObject) -> None:
 def test_every_rule_binds_to_the_toxic_gas_profile() -> None:
     from gateway.config import load_profile
 
-    profile = load_profile("toxic_gas_detector")
-    points = [PointRef("t", 0, p.name, profile.kind, {}, p.unit) for p in profile.points]
+    points = [
+        PointRef(name, index, p.name, profile.kind, {}, p.unit)
+        for index, name in enumerate(("gas_detector", "toxic_gas_detector"))
+        for profile in [load_profile(name)]
+        for p in profile.points
+    ]
     engine = RuleEngine(points, [PACK])
     assert {b.spec.rule_id for b in engine.plan.bindings} == {r.id for r in PACK.rules}  # type: ignore[union-attr]
+
+
+def test_calibration_gas_is_not_exposure() -> None:
+    """While the detector is in maintenance (calibration), its readings add no dose."""
+    site = site_with(toxic_points(), [PACK])
+    site.set("tox1", co=0.0)
+    site.tick()
+    site.run(600, 10.0)
+    site.engine.start_maintenance("tox1", "tech", 30, "calibration", site.now)
+    site.set("tox1", co=200.0)  # span gas
+    site.run(600, 10.0)
+    site.engine.end_maintenance("tox1", "tech", "done", site.now)
+    site.set("tox1", co=0.0)
+    site.run(3600 * 8, 10.0)
+    shift = site.engine.take_shift_exposures()[0]
+    c = shift.rules.index("co_exposure")
+    assert shift.twa[c] == 0.0 and shift.peak[c] == 0.0
+    assert shift.measured_s[c] == 8 * 3600 - 600
+    assert raised(site.log, "tox1/co/co_exposure_stel") == []
