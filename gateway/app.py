@@ -289,7 +289,7 @@ class Gateway:
             len(self.pollers),
             len(self.links),
             self.table.size,
-            self.mqtt_cfg.url,
+            " ".join(self.mqtt_cfg.brokers),
         )
         try:
             async with contextlib.AsyncExitStack() as stack:

@@ -47,6 +47,7 @@ __all__ = [
 PROFILE_DIR = Path(__file__).parent / "profiles"
 BUILTIN_PROFILES: dict[str, Path] = {
     "gas_detector": PROFILE_DIR / "gas_detector.yaml",
+    "toxic_gas_detector": PROFILE_DIR / "toxic_gas_detector.yaml",
     "tank_gauge": PROFILE_DIR / "tank_gauge.yaml",
     "elevator": PROFILE_DIR / "elevator.yaml",
     "tower_crane": PROFILE_DIR / "tower_crane.yaml",
@@ -224,8 +225,14 @@ class TlsConfig(_Frozen):
         return self
 
 
+MqttUrl = Annotated[str, Field(pattern=r"^mqtts?://[^/:]+(:\d+)?/?$")]
+
+
 class MqttConfig(_Frozen):
-    url: Annotated[str, Field(pattern=r"^mqtts?://[^/:]+(:\d+)?/?$")] = "mqtt://127.0.0.1:1883"
+    url: MqttUrl = "mqtt://127.0.0.1:1883"
+    #: Broker nodes of a cluster, tried in order: on a lost or refused connection the gateway
+    #: moves to the next node, backing off once it has been round all of them.
+    urls: Annotated[list[MqttUrl], Field(min_length=1, max_length=32)] | None = None
     #: topic levels joined by '/': no leading, trailing or doubled '/' (no empty level)
     topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")] = "hazard"
     telemetry_qos: Literal[0, 1] = 0
@@ -234,6 +241,17 @@ class MqttConfig(_Frozen):
     tls: TlsConfig | None = None
     client_id: str | None = None
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+
+    @model_validator(mode="after")
+    def _one_broker_key(self) -> MqttConfig:
+        if self.urls is not None and "url" in self.model_fields_set:
+            raise ValueError("give `url` (one broker) or `urls` (cluster nodes in order), not both")
+        return self
+
+    @property
+    def brokers(self) -> tuple[str, ...]:
+        """The broker URLs to connect to, in failover order (``urls``, else ``url``)."""
+        return tuple(self.urls) if self.urls is not None else (self.url,)
 
 
 class InfluxConfig(_Frozen):

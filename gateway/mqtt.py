@@ -34,7 +34,7 @@ from gateway.messages import OutboundMessage
 from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, OutboxError, StoredEntry
 from gateway.telemetry import Topics, json_payload
 
-__all__ = ["MqttPublisher", "MqttStats", "broker_address"]
+__all__ = ["MqttPublisher", "MqttStats", "broker_address", "failover_delay"]
 
 log = logging.getLogger(__name__)
 # aiomqtt warns on every publish while more than ten are in flight, which a gateway that keeps
@@ -51,6 +51,8 @@ MAX_INFLIGHT = 200
 QOS0_QUEUE = 20_000
 MQTT_STREAM = "mqtt"
 OUTBOX_RETRY_S = 1.0
+#: Wait before trying the next node of a cluster after one failed (before jitter).
+FAILOVER_DELAY_S = 0.1
 
 
 @dataclass(slots=True)
@@ -79,6 +81,15 @@ def _as_mqtt_error(err: object) -> BaseException:
     if isinstance(err, aiomqtt.MqttError | asyncio.CancelledError):
         return err
     return aiomqtt.MqttError(str(err))
+
+
+def failover_delay(attempt: int, nodes: int, backoff_max: float) -> float:
+    """Seconds to wait (before jitter) after the ``attempt``-th failed connection in a row to one
+    of ``nodes`` broker nodes tried in order: the next node is tried almost at once, and the wait
+    doubles each time the whole list has failed, up to ``backoff_max``."""
+    if attempt % nodes:
+        return min(backoff_max, FAILOVER_DELAY_S)
+    return min(backoff_max, 0.2 * 2.0 ** min(attempt // nodes, 8))
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
@@ -136,7 +147,20 @@ class MqttPublisher:
         self._connected_event = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._stopping = False
-        self.host, self.port, self.tls = broker_address(cfg.url)
+        self.brokers = tuple(broker_address(url) for url in cfg.brokers)
+        self._broker = 0  # index into brokers of the node in use (or tried next)
+
+    @property
+    def host(self) -> str:
+        return self.brokers[self._broker][0]
+
+    @property
+    def port(self) -> int:
+        return self.brokers[self._broker][1]
+
+    @property
+    def tls(self) -> bool:
+        return self.brokers[self._broker][2]
 
     # ------------------------------------------------------------------ producer side
 
@@ -294,7 +318,10 @@ class MqttPublisher:
                     )
                 attempt += 1
                 self.stats.reconnects += 1
-                delay = min(self.backoff_max, 0.2 * 2 ** min(attempt, 8))
+                delay = failover_delay(attempt, len(self.brokers), self.backoff_max)
+                self._broker = (self._broker + 1) % len(self.brokers)
+                if len(self.brokers) > 1 and attempt < len(self.brokers):
+                    log.warning("MQTT: failing over to %s:%s", self.host, self.port)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     def _disconnected(self) -> None:
