@@ -20,6 +20,7 @@ from gateway.alarm_service import AlarmService, build_engine
 from gateway.commands import command_reply
 from gateway.config import MqttConfig, SiteConfig
 from gateway.drivers.modbus.link import ModbusLink, link_key
+from gateway.maintenance import maintenance_status
 from gateway.messages import OutboundMessage
 from gateway.mqtt import MqttPublisher
 from gateway.outbox import AsyncOutbox, OutboxEntry, OutboxError
@@ -27,7 +28,7 @@ from gateway.points import PointTable
 from gateway.poller import DevicePoller, PollResult
 from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, influx_token
 from gateway.telemetry import Topics, device_status_payload, encode_doc, json_payload, telemetry_doc
-from rules import AlarmTransition
+from rules import AlarmTransition, MaintenanceEvent
 
 __all__ = ["Gateway", "GatewayStats"]
 
@@ -103,6 +104,9 @@ class Gateway:
             )
         self._online: list[bool | None] = [None] * len(self.pollers)
         self._errors = [0] * len(self.pollers)
+        self._last_error: list[str | None] = [None] * len(self.pollers)
+        self._latency_ms: list[float | None] = [None] * len(self.pollers)
+        self._device_index = {rows.device.id: rows.index for rows in self.table.devices}
         self.telemetry_qos = self.mqtt_cfg.telemetry_qos
         self.outbox: AsyncOutbox | None = None
         self.alarms: AlarmService | None = None
@@ -115,6 +119,7 @@ class Gateway:
                 self.topics,
                 self.publisher.publish,
                 on_transition=self._record_transition,
+                on_maintenance=self._maintenance_changed,
             )
 
     def _spool_influx(self, entries: Sequence[OutboxEntry]) -> None:
@@ -147,7 +152,8 @@ class Gateway:
         if res.error is None and res.values is not None and res.good is not None:
             self.table.update(idx, res.values, res.good, res.ts)
             st.points += int(res.good.sum())
-            doc = telemetry_doc(res.rows, ts_ms, res.values, res.good)
+            maintenance = self.alarms is not None and bool(self.alarms.engine.in_maintenance[idx])
+            doc = telemetry_doc(res.rows, ts_ms, res.values, res.good, maintenance=maintenance)
             st.telemetry_messages += 1
             # With an outbox, the message and the line below are committed in one transaction.
             self.publisher.publish(
@@ -156,7 +162,9 @@ class Gateway:
                 )
             )
             if self.sink is not None:
-                self.sink.add_telemetry(dev, ts_ms, doc["values"], doc["quality"])
+                self.sink.add_telemetry(
+                    dev, ts_ms, doc["values"], doc["quality"], maintenance=maintenance
+                )
             online, error = True, None
         else:
             st.failed_polls += 1
@@ -166,33 +174,58 @@ class Gateway:
         self.table.device_online[idx] = online
         if self.alarms is not None:
             self.alarms.poll_arrived(idx, res.ts)
+        self._last_error[idx] = error
+        self._latency_ms[idx] = res.latency_s * 1000.0
         if self._online[idx] != online:
             self._online[idx] = online
             if self.sink is not None:
                 self.sink.add_device_status(
                     dev.id, ts_ms, online, res.latency_s * 1000.0, self._errors[idx]
                 )
-            self.publisher.publish(
-                OutboundMessage(
-                    self.topics.status(dev.id),
-                    device_status_payload(
-                        ts_ms, online, error, res.latency_s * 1000.0, self._errors[idx]
-                    ),
-                    qos=1,
-                    retain=True,
-                    kind="status",
-                )
+            self._publish_device_status(idx, ts_ms)
+
+    def _publish_device_status(self, idx: int, ts_ms: int) -> None:
+        """The retained ``P/{device}/status``: online, last error, latency, maintenance."""
+        dev = self.table.devices[idx].device
+        event = self.alarms.engine.maintenance(dev.id) if self.alarms is not None else None
+        latency = self._latency_ms[idx]
+        self.publisher.publish(
+            OutboundMessage(
+                self.topics.status(dev.id),
+                device_status_payload(
+                    ts_ms,
+                    bool(self._online[idx]),
+                    self._last_error[idx],
+                    float("nan") if latency is None else latency,
+                    self._errors[idx],
+                    maintenance=maintenance_status(event),
+                ),
+                qos=1,
+                retain=True,
+                kind="status",
             )
+        )
+
+    def _maintenance_changed(self, event: MaintenanceEvent) -> None:
+        idx = self._device_index.get(event.device)
+        if idx is not None:
+            self._publish_device_status(idx, round(event.ts * 1000))
 
     # ------------------------------------------------------------------ commands
 
     async def handle_command(self, topic: str, payload: bytes) -> list[OutboundMessage]:
         if topic == self.topics.cmd_reply:
             return []  # our own replies come back on the cmd/# subscription
-        if self.alarms is None or topic not in (self.topics.cmd_ack, self.topics.cmd_shelve):
+        known = (
+            self.topics.cmd_ack,
+            self.topics.cmd_shelve,
+            self.topics.cmd_maintenance,
+            self.topics.cmd_maintenance_end,
+        )
+        if self.alarms is None or topic not in known:
             error = (
                 f"unknown command topic {topic}"
-                if topic not in (self.topics.cmd_ack, self.topics.cmd_shelve)
+                if topic not in known
                 else "no rule packs loaded: no alarms"
             )
             return [command_reply(self.topics.base, time.time(), None, error)]

@@ -9,10 +9,12 @@ all of them so an enterprise fixes its file in one pass.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
 import re
 import socket
+import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ from gateway.telemetry import RESERVED_DEVICE_IDS
 __all__ = [
     "BUILTIN_PROFILES",
     "REGISTER_WIDTH",
+    "RESERVED_TAGS",
     "ConfigError",
     "ConfigIssue",
     "Device",
@@ -74,6 +77,8 @@ REGISTER_WIDTH: dict[str, int] = {
 BIT_KINDS = frozenset({"coil", "discrete"})
 NAME_RE = r"^[a-z0-9_]+$"
 DEVICE_ID_RE = r"^[a-z0-9_-]+$"
+#: Tag keys the gateway sets itself on database lines; device tags must not use them.
+RESERVED_TAGS = frozenset({"site", "device", "point", "rule", "level", "quality"})
 MAX_ADDRESS = 65535
 #: Shortest poll interval and timeout a device may have (s). Field sensors change far more
 #: slowly; below this a site file only turns the gateway into a request generator.
@@ -187,6 +192,8 @@ class DeviceFile(_Frozen):
     points: list[PointSpec] = Field(default_factory=list)
     limits: dict[str, dict[str, float]] = Field(default_factory=dict)
     max_gap: Annotated[int, Field(ge=0, le=100)] = 8
+    #: Last calibration (标校): a date (local midnight of the site's timezone) or a date-time.
+    calibrated_at: dt.datetime | dt.date | None = None
 
     @field_validator("id")
     @classmethod
@@ -201,15 +208,35 @@ class DeviceFile(_Frozen):
     @field_validator("tags")
     @classmethod
     def _reserved_tags(cls, tags: dict[str, str]) -> dict[str, str]:
-        clash = {"site", "device", "point", "rule", "level"} & tags.keys()
+        clash = RESERVED_TAGS & tags.keys()
         if clash:
             raise ValueError(f"tag names {sorted(clash)} are reserved by the gateway")
         return tags
 
 
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
 class SiteInfo(_Frozen):
     id: Annotated[str, Field(pattern=DEVICE_ID_RE, max_length=64)]
     name: str = ""
+    #: IANA time zone of the site: the daily report's day runs from local midnight to midnight.
+    timezone: str = DEFAULT_TIMEZONE
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                "not an IANA time zone name (such as 'Asia/Shanghai' or 'Europe/Berlin')"
+            ) from None
+        return name
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
 
 
 class TlsConfig(_Frozen):
@@ -291,6 +318,8 @@ class Device:
     points: tuple[Point, ...]
     limits: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     max_gap: int = 8
+    #: Last calibration as Unix epoch seconds (None: not given in the site file).
+    calibrated_at: float | None = None
 
     @property
     def kind(self) -> str:
@@ -616,6 +645,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
                 points=points,
                 limits={k: dict(v) for k, v in dev.limits.items()},
                 max_gap=dev.max_gap,
+                calibrated_at=_epoch(dev.calibrated_at, sf.site.zone),
             )
         )
 
@@ -658,6 +688,17 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         devices=tuple(devices),
         source=source,
     )
+
+
+def _epoch(when: dt.datetime | dt.date | None, zone: dt.tzinfo) -> float | None:
+    """Epoch seconds of a date (its local midnight) or date-time (local when naive)."""
+    if when is None:
+        return None
+    if not isinstance(when, dt.datetime):
+        when = dt.datetime(when.year, when.month, when.day)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=zone)
+    return when.timestamp()
 
 
 def load_site(path: str | os.PathLike[str]) -> SiteConfig:
