@@ -290,6 +290,27 @@ class InfluxConfig(_Frozen):
     flush_interval: Annotated[float, Field(ge=MIN_FLUSH_INTERVAL_S, le=60)] = 1.0
 
 
+class MetricsConfig(_Frozen):
+    """``metrics: {listen: host:port}``: serve Prometheus metrics there (absent: no endpoint)."""
+
+    listen: Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}$")]
+
+    @field_validator("listen")
+    @classmethod
+    def _port_in_range(cls, v: str) -> str:
+        if not 0 < int(v.rsplit(":", 1)[1]) < 65536:
+            raise ValueError("port must be 1-65535")
+        return v
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
 class OutboxConfig(_Frozen):
     path: str = "hazardgw-outbox.sqlite3"
     max_mb: Annotated[float, Field(gt=0)] = 256.0
@@ -300,6 +321,7 @@ class SiteFile(_Frozen):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     influx: InfluxConfig | None = None
     outbox: OutboxConfig | None = None
+    metrics: MetricsConfig | None = None
     rules: list[str] = Field(default_factory=list)
     devices: list[DeviceFile] = Field(min_length=1)
 
@@ -341,6 +363,7 @@ class SiteConfig:
     rules: tuple[Path, ...]
     devices: tuple[Device, ...]
     source: Path | None = None
+    metrics: MetricsConfig | None = None
 
     def device(self, device_id: str) -> Device:
         for dev in self.devices:
@@ -687,6 +710,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         rules=tuple(rules),
         devices=tuple(devices),
         source=source,
+        metrics=sf.metrics,
     )
 
 
