@@ -80,6 +80,12 @@ DEVICE_ID_RE = r"^[a-z0-9_-]+$"
 #: Tag keys the gateway sets itself on database lines; device tags must not use them.
 RESERVED_TAGS = frozenset({"site", "device", "point", "rule", "level", "quality"})
 MAX_ADDRESS = 65535
+#: Shortest poll interval and timeout a device may have (s). Field sensors change far more
+#: slowly; below this a site file only turns the gateway into a request generator.
+MIN_POLL_INTERVAL_S = 0.05
+MIN_TIMEOUT_S = 0.05
+#: Shortest time between two database writes (s).
+MIN_FLUSH_INTERVAL_S = 0.01
 
 
 class _Frozen(BaseModel):
@@ -180,8 +186,8 @@ class DeviceFile(_Frozen):
     profile: str
     connection: Connection
     unit: Annotated[int, Field(ge=0, le=255)] = 1
-    poll_interval: Annotated[float, Field(gt=0, le=3600)] = 1.0
-    timeout: Annotated[float, Field(gt=0, le=60)] = 1.0
+    poll_interval: Annotated[float, Field(ge=MIN_POLL_INTERVAL_S, le=3600)] = 1.0
+    timeout: Annotated[float, Field(ge=MIN_TIMEOUT_S, le=60)] = 1.0
     tags: dict[Annotated[str, Field(pattern=NAME_RE)], str] = Field(default_factory=dict)
     points: list[PointSpec] = Field(default_factory=list)
     limits: dict[str, dict[str, float]] = Field(default_factory=dict)
@@ -281,7 +287,7 @@ class InfluxConfig(_Frozen):
     bucket: str
     token_env: str | None = None
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
-    flush_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
+    flush_interval: Annotated[float, Field(ge=MIN_FLUSH_INTERVAL_S, le=60)] = 1.0
 
 
 class MetricsConfig(_Frozen):

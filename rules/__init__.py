@@ -19,6 +19,7 @@ from ._errors import (
     UnknownAlarm,
     UnknownDevice,
 )
+from ._exposure import MOLAR_VOLUME_20C, ShiftExposure, ShiftSchedule, mg_m3_to_ppm
 from ._flood import FLOOD_END_BELOW, FLOOD_START_ABOVE, FLOOD_WINDOW_S
 from ._model import (
     AlarmState,
@@ -39,6 +40,7 @@ __all__ = [
     "FLOOD_WINDOW_S",
     "MAX_MAINTENANCE_MINUTES",
     "MAX_SHELVE_MINUTES",
+    "MOLAR_VOLUME_20C",
     "AlarmCommandError",
     "AlarmState",
     "AlarmTransition",
@@ -53,11 +55,14 @@ __all__ = [
     "RulePack",
     "RulesConfigError",
     "RulesError",
+    "ShiftExposure",
+    "ShiftSchedule",
     "State",
     "UnknownAlarm",
     "UnknownDevice",
     "bind",
     "least_squares_slope",
     "load_packs",
+    "mg_m3_to_ppm",
     "parse_pack",
 ]
