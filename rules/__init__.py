@@ -10,6 +10,7 @@ See ``docs/rules.md`` for rule kinds, the pack format, binding, overrides and th
 """
 
 from ._binding import COMM_POINT, Binding, BindingPlan, bind
+from ._daily import DAILY_FIELDS, DailyAccumulator, DailyStats, SensorRef, day_bounds
 from ._engine import MAX_MAINTENANCE_MINUTES, MAX_SHELVE_MINUTES, RuleEngine
 from ._errors import (
     AlarmCommandError,
@@ -34,6 +35,7 @@ from ._trend import least_squares_slope
 
 __all__ = [
     "COMM_POINT",
+    "DAILY_FIELDS",
     "FLOOD_END_BELOW",
     "FLOOD_START_ABOVE",
     "FLOOD_WINDOW_S",
@@ -44,6 +46,8 @@ __all__ = [
     "AlarmTransition",
     "Binding",
     "BindingPlan",
+    "DailyAccumulator",
+    "DailyStats",
     "FloodEvent",
     "InvalidCommand",
     "Level",
@@ -53,10 +57,12 @@ __all__ = [
     "RulePack",
     "RulesConfigError",
     "RulesError",
+    "SensorRef",
     "State",
     "UnknownAlarm",
     "UnknownDevice",
     "bind",
+    "day_bounds",
     "least_squares_slope",
     "load_packs",
     "parse_pack",
