@@ -182,7 +182,16 @@ def test_checker_catches_names_nobody_writes() -> None:
 
 
 def test_schema_comes_from_the_profiles() -> None:
-    assert set(SCHEMA) == {"gas", "tank", "elevator", "crane", "alarm", "device_status", "gateway"}
+    assert set(SCHEMA) == {
+        "gas",
+        "tank",
+        "elevator",
+        "crane",
+        "alarm",
+        "device_status",
+        "gateway",
+        "daily",
+    }
     assert {"ch4", "co", "o2", "h2s"} <= set(SCHEMA["gas"].fields)
     assert {"moment_pct", "wind_ms", "load_t"} <= set(SCHEMA["crane"].fields)
 
