@@ -23,6 +23,7 @@ from gateway.daily_report import DailyReporter
 from gateway.drivers.modbus.link import ModbusLink, link_key
 from gateway.maintenance import maintenance_status
 from gateway.messages import OutboundMessage
+from gateway.metrics import GatewayReadings, MetricsServer
 from gateway.mqtt import MqttPublisher
 from gateway.outbox import AsyncOutbox, OutboxEntry, OutboxError
 from gateway.points import PointTable
@@ -113,6 +114,12 @@ class Gateway:
         self.alarms: AlarmService | None = None
         self.report: DailyReporter | None = None
         self.sink: InfluxSink | None = None
+        self.points_per_s = 0.0
+        self.metrics: MetricsServer | None = None
+        if site.metrics is not None:
+            self.metrics = MetricsServer(
+                self._readings(), host=site.metrics.host, port=site.metrics.port
+            )
         if site.rules:
             engine = build_engine(site, self.table)
             self.alarms = AlarmService(
@@ -127,6 +134,28 @@ class Gateway:
             self.report = DailyReporter(
                 site, engine, self.topics, self.publisher.publish, lines=self._daily_lines
             )
+
+    def _readings(self) -> GatewayReadings:
+        """What a metrics scrape reads (at scrape time, on the event loop)."""
+        return GatewayReadings(
+            polls=lambda: self.stats.polls,
+            failed_polls=lambda: self.stats.failed_polls,
+            points=lambda: self.stats.points,
+            points_per_s=lambda: self.points_per_s,
+            alarms=lambda: (
+                [(a.priority, a.state.value) for a in self.alarms.engine.active_alarms()]
+                if self.alarms is not None
+                else []
+            ),
+            outbox_depth=lambda: self.outbox.stats().rows if self.outbox is not None else 0,
+            broker_connected=lambda: self.publisher.stats.connected,
+            database_connected=(
+                (lambda: self.sink.stats.connected if self.sink is not None else False)
+                if self.site.influx is not None
+                else None
+            ),
+            devices_online=lambda: int(self.table.device_online.sum()),
+        )
 
     def _spool_influx(self, entries: Sequence[OutboxEntry]) -> None:
         """Lines for the database join the MQTT messages staged with them (one transaction)."""
@@ -154,6 +183,8 @@ class Gateway:
         st = self.stats
         st.polls += 1
         st.lag_ms.append(res.lag_s * 1000.0)
+        if self.metrics is not None:
+            self.metrics.poll_lag.observe(res.lag_s)
         st.requests += res.requests
         if res.error is None and res.values is not None and res.good is not None:
             self.table.update(idx, res.values, res.good, res.ts)
@@ -255,6 +286,7 @@ class Gateway:
             now = time.monotonic()
             snap = self.stats.snapshot()
             snap["points_per_s"] = (self.stats.points - last_points) / (now - last)
+            self.points_per_s = snap["points_per_s"]
             snap["requests_per_s"] = (self.stats.requests - last_requests) / (now - last)
             last, last_points, last_requests = now, self.stats.points, self.stats.requests
             self._publish_stats(snap, now)
@@ -361,6 +393,8 @@ class Gateway:
                     )
                 if self.report is not None:
                     self.report.restore()  # after the sink: a late day's lines reach it
+                if self.metrics is not None:
+                    await self._start_metrics(stack)
                 try:
                     await self._run_tasks(stop)
                 finally:  # what the last polls staged goes to disk before the outbox closes
@@ -378,6 +412,21 @@ class Gateway:
             for link in self.links.values():
                 with contextlib.suppress(Exception):
                     link.close()
+
+    async def _start_metrics(self, stack: contextlib.AsyncExitStack) -> None:
+        """Serve metrics; a port that cannot be had is logged, and the gateway runs without."""
+        assert self.metrics is not None
+        try:
+            await self.metrics.start()
+        except OSError as exc:
+            log.error(
+                "metrics: cannot listen on %s:%s (%s); running without metrics",
+                self.metrics.host,
+                self.metrics.port,
+                exc,
+            )
+            return
+        stack.push_async_callback(self.metrics.close)
 
     async def _run_tasks(self, stop: asyncio.Event | None) -> None:
         async with asyncio.TaskGroup() as tg:

@@ -80,6 +80,12 @@ DEVICE_ID_RE = r"^[a-z0-9_-]+$"
 #: Tag keys the gateway sets itself on database lines; device tags must not use them.
 RESERVED_TAGS = frozenset({"site", "device", "point", "rule", "level", "quality"})
 MAX_ADDRESS = 65535
+#: Shortest poll interval and timeout a device may have (s). Field sensors change far more
+#: slowly; below this a site file only turns the gateway into a request generator.
+MIN_POLL_INTERVAL_S = 0.05
+MIN_TIMEOUT_S = 0.05
+#: Shortest time between two database writes (s).
+MIN_FLUSH_INTERVAL_S = 0.01
 
 
 class _Frozen(BaseModel):
@@ -180,8 +186,8 @@ class DeviceFile(_Frozen):
     profile: str
     connection: Connection
     unit: Annotated[int, Field(ge=0, le=255)] = 1
-    poll_interval: Annotated[float, Field(gt=0, le=3600)] = 1.0
-    timeout: Annotated[float, Field(gt=0, le=60)] = 1.0
+    poll_interval: Annotated[float, Field(ge=MIN_POLL_INTERVAL_S, le=3600)] = 1.0
+    timeout: Annotated[float, Field(ge=MIN_TIMEOUT_S, le=60)] = 1.0
     tags: dict[Annotated[str, Field(pattern=NAME_RE)], str] = Field(default_factory=dict)
     points: list[PointSpec] = Field(default_factory=list)
     limits: dict[str, dict[str, float]] = Field(default_factory=dict)
@@ -281,7 +287,28 @@ class InfluxConfig(_Frozen):
     bucket: str
     token_env: str | None = None
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
-    flush_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
+    flush_interval: Annotated[float, Field(ge=MIN_FLUSH_INTERVAL_S, le=60)] = 1.0
+
+
+class MetricsConfig(_Frozen):
+    """``metrics: {listen: host:port}``: serve Prometheus metrics there (absent: no endpoint)."""
+
+    listen: Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}$")]
+
+    @field_validator("listen")
+    @classmethod
+    def _port_in_range(cls, v: str) -> str:
+        if not 0 < int(v.rsplit(":", 1)[1]) < 65536:
+            raise ValueError("port must be 1-65535")
+        return v
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
 
 
 class OutboxConfig(_Frozen):
@@ -294,6 +321,7 @@ class SiteFile(_Frozen):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     influx: InfluxConfig | None = None
     outbox: OutboxConfig | None = None
+    metrics: MetricsConfig | None = None
     rules: list[str] = Field(default_factory=list)
     devices: list[DeviceFile] = Field(min_length=1)
 
@@ -335,6 +363,7 @@ class SiteConfig:
     rules: tuple[Path, ...]
     devices: tuple[Device, ...]
     source: Path | None = None
+    metrics: MetricsConfig | None = None
 
     def device(self, device_id: str) -> Device:
         for dev in self.devices:
@@ -681,6 +710,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         rules=tuple(rules),
         devices=tuple(devices),
         source=source,
+        metrics=sf.metrics,
     )
 
 

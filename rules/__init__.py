@@ -20,6 +20,7 @@ from ._errors import (
     UnknownAlarm,
     UnknownDevice,
 )
+from ._exposure import MOLAR_VOLUME_20C, ShiftExposure, ShiftSchedule, mg_m3_to_ppm
 from ._flood import FLOOD_END_BELOW, FLOOD_START_ABOVE, FLOOD_WINDOW_S
 from ._model import (
     AlarmState,
@@ -41,6 +42,7 @@ __all__ = [
     "FLOOD_WINDOW_S",
     "MAX_MAINTENANCE_MINUTES",
     "MAX_SHELVE_MINUTES",
+    "MOLAR_VOLUME_20C",
     "AlarmCommandError",
     "AlarmState",
     "AlarmTransition",
@@ -58,6 +60,8 @@ __all__ = [
     "RulesConfigError",
     "RulesError",
     "SensorRef",
+    "ShiftExposure",
+    "ShiftSchedule",
     "State",
     "UnknownAlarm",
     "UnknownDevice",
@@ -65,5 +69,6 @@ __all__ = [
     "day_bounds",
     "least_squares_slope",
     "load_packs",
+    "mg_m3_to_ppm",
     "parse_pack",
 ]

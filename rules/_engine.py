@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -14,7 +15,8 @@ from ._availability import CommBlock, StaleBlock
 from ._binding import Binding, BindingPlan, BlockKind, bind
 from ._condition import ConditionBlock
 from ._daily import DEFAULT_BIN_S, DailyAccumulator, DailyStats, SensorRef
-from ._errors import InvalidCommand, UnknownAlarm, UnknownDevice
+from ._errors import InvalidCommand, RulesConfigError, UnknownAlarm, UnknownDevice
+from ._exposure import ExposureBlock, ShiftExposure, ShiftSchedule, load_state, save_state
 from ._flood import FloodDetector
 from ._lifecycle import AlarmBook
 from ._model import (
@@ -58,6 +60,7 @@ class RuleEngine:
         packs: Sequence[RulePack],
         overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
         n_devices: int | None = None,
+        shifts: ShiftSchedule | None = None,
     ) -> None:
         self.plan: BindingPlan = bind(points, packs, overrides, n_devices)
         plan = self.plan
@@ -70,6 +73,7 @@ class RuleEngine:
         self._stale = StaleBlock(rows[self._slices[BlockKind.STALE]])
         self._condition = ConditionBlock(rows[self._slices[BlockKind.CONDITION]])
         self._comm = CommBlock(rows[self._slices[BlockKind.COMM]])
+        self._exposure = ExposureBlock(rows[self._slices[BlockKind.EXPOSURE]], shifts)
         self._book = AlarmBook(rows, plan.n_devices)
         self._has_comm: BoolArray = np.zeros(plan.n_devices, dtype=np.bool_)
         self._has_comm[self._comm.device_index] = True
@@ -206,6 +210,17 @@ class RuleEngine:
         )
         comm = s[BlockKind.COMM]
         self._comm.evaluate(device_online, raw=raw[comm], value_out=book.value[comm])
+        exp = s[BlockKind.EXPOSURE]
+        self._exposure.evaluate(
+            now,
+            values,
+            quality,
+            book.device_maintenance,
+            eff=book.eff[exp],
+            raw=raw[exp],
+            value_out=book.value[exp],
+        )
+        book.forecast[exp] = self._exposure.forecast
 
         changed, previous = book.apply_delays(raw, now)
         if changed.size:
@@ -237,6 +252,42 @@ class RuleEngine:
             if finished is not None:
                 self._finished_days.append(finished)
         return transitions
+
+    # -- occupational exposure -------------------------------------------------------------
+    @property
+    def shifts(self) -> ShiftSchedule:
+        """The shift calendar exposure rules close their shifts by."""
+        return self._exposure.shifts
+
+    def take_shift_exposures(self) -> list[ShiftExposure]:
+        """Exposure of every exposure channel over each shift closed since the last call."""
+        return self._exposure.take_closed_shifts()
+
+    def save_exposure(self, path: Path | str) -> None:
+        """Write the exposure state (doses, shift, excursions) to ``path`` atomically."""
+        if self._exposure.n_channels:
+            save_state(path, self._exposure.snapshot())
+
+    def load_exposure(self, path: Path | str) -> int:
+        """Restore exposure state saved by :meth:`save_exposure` (call before the first tick).
+
+        Returns the number of channels restored (0 when the file does not exist). Raises
+        :class:`RulesConfigError` when the file is unreadable or not a state file.
+        """
+        if not self._exposure.n_channels:
+            return 0
+        try:
+            state = load_state(path)
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError) as exc:
+            raise RulesConfigError(
+                str(path), "", type(exc).__name__, f"an exposure state file ({exc})"
+            ) from None
+        try:
+            return self._exposure.restore(state)
+        except ValueError as exc:
+            raise RulesConfigError(str(path), "", "exposure state", str(exc)) from None
 
     # -- maintenance -----------------------------------------------------------------------
     def _device_index(self, device: str) -> int:
