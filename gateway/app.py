@@ -21,6 +21,7 @@ from gateway.commands import command_reply
 from gateway.config import MqttConfig, SiteConfig
 from gateway.daily_report import DailyReporter
 from gateway.drivers.modbus.link import ModbusLink, link_key
+from gateway.exposure import ExposureKeeper
 from gateway.maintenance import maintenance_status
 from gateway.messages import OutboundMessage
 from gateway.metrics import GatewayReadings, MetricsServer
@@ -114,6 +115,7 @@ class Gateway:
         self.alarms: AlarmService | None = None
         self.report: DailyReporter | None = None
         self.sink: InfluxSink | None = None
+        self.exposure: ExposureKeeper | None = None
         self.points_per_s = 0.0
         self.metrics: MetricsServer | None = None
         if site.metrics is not None:
@@ -134,6 +136,15 @@ class Gateway:
             self.report = DailyReporter(
                 site, engine, self.topics, self.publisher.publish, lines=self._daily_lines
             )
+            if engine.exposure_points:
+                self.exposure = ExposureKeeper(
+                    engine, site.exposure, site.site.id, self._write_exposure
+                )
+
+    def _write_exposure(self, lines: list[str]) -> None:
+        """Per-shift exposure rows go to the database like alarms (through the outbox)."""
+        if self.sink is not None:
+            self.sink.add_lines(lines)
 
     def _readings(self) -> GatewayReadings:
         """What a metrics scrape reads (at scrape time, on the event loop)."""
@@ -429,6 +440,8 @@ class Gateway:
         stack.push_async_callback(self.metrics.close)
 
     async def _run_tasks(self, stop: asyncio.Event | None) -> None:
+        if self.exposure is not None:
+            self.exposure.restore()  # before the alarm task's first tick
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.publisher.run(), name="mqtt")
             tg.create_task(self._stats_loop(), name="stats")
@@ -436,6 +449,8 @@ class Gateway:
                 tg.create_task(self.alarms.run(), name="alarms")
             if self.report is not None:
                 tg.create_task(self.report.run(), name="daily-report")
+            if self.exposure is not None:
+                tg.create_task(self.exposure.run(), name="exposure")
             for poller in self.pollers:
                 tg.create_task(poller.run(), name=f"poll:{poller.device.id}")
             try:
