@@ -376,6 +376,15 @@ def cmd_console_adduser(args: argparse.Namespace) -> int:
 
     from console import UserFile, UserFileError
 
+    users = UserFile(Path(args.users))
+    if args.if_missing:
+        try:
+            if args.name in users.read():
+                print(f"{args.name} is already in {args.users}: left as it is")
+                return 0
+        except UserFileError as exc:
+            print(f"hazardgw console adduser: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -384,7 +393,7 @@ def cmd_console_adduser(args: argparse.Namespace) -> int:
             print("hazardgw console adduser: the passwords differ", file=sys.stderr)
             return EXIT_CONFIG
     try:
-        new = UserFile(Path(args.users)).add(args.name, args.role, password)
+        new = users.add(args.name, args.role, password)
     except UserFileError as exc:
         print(f"hazardgw console adduser: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -551,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--role", choices=("operator", "viewer"), default="operator")
     add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    add.add_argument(
+        "--if-missing", action="store_true", help="leave an existing user as it is (first start)"
     )
     add.set_defaults(func=cmd_console_adduser)
     return p
