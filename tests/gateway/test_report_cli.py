@@ -121,3 +121,9 @@ def test_report_daily_without_a_state_directory(
     argv = ["report", "daily", "-c", str(site_file(tmp_path, outbox=False)), "--out", "x"]
     assert main(argv) == 2
     assert "no outbox" in capsys.readouterr().err
+
+
+def test_daily_lines_are_never_dropped_by_the_outbox_bound() -> None:
+    from gateway.sinks.influx import line_kind  # noqa: PLC0415
+
+    assert line_kind("daily") == "status"
