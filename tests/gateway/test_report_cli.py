@@ -12,6 +12,7 @@ import yaml
 from gateway.cli import main
 from gateway.config import load_site
 from gateway.report import DailyStore, report_directory
+from gateway.sinks.influx import line_kind
 from rules import load_packs
 from tests.rules.harness import PACKS, Site, device_points
 
@@ -124,6 +125,4 @@ def test_report_daily_without_a_state_directory(
 
 
 def test_daily_lines_are_never_dropped_by_the_outbox_bound() -> None:
-    from gateway.sinks.influx import line_kind  # noqa: PLC0415
-
     assert line_kind("daily") == "status"
