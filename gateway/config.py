@@ -194,7 +194,22 @@ class DeviceFile(_Frozen):
     limits: dict[str, dict[str, float]] = Field(default_factory=dict)
     max_gap: Annotated[int, Field(ge=0, le=100)] = 8
     #: Last calibration (标校): a date (local midnight of the site's timezone) or a date-time.
-    calibrated_at: dt.datetime | dt.date | None = None
+    calibrated_at: str | None = None
+
+    @field_validator("calibrated_at", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> Any:
+        if isinstance(value, dt.date):  # YAML reads 2026-11-20 as a date (and a datetime)
+            return value.isoformat()
+        if isinstance(value, str):
+            try:
+                dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    "not a date (2026-11-20) or date-time (2026-11-20T09:30, "
+                    "2026-11-20T09:30+08:00)"
+                ) from None
+        return value
 
     @field_validator("id")
     @classmethod
@@ -763,12 +778,11 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
     )
 
 
-def _epoch(when: dt.datetime | dt.date | None, zone: dt.tzinfo) -> float | None:
-    """Epoch seconds of a date (its local midnight) or date-time (local when naive)."""
-    if when is None:
+def _epoch(iso: str | None, zone: dt.tzinfo) -> float | None:
+    """Epoch seconds of an ISO date (its local midnight) or date-time (local when naive)."""
+    if iso is None:
         return None
-    if not isinstance(when, dt.datetime):
-        when = dt.datetime(when.year, when.month, when.day)
+    when = dt.datetime.fromisoformat(iso)
     if when.tzinfo is None:
         when = when.replace(tzinfo=zone)
     return when.timestamp()
