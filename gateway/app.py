@@ -18,6 +18,7 @@ import numpy as np
 from gateway import __version__
 from gateway.aio import raise_if_cancelling
 from gateway.alarm_service import AlarmService, build_engine
+from gateway.commands import command_reply
 from gateway.config import MqttConfig, SiteConfig
 from gateway.drivers.modbus.link import ModbusLink, link_key
 from gateway.messages import OutboundMessage
@@ -195,10 +196,7 @@ class Gateway:
                 if topic not in (self.topics.cmd_ack, self.topics.cmd_shelve)
                 else "no rule packs loaded: no alarms"
             )
-            reply = {"ok": False, "error": error, "request": None}
-            return [
-                OutboundMessage(self.topics.cmd_reply, json_payload(reply), qos=1, kind="reply")
-            ]
+            return [command_reply(self.topics.base, time.time(), None, error)]
         return self.alarms.handle_command(topic, payload)
 
     # ------------------------------------------------------------------ run
@@ -293,7 +291,7 @@ class Gateway:
             len(self.pollers),
             len(self.links),
             self.table.size,
-            self.mqtt_cfg.url,
+            " ".join(self.mqtt_cfg.brokers),
         )
         if self.site.outbox is None:
             log.warning(

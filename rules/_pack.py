@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 from ._errors import RulesConfigError
 
 __all__ = [
+    "POSITION_TAG",
     "CommRule",
     "ConditionRule",
     "DiscreteRule",
@@ -44,6 +45,9 @@ __all__ = [
 ]
 
 RULE_ID = r"^[a-z][a-z0-9_]*$"
+#: The device tag that places a device (sensor position); packs with ``positions`` bind by it.
+POSITION_TAG = "position"
+PositionCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)]
 LEVEL_NAME = r"^[A-Z][A-Z0-9_]*$"
 THRESHOLD_LEVELS = ("LL", "L", "H", "HH")
 HIGH_LEVELS = ("H", "HH")
@@ -370,12 +374,20 @@ RULE_TYPES = ("threshold", "rate_of_change", "stale", "discrete", "duration", "c
 
 
 class RulePack(_Model):
-    """A named set of rules loaded from one YAML file."""
+    """A named set of rules loaded from one YAML file.
+
+    ``positions`` (optional) is the pack's vocabulary of the device tag ``position`` (code →
+    description with its source). A pack that has one binds only devices whose ``position`` is
+    one of its codes, so packs for different places (a coal face, a tank farm) share a device
+    kind without judging each other's devices. Rules narrow it further with ``tags: {position:
+    …}``, which must name codes of the vocabulary.
+    """
 
     pack: Annotated[str, Field(pattern=RULE_ID)]
     title: str
     description: str = ""
     sources: dict[str, str] = Field(default_factory=dict)
+    positions: dict[PositionCode, Annotated[str, Field(min_length=3)]] = Field(default_factory=dict)
     rules: list[Rule]
     file: str = ""
 
@@ -387,6 +399,15 @@ class RulePack(_Model):
                 raise ValueError(f"duplicate rule id {rule.id!r}")
             seen.add(rule.id)
         return self
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """Device kinds the pack's enabled rules bind to."""
+        return frozenset(kind for rule in self.rules if rule.enabled for kind in rule.kinds)
+
+    def binds_position(self, tags: Mapping[str, str]) -> bool:
+        """True when a device with these tags is in the pack's scope (always, without positions)."""
+        return not self.positions or tags.get(POSITION_TAG) in self.positions
 
 
 def _key_path(loc: Sequence[int | str]) -> str:
@@ -426,9 +447,28 @@ def parse_pack(data: Any, source: str) -> RulePack:
     if not isinstance(data, Mapping):
         raise RulesConfigError(source, "", type(data).__name__, "a rule pack is a mapping")
     try:
-        return RulePack.model_validate({**data, "file": source})
+        pack = RulePack.model_validate({**data, "file": source})
     except ValidationError as exc:
         raise _config_error(source, exc) from None
+    _check_positions(pack, source)
+    return pack
+
+
+def _check_positions(pack: RulePack, source: str) -> None:
+    """Rules of a pack with a position vocabulary select positions of that vocabulary only."""
+    if not pack.positions:
+        return
+    for index, rule in enumerate(pack.rules):
+        for key in ("tags", "exclude_tags"):
+            wanted = getattr(rule, key).get(POSITION_TAG)
+            for code in wanted if isinstance(wanted, list) else [wanted]:
+                if code is not None and code not in pack.positions:
+                    raise RulesConfigError(
+                        source,
+                        f"rules[{index}].{key}.{POSITION_TAG}",
+                        code,
+                        f"a code of the pack's positions: {', '.join(pack.positions)}",
+                    )
 
 
 def load_packs(paths: Iterable[Path | str]) -> list[RulePack]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from rules import State, load_packs
+from rules import RulesConfigError, State, load_packs
 from tests.rules.harness import PACKS, Site, device_points
 
 COAL = load_packs([PACKS / "coal_mine.yaml"])
@@ -57,9 +57,8 @@ def test_face_methane_alarm_then_power_off_then_reset_below_one_percent() -> Non
         ("T7", "ch4_drainage", 2.4, None),
         ("T7", "ch4_drainage", 2.5, "HH"),
         ("shearer", "ch4_shearer", 1.2, "H"),
-        (None, "ch4_workplace", 1.6, "HH"),
+        ("T6", "ch4_workplace", 1.6, "HH"),
         ("T5", "ch4_workplace", 1.1, "H"),
-        ("t1", "ch4_workplace", 1.5, "HH"),  # a misspelt position still gets a methane rule
     ],
 )
 def test_methane_limits_follow_the_sensor_position(
@@ -71,6 +70,18 @@ def test_methane_limits_follow_the_sensor_position(
     site.set("face1-gas", ch4=value)
     out = [t for t in site.tick(1) if t.rule == rule]
     assert [t.level for t in out] == ([level] if level else [])
+
+
+@pytest.mark.parametrize("position", [None, "t1", "tank_farm"])
+def test_a_gas_detector_without_a_coal_position_is_a_config_error(position: str | None) -> None:
+    with pytest.raises(RulesConfigError) as err:
+        gas_site(position)
+    assert (err.value.source, err.value.path, err.value.value) == (
+        "devices",
+        "face1-gas.tags.position",
+        position,
+    )
+    assert "coal_mine: T0, T1, T2" in err.value.allowed
 
 
 def test_site_override_moves_one_devices_power_off_level() -> None:
