@@ -54,6 +54,7 @@ STATE_STYLE = {
     "RTN_UNACK": "yellow",
     "SHELVED": "dim",
     "SUPPRESSED": "dim",
+    "OUT_OF_SERVICE": "cyan",
 }
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from gateway.aio import wait_event
+from gateway.aio import raise_if_cancelling, wait_event
 from gateway.drivers.modbus.adaptive import AdaptiveReader
 from gateway.drivers.modbus.decoder import DeviceDecoder
 from gateway.drivers.modbus.link import ModbusLink
@@ -106,6 +106,7 @@ class DevicePoller:
                 error = exc
             except ReadsStopped:
                 return  # stopping: nothing was read, nothing to report
+            raise_if_cancelling()  # a library that swallowed a cancel must not keep us polling
             done = loop.time()
             self.on_result(
                 PollResult(
