@@ -62,7 +62,11 @@ def build_engine(site: SiteConfig, table: PointTable) -> RuleEngine:
     ]
     overrides = {d.id: d.limits for d in site.devices if d.limits}
     return RuleEngine(
-        refs, load_packs(list(site.rules)), overrides=overrides, n_devices=len(site.devices)
+        refs,
+        load_packs(list(site.rules)),
+        overrides=overrides,
+        n_devices=len(site.devices),
+        shifts=site.exposure.schedule(site.site.timezone),
     )
 
 

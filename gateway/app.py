@@ -21,6 +21,7 @@ from gateway.alarm_service import AlarmService, build_engine
 from gateway.commands import command_reply
 from gateway.config import MqttConfig, SiteConfig
 from gateway.drivers.modbus.link import ModbusLink, link_key
+from gateway.exposure import ExposureKeeper
 from gateway.maintenance import maintenance_status
 from gateway.messages import OutboundMessage
 from gateway.metrics import GatewayReadings, MetricsServer
@@ -113,6 +114,7 @@ class Gateway:
         self.outbox: AsyncOutbox | None = None
         self.alarms: AlarmService | None = None
         self.sink: InfluxSink | None = None
+        self.exposure: ExposureKeeper | None = None
         self.points_per_s = 0.0
         self.metrics: MetricsServer | None = None
         if site.metrics is not None:
@@ -129,6 +131,15 @@ class Gateway:
                 on_transition=self._record_transition,
                 on_maintenance=self._maintenance_changed,
             )
+            if engine.exposure_points:
+                self.exposure = ExposureKeeper(
+                    engine, site.exposure, site.site.id, self._write_exposure
+                )
+
+    def _write_exposure(self, lines: list[str]) -> None:
+        """Per-shift exposure rows go to the database like alarms (through the outbox)."""
+        if self.sink is not None:
+            self.sink.add_lines(lines)
 
     def _readings(self) -> GatewayReadings:
         """What a metrics scrape reads (at scrape time, on the event loop)."""
@@ -416,11 +427,15 @@ class Gateway:
         stack.push_async_callback(self.metrics.close)
 
     async def _run_tasks(self, stop: asyncio.Event | None) -> None:
+        if self.exposure is not None:
+            self.exposure.restore()  # before the alarm task's first tick
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.publisher.run(), name="mqtt")
             helpers = [tg.create_task(self._stats_loop(), name="stats")]
             if self.alarms is not None:
                 helpers.append(tg.create_task(self.alarms.run(), name="alarms"))
+            if self.exposure is not None:
+                helpers.append(tg.create_task(self.exposure.run(), name="exposure"))
             polls = [
                 tg.create_task(poller.run(), name=f"poll:{poller.device.id}")
                 for poller in self.pollers

@@ -32,6 +32,7 @@ from pydantic import (
 
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.telemetry import RESERVED_DEVICE_IDS
+from rules import DEFAULT_SHIFT_STARTS, ShiftSchedule
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -345,6 +346,29 @@ def default_outbox_path(site_id: str, environ: Mapping[str, str] | None = None) 
     return state_directory(environ) / f"outbox-{site_id}.sqlite3"
 
 
+class ExposureConfig(_Frozen):
+    """Occupational exposure rules (``exposure`` rule packs): the shift calendar and where the
+    exposure state is kept across restarts."""
+
+    #: Shift start times, local ``HH:MM`` in ``site.timezone``, every day.
+    shifts: Annotated[list[str], Field(min_length=1, max_length=24)] = Field(
+        default_factory=lambda: list(DEFAULT_SHIFT_STARTS)
+    )
+    #: The state file (doses, shift, excursions); relative paths to the working directory.
+    state_file: Annotated[str, Field(min_length=1)] = "hazardgw-exposure.npz"
+    #: Seconds between saves of the state (and one at shutdown).
+    save_interval: Annotated[float, Field(ge=5, le=3600)] = 60.0
+
+    @field_validator("shifts")
+    @classmethod
+    def _shift_times(cls, starts: list[str]) -> list[str]:
+        ShiftSchedule(tuple(starts), "UTC")  # raises ValueError naming the bad time
+        return starts
+
+    def schedule(self, timezone: str) -> ShiftSchedule:
+        return ShiftSchedule(tuple(self.shifts), timezone)
+
+
 class SiteFile(_Frozen):
     site: SiteInfo
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
@@ -352,6 +376,7 @@ class SiteFile(_Frozen):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     shutdown_timeout: Annotated[float, Field(gt=0, le=600)] = DEFAULT_SHUTDOWN_TIMEOUT
     metrics: MetricsConfig | None = None
+    exposure: ExposureConfig = Field(default_factory=ExposureConfig)
     rules: list[str] = Field(default_factory=list)
     devices: list[DeviceFile] = Field(min_length=1)
 
@@ -396,6 +421,7 @@ class SiteConfig:
     source: Path | None = None
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     metrics: MetricsConfig | None = None
+    exposure: ExposureConfig = field(default_factory=ExposureConfig)
 
     def device(self, device_id: str) -> Device:
         for dev in self.devices:
@@ -744,6 +770,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         source=source,
         shutdown_timeout=sf.shutdown_timeout,
         metrics=sf.metrics,
+        exposure=sf.exposure,
     )
 
 

@@ -19,7 +19,13 @@ from ._errors import (
     UnknownAlarm,
     UnknownDevice,
 )
-from ._exposure import MOLAR_VOLUME_20C, ShiftExposure, ShiftSchedule, mg_m3_to_ppm
+from ._exposure import (
+    DEFAULT_SHIFT_STARTS,
+    MOLAR_VOLUME_20C,
+    ShiftExposure,
+    ShiftSchedule,
+    mg_m3_to_ppm,
+)
 from ._flood import FLOOD_END_BELOW, FLOOD_START_ABOVE, FLOOD_WINDOW_S
 from ._model import (
     AlarmState,
@@ -35,6 +41,7 @@ from ._trend import least_squares_slope
 
 __all__ = [
     "COMM_POINT",
+    "DEFAULT_SHIFT_STARTS",
     "FLOOD_END_BELOW",
     "FLOOD_START_ABOVE",
     "FLOOD_WINDOW_S",

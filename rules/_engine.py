@@ -231,6 +231,11 @@ class RuleEngine:
 
     # -- occupational exposure -------------------------------------------------------------
     @property
+    def exposure_points(self) -> int:
+        """Number of (exposure rule, point) pairs whose dose the engine keeps."""
+        return self._exposure.n_channels
+
+    @property
     def shifts(self) -> ShiftSchedule:
         """The shift calendar exposure rules close their shifts by."""
         return self._exposure.shifts
