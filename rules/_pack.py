@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,6 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ._errors import RulesConfigError
+from .yamlfile import YamlFileError, load_yaml, read_text_file
 
 __all__ = [
     "POSITION_TAG",
@@ -508,6 +508,11 @@ def parse_pack(data: Any, source: str) -> RulePack:
     """Validate an already-parsed YAML document as a rule pack."""
     if not isinstance(data, Mapping):
         raise RulesConfigError(source, "", type(data).__name__, "a rule pack is a mapping")
+    if not data.keys() & {"pack", "title", "rules"}:
+        # not a rule pack at all (say /etc/shadow): never echo what the file holds
+        raise RulesConfigError(
+            source, "", "a mapping without pack:", "a rule pack has pack:, title: and rules:"
+        )
     try:
         pack = RulePack.model_validate({**data, "file": source})
     except ValidationError as exc:
@@ -533,6 +538,10 @@ def _check_positions(pack: RulePack, source: str) -> None:
                     )
 
 
+#: Largest rule pack file read (bytes); the shipped packs are under 20 kB.
+MAX_PACK_BYTES = 2**20
+
+
 def load_packs(paths: Iterable[Path | str]) -> list[RulePack]:
     """Load and validate rule packs from YAML files.
 
@@ -545,18 +554,9 @@ def load_packs(paths: Iterable[Path | str]) -> list[RulePack]:
         path = Path(raw_path)
         source = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise RulesConfigError(
-                source, "", str(path), f"a readable file ({exc.strerror})"
-            ) from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1} column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise RulesConfigError(source, where, problem, "valid YAML") from None
+            data = load_yaml(read_text_file(path, "rule pack", MAX_PACK_BYTES), path)
+        except YamlFileError as exc:
+            raise RulesConfigError(source, exc.where, exc.problem, exc.allowed) from None
         pack = parse_pack(data, source)
         for index, rule in enumerate(pack.rules):
             if rule.id in owner:
