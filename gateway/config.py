@@ -176,6 +176,8 @@ class DeviceFile(_Frozen):
     tags: dict[Annotated[str, Field(pattern=NAME_RE)], str] = Field(default_factory=dict)
     points: list[PointSpec] = Field(default_factory=list)
     limits: dict[str, dict[str, float]] = Field(default_factory=dict)
+    #: Why this device's limits are looser than its rule pack's table (required for that).
+    limits_reason: Annotated[str, Field(min_length=3, max_length=500)] | None = None
     max_gap: Annotated[int, Field(ge=0, le=100)] = 8
 
     @field_validator("tags")
@@ -184,6 +186,12 @@ class DeviceFile(_Frozen):
         clash = {"site", "device", "point", "rule", "level"} & tags.keys()
         if clash:
             raise ValueError(f"tag names {sorted(clash)} are reserved by the gateway")
+        area = tags.get("area")
+        if area is not None and not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", area):
+            raise ValueError(
+                f"tags.area {area!r} names the MQTT topic P/interlock/{{area}}: use 1-64 of "
+                "A-Z a-z 0-9 _ . -"
+            )
         return tags
 
 
@@ -253,6 +261,7 @@ class Device:
     points: tuple[Point, ...]
     limits: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     max_gap: int = 8
+    limits_reason: str | None = None
 
     @property
     def kind(self) -> str:
@@ -548,6 +557,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
                 points=points,
                 limits={k: dict(v) for k, v in dev.limits.items()},
                 max_gap=dev.max_gap,
+                limits_reason=dev.limits_reason,
             )
         )
 

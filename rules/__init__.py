@@ -9,7 +9,7 @@ Load rule packs, bind them to the point table and tick::
 See ``docs/rules.md`` for rule kinds, the pack format, binding, overrides and the alarm lifecycle.
 """
 
-from ._binding import COMM_POINT, Binding, BindingPlan, bind
+from ._binding import AREA_TAG, COMM_POINT, Binding, BindingPlan, LoosenedLimit, bind
 from ._engine import MAX_SHELVE_MINUTES, RuleEngine
 from ._errors import (
     AlarmCommandError,
@@ -19,12 +19,15 @@ from ._errors import (
     UnknownAlarm,
 )
 from ._flood import FLOOD_END_BELOW, FLOOD_START_ABOVE, FLOOD_WINDOW_S
+from ._interlock import FEED_STATES, AreaInterlock, PowerLossEvent
 from ._model import AlarmState, AlarmTransition, FloodEvent, Level, PointRef, State
 from ._pack import RulePack, load_packs, parse_pack
 from ._trend import least_squares_slope
 
 __all__ = [
+    "AREA_TAG",
     "COMM_POINT",
+    "FEED_STATES",
     "FLOOD_END_BELOW",
     "FLOOD_START_ABOVE",
     "FLOOD_WINDOW_S",
@@ -32,12 +35,15 @@ __all__ = [
     "AlarmCommandError",
     "AlarmState",
     "AlarmTransition",
+    "AreaInterlock",
     "Binding",
     "BindingPlan",
     "FloodEvent",
     "InvalidCommand",
     "Level",
+    "LoosenedLimit",
     "PointRef",
+    "PowerLossEvent",
     "RuleEngine",
     "RulePack",
     "RulesConfigError",

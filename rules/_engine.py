@@ -14,6 +14,7 @@ from ._binding import BindingPlan, BlockKind, bind
 from ._condition import ConditionBlock
 from ._errors import InvalidCommand, UnknownAlarm
 from ._flood import FloodDetector
+from ._interlock import AreaInterlock, InterlockBlock, PowerLossEvent
 from ._lifecycle import AlarmBook
 from ._model import AlarmState, AlarmTransition, FloodEvent, PointRef, State
 from ._pack import RulePack
@@ -46,8 +47,9 @@ class RuleEngine:
         packs: Sequence[RulePack],
         overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
         n_devices: int | None = None,
+        limits_reasons: Mapping[str, str] | None = None,
     ) -> None:
-        self.plan: BindingPlan = bind(points, packs, overrides, n_devices)
+        self.plan: BindingPlan = bind(points, packs, overrides, n_devices, limits_reasons)
         plan = self.plan
         self.n_points = plan.n_points
         self.n_devices = plan.n_devices
@@ -58,6 +60,8 @@ class RuleEngine:
         self._stale = StaleBlock(rows[self._slices[BlockKind.STALE]])
         self._condition = ConditionBlock(rows[self._slices[BlockKind.CONDITION]])
         self._comm = CommBlock(rows[self._slices[BlockKind.COMM]])
+        self._interlock = InterlockBlock(rows, self._slices[BlockKind.FEED])
+        self._before_feed = slice(0, self._slices[BlockKind.FEED].start)
         self._book = AlarmBook(rows, plan.n_devices)
         self._has_comm: BoolArray = np.zeros(plan.n_devices, dtype=np.bool_)
         self._has_comm[self._comm.device_index] = True
@@ -68,6 +72,8 @@ class RuleEngine:
         self._start: float | None = None
         self._flood = FloodDetector()
         self._flood_events: list[FloodEvent] = []
+        self._interlock_changes: list[AreaInterlock] = []
+        self._power_losses: list[PowerLossEvent] = []
 
     # -- introspection ---------------------------------------------------------------------
     @property
@@ -79,6 +85,26 @@ class RuleEngine:
     def in_flood(self) -> bool:
         """Whether an alarm flood is in progress."""
         return self._flood.active
+
+    @property
+    def areas(self) -> tuple[str, ...]:
+        """Power-off areas: ``area`` tags of devices with power-off or feed-check rules."""
+        return self._interlock.areas
+
+    def take_interlock_changes(self) -> list[AreaInterlock]:
+        """Areas whose power-off state, causes or feed changed since the last call (every area
+        after the first tick), oldest first."""
+        changes, self._interlock_changes = self._interlock_changes, []
+        return changes
+
+    def take_power_losses(self) -> list[PowerLossEvent]:
+        """Unexpected power losses (feed off with no demand) since the last call."""
+        events, self._power_losses = self._power_losses, []
+        return events
+
+    def interlocks(self, now: float) -> list[AreaInterlock]:
+        """The current state of every area (e.g. to republish after a reconnect)."""
+        return self._interlock.states(now)
 
     def take_flood_events(self) -> list[FloodEvent]:
         """Flood start/end events since the last call (oldest first)."""
@@ -152,7 +178,18 @@ class RuleEngine:
         comm = s[BlockKind.COMM]
         self._comm.evaluate(device_online, raw=raw[comm], value_out=book.value[comm])
 
-        changed, previous = book.apply_delays(raw, now)
+        head = self._before_feed
+        changed, previous = book.apply_delays(raw[head], now, head)
+        interlock = self._interlock
+        interlock.compute_demand(book.eff)
+        feed = s[BlockKind.FEED]
+        interlock.evaluate_feed(
+            values, quality, eff=book.eff[feed], raw=raw[feed], value_out=book.value[feed]
+        )
+        fed, fed_previous = book.apply_delays(raw[feed], now, feed)
+        if fed.size:
+            changed = np.concatenate((changed, fed))
+            previous = np.concatenate((previous, fed_previous))
         if changed.size:
             in_thr = changed < thr.stop
             rows = changed[in_thr]
@@ -164,6 +201,9 @@ class RuleEngine:
         if expired.size or toggled.size:
             dirty = np.unique(np.concatenate((changed, expired, toggled)))
         transitions = book.announce(dirty, now)
+        areas, losses = interlock.update(now, values, quality)
+        self._interlock_changes.extend(areas)
+        self._power_losses.extend(losses)
 
         activations = sum(
             1
@@ -199,6 +239,10 @@ class RuleEngine:
         Raises :class:`UnknownAlarm` or :class:`InvalidCommand`.
         """
         row = self._row(alarm_id)
+        if self.plan.bindings[row].never_hidden:
+            raise InvalidCommand(
+                alarm_id, "a power-off or methane alarm cannot be shelved (it is never hidden)"
+            )
         if (
             isinstance(minutes, bool)
             or not isinstance(minutes, int | float)

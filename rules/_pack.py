@@ -30,6 +30,7 @@ __all__ = [
     "ConditionRule",
     "DiscreteRule",
     "DurationRule",
+    "FeedCheckRule",
     "Forecast",
     "LevelSpec",
     "Predicate",
@@ -37,6 +38,7 @@ __all__ = [
     "Rule",
     "RulePack",
     "StaleRule",
+    "TagVocabulary",
     "ThresholdRule",
     "check_threshold_levels",
     "load_packs",
@@ -85,6 +87,19 @@ class LevelSpec(_Model):
     priority: Priority
     source: Annotated[str, Field(min_length=3)]
     action: str = ""
+    #: Reaching this level demands power-off of the device's ``area`` (断电), held until the
+    #: value is back below ``reset`` (复电). High levels only.
+    power_off: bool = False
+    #: The power-off range (断电范围) in words: what the area's power-off cuts.
+    power_off_range: str = ""
+
+    @model_validator(mode="after")
+    def _range_with_power_off(self) -> LevelSpec:
+        if self.power_off and len(self.power_off_range.strip()) < 3:
+            raise ValueError("a power-off level names its power_off_range (断电范围)")
+        if self.power_off_range and not self.power_off:
+            raise ValueError("power_off_range belongs to a level with power_off: true")
+        return self
 
 
 class _RuleBase(_Model):
@@ -196,7 +211,19 @@ class ThresholdRule(_PointRule):
         if problem is not None:
             level, key, value, allowed = problem
             raise ValueError(f"levels.{level}.{key} = {value:g}: {allowed}")
+        for name in LOW_LEVELS:
+            spec = self.levels.get(name)  # type: ignore[call-overload]
+            if spec is not None and spec.power_off:
+                raise ValueError(f"levels.{name}.power_off: only high levels (H, HH) cut power")
         return self
+
+    @property
+    def power_off_level(self) -> str | None:
+        """The lowest high level that demands power-off (``None``: the rule never cuts)."""
+        return next(
+            (n for n in HIGH_LEVELS if n in self.levels and self.levels[n].power_off),  # type: ignore[index,operator]
+            None,
+        )
 
     def resolved_levels(self) -> dict[str, tuple[float, float]]:
         """``{level: (limit, reset)}`` with the default reset taken from ``deadband``."""
@@ -309,6 +336,8 @@ class ConditionRule(_RuleBase):
     source: Annotated[str, Field(min_length=3)]
     report_point: str | None = None
     off_delay_s: Seconds = 0.0
+    #: While active, demands power-off of the device's ``area`` (e.g. fault lockout, 故障闭锁).
+    power_off: bool = False
 
     def predicates(self) -> tuple[Predicate, ...]:
         raise NotImplementedError
@@ -358,15 +387,94 @@ class CommRule(_RuleBase):
     source: Annotated[str, Field(min_length=3)]
     on_delay_s: Seconds = 0.0
     off_delay_s: Seconds = 0.0
+    #: While active, demands power-off of the device's ``area`` (fault lockout, 故障闭锁).
+    power_off: bool = False
 
     overridable: ClassVar[tuple[str, ...]] = ("on_delay_s",)
 
 
+class FeedCheckRule(_PointRule):
+    """Power-off verification (馈电): while power-off is demanded in the device's ``area``, its
+    feed point (1 = power on) must read 0 within ``for_s`` seconds, whatever a relay reports."""
+
+    type: Literal["feed_check"]
+    level: Annotated[str, Field(pattern=LEVEL_NAME)] = "FEED_ABNORMAL"
+    for_s: Seconds
+    priority: Priority
+    source: Annotated[str, Field(min_length=3)]
+    off_delay_s: Seconds = 0.0
+
+    overridable: ClassVar[tuple[str, ...]] = ("for_s",)
+
+
 Rule = Annotated[
-    ThresholdRule | RateOfChangeRule | StaleRule | DiscreteRule | DurationRule | CommRule,
+    ThresholdRule
+    | RateOfChangeRule
+    | StaleRule
+    | DiscreteRule
+    | DurationRule
+    | CommRule
+    | FeedCheckRule,
     Field(discriminator="type"),
 ]
-RULE_TYPES = ("threshold", "rate_of_change", "stale", "discrete", "duration", "comm")
+RULE_TYPES = ("threshold", "rate_of_change", "stale", "discrete", "duration", "comm", "feed_check")
+
+
+class TagVocabulary(_Model):
+    """The values a device tag may take for the rules of one point, e.g. the methane sensor
+    positions of 《煤矿安全规程》 art. 498: every device of ``kind`` that has ``point`` must carry
+    ``tag`` with one of ``values`` (no fallback rule), and every value has exactly one threshold
+    rule for ``point`` in the pack."""
+
+    tag: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
+    kind: str
+    point: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
+    values: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    source: Annotated[str, Field(min_length=3)]
+
+
+def _tag_values(wanted: str | list[str | None] | None) -> list[str | None]:
+    return list(wanted) if isinstance(wanted, list) else [wanted]
+
+
+def _check_vocabulary(vocab: TagVocabulary, rules: Sequence[Any]) -> None:
+    allowed = set(vocab.values)
+    if len(allowed) != len(vocab.values):
+        raise ValueError(f"vocabulary {vocab.tag!r}: values must be unique")
+    covered: dict[str, str] = {}
+    for rule in rules:
+        for key in ("tags", "exclude_tags"):
+            wanted = getattr(rule, key).get(vocab.tag, ())
+            for value in _tag_values(wanted) if vocab.tag in getattr(rule, key) else ():
+                if value not in allowed:
+                    raise ValueError(
+                        f"rule {rule.id!r}: {key}.{vocab.tag} {value!r} is not in the "
+                        f"vocabulary ({', '.join(vocab.values)})"
+                    )
+        if not (
+            isinstance(rule, ThresholdRule)
+            and vocab.kind in rule.kinds
+            and vocab.point in rule.point_names
+        ):
+            continue
+        if vocab.tag not in rule.tags or rule.exclude_tags:
+            raise ValueError(
+                f"rule {rule.id!r}: a {vocab.point} rule binds by tags.{vocab.tag} (one or more "
+                "values of the vocabulary); no fallback rule for unlisted values"
+            )
+        for value in _tag_values(rule.tags[vocab.tag]):
+            assert value is not None  # checked against the vocabulary above
+            if value in covered:
+                raise ValueError(
+                    f"{vocab.tag} {value!r} has two {vocab.point} rules: "
+                    f"{covered[value]!r} and {rule.id!r}"
+                )
+            covered[value] = rule.id
+    missing = [v for v in vocab.values if v not in covered]
+    if missing:
+        raise ValueError(
+            f"vocabulary {vocab.tag!r}: no {vocab.point} rule for {', '.join(missing)}"
+        )
 
 
 class RulePack(_Model):
@@ -376,6 +484,7 @@ class RulePack(_Model):
     title: str
     description: str = ""
     sources: dict[str, str] = Field(default_factory=dict)
+    vocabularies: list[TagVocabulary] = Field(default_factory=list)
     rules: list[Rule]
     file: str = ""
 
@@ -386,7 +495,21 @@ class RulePack(_Model):
             if rule.id in seen:
                 raise ValueError(f"duplicate rule id {rule.id!r}")
             seen.add(rule.id)
+        for vocab in self.vocabularies:
+            _check_vocabulary(vocab, self.rules)
         return self
+
+    def vocabulary_rules(self) -> frozenset[str]:
+        """Ids of the rules a vocabulary governs (e.g. the methane table): their limits may be
+        loosened per device only with a reason, and comm loss never hides their alarms."""
+        return frozenset(
+            rule.id
+            for vocab in self.vocabularies
+            for rule in self.rules
+            if isinstance(rule, ThresholdRule)
+            and vocab.kind in rule.kinds
+            and vocab.point in rule.point_names
+        )
 
 
 def _key_path(loc: Sequence[int | str]) -> str:

@@ -201,6 +201,8 @@ def run_both(engine: RuleEngine, steps: list[Tick | Command], n_points: int) -> 
         got = engine.tick(now, values, quality, sample_ts, online)
         want = ref.tick(now, values.tolist(), quality.tolist(), sample_ts.tolist(), online.tolist())
         assert normalized(got) == normalized(want), f"tick at {now}"
+        demanded = {a.area: a.power_off for a in engine.interlocks(now)}
+        assert demanded == {a: ref.area_demanded(a) for a in engine.areas}, f"tick at {now}"
     assert normalized(engine.take_flood_events()) == normalized(ref.flood_events)
     assert normalized(engine.active_alarms()) == normalized(ref.active_alarms())
 
@@ -213,9 +215,11 @@ def pack_site(draw: st.DrawFn) -> tuple[list[PointRef], list[RulePack]]:
         kind = draw(st.sampled_from(tuple(PROFILE_POINTS)))
         tags: dict[str, str] = {}
         if kind == "gas":
-            position = draw(st.sampled_from((None, "T0", "T1", "T2", "T3", "T4", "T7", "shearer")))
+            positions = ("T0", "T1", "T2", "T3", "T4", "T7", "shearer", "main_return")
+            position = draw(st.sampled_from(positions if packs is COAL else (None, *positions)))
             if position is not None:
                 tags["position"] = position
+            tags["area"] = draw(st.sampled_from(("face-1", "face-2")))
             if draw(st.booleans()):
                 tags["location"] = draw(st.sampled_from(("face", "chamber")))
         only = None
@@ -414,12 +418,12 @@ def test_random_rules_engine_matches_reference(data: st.DataObject) -> None:
 def test_every_pack_binds_to_its_profile(pack: RulePack) -> None:
     """Each rule of the shipped packs binds to at least one device of a fitting profile."""
     points: list[PointRef] = []
-    positions = ("T0", "T1", "T2", "T3", "T7", "shearer", None)
+    positions = [v for vocab in pack.vocabularies for v in vocab.values] or ["T1"]
     index = 0
     for kind in PROFILE_POINTS:
         for position in positions:
             for location in ("face", "chamber"):
-                tags = {"location": location} | ({"position": position} if position else {})
+                tags = {"location": location, "position": position, "area": "face-1"}
                 points.extend(device_points(f"d{index}", index, kind, tags))
                 index += 1
     engine = RuleEngine(points, [pack])
