@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SYSTEM_TOOLS := mosquitto victoria-metrics socat docker-compose
+SYSTEM_TOOLS := mosquitto victoria-metrics socat docker-compose nats-server
 
 .PHONY: demo test test-fast check lint typecheck bench system-deps venv clean
 
@@ -21,7 +21,7 @@ demo: $(STAMP)
 
 ## Install what the integration tests need (as root, when missing) and run every test.
 system-deps:
-	@missing=""; for t in mosquitto victoria-metrics socat docker-compose; do \
+	@missing=""; for t in $(SYSTEM_TOOLS); do \
 	  command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then \

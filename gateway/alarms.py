@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from gateway.commands import MAX_COMMAND_BYTES, command_reply
 from gateway.messages import OutboundMessage
 from rules import (
     MAX_SHELVE_MINUTES,
@@ -54,8 +55,6 @@ __all__ = [
     "transition_messages",
 ]
 
-#: Largest command payload accepted (bytes).
-MAX_COMMAND_BYTES: Final = 4096
 MAX_ID_CHARS: Final = 256
 MAX_USER_CHARS: Final = 128
 QOS_ALARM: Final = 1
@@ -262,12 +261,7 @@ def _parse(payload: bytes) -> dict[str, Any]:
 
 
 def _reply(base: str, now: float, request: Any, error: str | None) -> OutboundMessage:
-    doc = {"ts": _ms(now), "ok": error is None, "error": error, "request": request}
-    try:
-        payload = _dumps(doc).encode()
-    except ValueError:  # NaN or Infinity inside the echoed request
-        payload = _dumps({**doc, "request": None}).encode()
-    return OutboundMessage(f"{base}/cmd/reply", payload, QOS_ALARM, False, "reply")
+    return command_reply(base, now, request, error)
 
 
 def handle_command(

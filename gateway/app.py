@@ -17,6 +17,7 @@ import numpy as np
 
 from gateway import __version__
 from gateway.alarm_service import AlarmService, build_engine
+from gateway.commands import command_reply
 from gateway.config import MqttConfig, SiteConfig
 from gateway.drivers.modbus.link import ModbusLink, link_key
 from gateway.messages import OutboundMessage
@@ -194,10 +195,7 @@ class Gateway:
                 if topic not in (self.topics.cmd_ack, self.topics.cmd_shelve)
                 else "no rule packs loaded: no alarms"
             )
-            reply = {"ok": False, "error": error, "request": None}
-            return [
-                OutboundMessage(self.topics.cmd_reply, json_payload(reply), qos=1, kind="reply")
-            ]
+            return [command_reply(self.topics.base, time.time(), None, error)]
         return self.alarms.handle_command(topic, payload)
 
     # ------------------------------------------------------------------ run
@@ -304,7 +302,7 @@ class Gateway:
             len(self.pollers),
             len(self.links),
             self.table.size,
-            self.mqtt_cfg.url,
+            " ".join(self.mqtt_cfg.brokers),
         )
         try:
             async with contextlib.AsyncExitStack() as stack:

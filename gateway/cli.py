@@ -96,7 +96,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     site = _load(args.config)
     n_points = sum(len(d.points) for d in site.devices)
     print(f"site {site.site.id} ({site.site.name or 'no name'}): OK")
-    print(f"  MQTT {site.mqtt.url} prefix {site.mqtt.topic_prefix}/{site.site.id}")
+    print(f"  MQTT {' '.join(site.mqtt.brokers)} prefix {site.mqtt.topic_prefix}/{site.site.id}")
     print(f"  InfluxDB {site.influx.url if site.influx else '(none)'}")
     print(f"  rule packs: {', '.join(p.name for p in site.rules) or '(none)'}")
     print(f"  {len(site.devices)} devices, {n_points} points")
@@ -147,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     site = _load(args.config, check_rules=False)
     _setup_logging(args.log_level)
-    mqtt = site.mqtt.model_copy(update={"url": args.mqtt}) if args.mqtt else None
+    mqtt = site.mqtt.model_copy(update={"url": args.mqtt, "urls": None}) if args.mqtt else None
     try:
         gw = Gateway(site, mqtt=mqtt)
     except RulesConfigError as exc:

@@ -9,8 +9,10 @@ all of them so an enterprise fixes its file in one pass.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from pydantic import (
 )
 
 from gateway.errors import ConfigError, ConfigIssue
+from gateway.telemetry import RESERVED_DEVICE_IDS
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -44,6 +47,7 @@ __all__ = [
 PROFILE_DIR = Path(__file__).parent / "profiles"
 BUILTIN_PROFILES: dict[str, Path] = {
     "gas_detector": PROFILE_DIR / "gas_detector.yaml",
+    "toxic_gas_detector": PROFILE_DIR / "toxic_gas_detector.yaml",
     "tank_gauge": PROFILE_DIR / "tank_gauge.yaml",
     "elevator": PROFILE_DIR / "elevator.yaml",
     "tower_crane": PROFILE_DIR / "tower_crane.yaml",
@@ -180,6 +184,16 @@ class DeviceFile(_Frozen):
     limits_reason: Annotated[str, Field(min_length=3, max_length=500)] | None = None
     max_gap: Annotated[int, Field(ge=0, le=100)] = 8
 
+    @field_validator("id")
+    @classmethod
+    def _not_a_topic_name(cls, device_id: str) -> str:
+        if device_id in RESERVED_DEVICE_IDS:
+            raise ValueError(
+                f"device id {device_id!r} is reserved: P/{device_id}/ is a topic of the gateway's "
+                f"own (reserved: {', '.join(sorted(RESERVED_DEVICE_IDS))})"
+            )
+        return device_id
+
     @field_validator("tags")
     @classmethod
     def _reserved_tags(cls, tags: dict[str, str]) -> dict[str, str]:
@@ -213,15 +227,33 @@ class TlsConfig(_Frozen):
         return self
 
 
+MqttUrl = Annotated[str, Field(pattern=r"^mqtts?://[^/:]+(:\d+)?/?$")]
+
+
 class MqttConfig(_Frozen):
-    url: Annotated[str, Field(pattern=r"^mqtts?://[^/:]+(:\d+)?/?$")] = "mqtt://127.0.0.1:1883"
-    topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-/]+$")] = "hazard"
+    url: MqttUrl = "mqtt://127.0.0.1:1883"
+    #: Broker nodes of a cluster, tried in order: on a lost or refused connection the gateway
+    #: moves to the next node, backing off once it has been round all of them.
+    urls: Annotated[list[MqttUrl], Field(min_length=1, max_length=32)] | None = None
+    #: topic levels joined by '/': no leading, trailing or doubled '/' (no empty level)
+    topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")] = "hazard"
     telemetry_qos: Literal[0, 1] = 0
     username_env: str | None = None
     password_env: str | None = None
     tls: TlsConfig | None = None
     client_id: str | None = None
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+
+    @model_validator(mode="after")
+    def _one_broker_key(self) -> MqttConfig:
+        if self.urls is not None and "url" in self.model_fields_set:
+            raise ValueError("give `url` (one broker) or `urls` (cluster nodes in order), not both")
+        return self
+
+    @property
+    def brokers(self) -> tuple[str, ...]:
+        """The broker URLs to connect to, in failover order (``urls``, else ``url``)."""
+        return tuple(self.urls) if self.urls is not None else (self.url,)
 
 
 class InfluxConfig(_Frozen):
@@ -479,6 +511,32 @@ def load_profile(name_or_path: str, base_dir: Path | None = None) -> Profile:
 # --------------------------------------------------------------------------- site
 
 
+class _HostAddresses:
+    """The addresses a host name stands for, resolved once per name (the name itself, lower
+    case, when it does not resolve here: the gateway may run where the check does not)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, frozenset[str]] = {}
+
+    def __call__(self, host: str) -> frozenset[str]:
+        found = self._known.get(host)
+        if found is None:
+            found = self._known[host] = _resolve(host)
+        return found
+
+
+def _resolve(host: str) -> frozenset[str]:
+    try:
+        return frozenset({str(ipaddress.ip_address(host))})
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError):
+        return frozenset({host.lower()})
+    return frozenset(str(info[4][0]) for info in infos) or frozenset({host.lower()})
+
+
 def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = None) -> SiteConfig:
     """Check a parsed YAML document and resolve it into a :class:`SiteConfig`."""
     if not isinstance(raw, dict):
@@ -494,7 +552,8 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
     profiles: dict[str, Profile] = {}
     devices: list[Device] = []
     seen_ids: dict[str, int] = {}
-    endpoints: dict[tuple[str, str, int], int] = {}
+    endpoints: dict[tuple[str, str, int, int], int] = {}
+    addresses = _HostAddresses()
     for i, dev in enumerate(sf.devices):
         dpath = f"devices[{i}]"
         if dev.id in seen_ids:
@@ -505,20 +564,23 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
             )
         seen_ids.setdefault(dev.id, i)
         conn = dev.connection
-        key = (
-            conn.transport,
-            str(getattr(conn, "host", "")) + ":" + str(conn.port),
-            dev.unit,
-        )
-        if key in endpoints:
+        # one device under two spellings of its host (localhost / 127.0.0.1) is still one device
+        keys: list[tuple[str, str, int, int]]
+        if isinstance(conn, RtuConnection):
+            keys = [(conn.transport, conn.port, 0, dev.unit)]
+        else:
+            keys = [(conn.transport, a, conn.port, dev.unit) for a in addresses(conn.host)]
+        clash = next((endpoints[k] for k in keys if k in endpoints), None)
+        if clash is not None:
             issues.append(
                 ConfigIssue(
                     f"{dpath}.unit",
-                    f"devices[{endpoints[key]}] already uses this connection and unit",
+                    f"devices[{clash}] already uses this connection and unit",
                     dev.unit,
                 )
             )
-        endpoints.setdefault(key, i)
+        for k in keys:
+            endpoints.setdefault(k, i)
         if dev.profile not in profiles:
             try:
                 profiles[dev.profile] = load_profile(dev.profile, base_dir)

@@ -74,7 +74,7 @@ def demo_site(path: Path = EXAMPLE_SITE, mqtt_url: str | None = None) -> SiteCon
         port = remap.setdefault(int(conn.port), _free_port())
         new_conn = conn.model_copy(update={"host": "127.0.0.1", "port": port})
         devices.append(dataclasses.replace(dev, connection=new_conn))
-    mqtt = site.mqtt.model_copy(update={"url": mqtt_url}) if mqtt_url else site.mqtt
+    mqtt = site.mqtt.model_copy(update={"url": mqtt_url, "urls": None}) if mqtt_url else site.mqtt
     return dataclasses.replace(site, devices=tuple(devices), mqtt=mqtt)
 
 

@@ -28,12 +28,13 @@ from urllib.parse import urlparse
 
 import aiomqtt
 
+from gateway.commands import command_reply, entry_refusal
 from gateway.config import MqttConfig
 from gateway.messages import OutboundMessage
 from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, OutboxError, StoredEntry
 from gateway.telemetry import Topics, json_payload
 
-__all__ = ["MqttPublisher", "MqttStats", "broker_address"]
+__all__ = ["MqttPublisher", "MqttStats", "broker_address", "failover_delay"]
 
 log = logging.getLogger(__name__)
 # aiomqtt warns on every publish while more than ten are in flight, which a gateway that keeps
@@ -50,6 +51,8 @@ MAX_INFLIGHT = 200
 QOS0_QUEUE = 20_000
 MQTT_STREAM = "mqtt"
 OUTBOX_RETRY_S = 1.0
+#: Wait before trying the next node of a cluster after one failed (before jitter).
+FAILOVER_DELAY_S = 0.1
 
 
 @dataclass(slots=True)
@@ -78,6 +81,15 @@ def _as_mqtt_error(err: object) -> BaseException:
     if isinstance(err, aiomqtt.MqttError | asyncio.CancelledError):
         return err
     return aiomqtt.MqttError(str(err))
+
+
+def failover_delay(attempt: int, nodes: int, backoff_max: float) -> float:
+    """Seconds to wait (before jitter) after the ``attempt``-th failed connection in a row to one
+    of ``nodes`` broker nodes tried in order: the next node is tried almost at once, and the wait
+    doubles each time the whole list has failed, up to ``backoff_max``."""
+    if attempt % nodes:
+        return min(backoff_max, FAILOVER_DELAY_S)
+    return min(backoff_max, 0.2 * 2.0 ** min(attempt // nodes, 8))
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
@@ -135,7 +147,20 @@ class MqttPublisher:
         self._connected_event = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._stopping = False
-        self.host, self.port, self.tls = broker_address(cfg.url)
+        self.brokers = tuple(broker_address(url) for url in cfg.brokers)
+        self._broker = 0  # index into brokers of the node in use (or tried next)
+
+    @property
+    def host(self) -> str:
+        return self.brokers[self._broker][0]
+
+    @property
+    def port(self) -> int:
+        return self.brokers[self._broker][1]
+
+    @property
+    def tls(self) -> bool:
+        return self.brokers[self._broker][2]
 
     # ------------------------------------------------------------------ producer side
 
@@ -293,7 +318,10 @@ class MqttPublisher:
                     )
                 attempt += 1
                 self.stats.reconnects += 1
-                delay = min(self.backoff_max, 0.2 * 2 ** min(attempt, 8))
+                delay = failover_delay(attempt, len(self.brokers), self.backoff_max)
+                self._broker = (self._broker + 1) % len(self.brokers)
+                if len(self.brokers) > 1 and attempt < len(self.brokers):
+                    log.warning("MQTT: failing over to %s:%s", self.host, self.port)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     def _disconnected(self) -> None:
@@ -352,6 +380,12 @@ class MqttPublisher:
                 continue
             payload = message.payload if isinstance(message.payload, bytes) else b""
             self.stats.commands += 1
+            now = time.time()
+            refusal = entry_refusal(payload, retained=bool(message.retain), now=now)
+            if refusal is not None:  # before any dispatch: holds for every command topic
+                log.warning("command on %s refused: %s", topic, refusal)
+                self.publish(command_reply(self.topics.base, now, None, refusal))
+                continue
             try:
                 replies = await self.on_command(topic, payload)
             except Exception:  # a command must never take the gateway down

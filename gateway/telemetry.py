@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from gateway.points import DeviceRows
+if TYPE_CHECKING:  # (the site config imports this module for RESERVED_DEVICE_IDS)
+    from gateway.points import DeviceRows
 
-__all__ = ["Topics", "device_status_payload", "encode_doc", "json_payload", "telemetry_doc"]
+__all__ = [
+    "RESERVED_DEVICE_IDS",
+    "Topics",
+    "device_status_payload",
+    "encode_doc",
+    "json_payload",
+    "telemetry_doc",
+]
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+#: First levels of the topic tree under ``P`` that are not devices. A device's topics are
+#: ``P/{device}/...``, so a device id equal to one of these would publish into that subtree
+#: (``gateway`` overwrites the gateway status, ``cmd`` is answered as a command): the site config
+#: refuses them. Add the first level of every new topic here.
+RESERVED_DEVICE_IDS: Final = frozenset(
+    {"gateway", "cmd", "alarms", "events", "interlock", "report", "rescue"}
+)
 
 
 class Topics:

@@ -18,6 +18,7 @@ from ._model import LEVEL_NAMES, Level, PointRef
 from ._pack import (
     COMPARISONS,
     HIGH_LEVELS,
+    POSITION_TAG,
     CommRule,
     ConditionRule,
     FeedCheckRule,
@@ -391,9 +392,9 @@ class _Binder:
         self.points = points
         self.devices = _devices(points)
         self.packs = packs
-        self.rules = [rule for pack in packs for rule in pack.rules if rule.enabled]
+        self.rules = [(pack, rule) for pack in packs for rule in pack.rules if rule.enabled]
         self.rule_ids = {rule.id for pack in packs for rule in pack.rules}
-        self.table_rules = frozenset().union(*(pack.vocabulary_rules() for pack in packs))
+        self.table_rules = frozenset().union(*(pack.table_rules() for pack in packs))
         self.limits_reasons = limits_reasons
         self.loosened: list[LoosenedLimit] = []
         self.overrides = overrides
@@ -410,17 +411,65 @@ class _Binder:
         # devices with a communication rule: their other alarms are suppressed while offline
         self.comm_devices = {
             dev.name
-            for rule in self.rules
+            for pack, rule in self.rules
             if isinstance(rule, CommRule)
-            for dev in self._matching(rule)
+            for dev in self._matching(pack, rule)
         }
         self._levels_cache: dict[str, dict[str, tuple[float, float]]] = {}
 
-    def _matching(self, rule: Any) -> Iterable[_Device]:
+    def _matching(self, pack: RulePack, rule: Any) -> Iterable[_Device]:
         for kind in rule.kinds:
             for dev in self.by_kind.get(kind, ()):
-                if _tags_match(rule, dev.tags):
+                if pack.binds_position(dev.tags) and _tags_match(rule, dev.tags):
                     yield dev
+
+    def check_positions(self) -> None:
+        """A device of a kind that position-scoped packs bind must have one of their positions.
+
+        Without this, a sensor with a missing or misspelt ``position`` would silently get no
+        rules of those packs (or another pack's rules).
+        """
+        scoped: dict[str, list[RulePack]] = {}
+        for pack in self.packs:
+            if pack.positions:
+                for kind in pack.kinds:
+                    scoped.setdefault(kind, []).append(pack)
+        for dev in self.devices.values():
+            packs = scoped.get(dev.kind)
+            if not packs or any(pack.binds_position(dev.tags) for pack in packs):
+                continue
+            allowed = "; ".join(f"{pack.pack}: {', '.join(pack.positions)}" for pack in packs)
+            raise RulesConfigError(
+                "devices",
+                f"{dev.name}.tags.{POSITION_TAG}",
+                dev.tags.get(POSITION_TAG),
+                f"a position of the loaded packs for kind {dev.kind!r} ({allowed})",
+            )
+
+    def check_conflicts(self, rows: Sequence[Binding]) -> None:
+        """Two rules of different packs making the same check on the same reading is an error:
+        each reading would be judged twice, against two limits."""
+        owner = {id(rule): pack for pack, rule in self.rules}
+        by_id = {rule.id: rule for _, rule in self.rules}
+        seen: dict[tuple[Any, ...], Binding] = {}
+        for row in rows:
+            pack = owner[id(by_id[row.rule_id])]
+            for key in _conflict_keys(row):
+                first = seen.setdefault(key, row)
+                if first is row:
+                    continue
+                first_pack = owner[id(by_id[first.rule_id])]
+                if first_pack is pack:
+                    continue
+                raise RulesConfigError(
+                    "packs",
+                    f"{row.device}/{row.point}",
+                    f"{first.rule_id} ({first_pack.file or first_pack.pack}) and "
+                    f"{row.rule_id} ({pack.file or pack.pack})",
+                    f"one {row.rule_type} check per reading: both rules bind device "
+                    f"{row.device!r}; give it a {POSITION_TAG!r} (or tags) that only one pack "
+                    "selects, or disable one of the rules",
+                )
 
     def changes(self, device: str, rule_id: str) -> Mapping[str, Any]:
         per_device = self.overrides.get(device) or {}
@@ -463,34 +512,18 @@ class _Binder:
                         f"tags {dict(dev.tags)}); this one does not bind there",
                     )
 
-    def check_vocabularies(self) -> None:
-        """Every device a vocabulary governs carries its tag with a listed value."""
-        for pack in self.packs:
-            for vocab in pack.vocabularies:
-                for dev in self.by_kind.get(vocab.kind, ()):
-                    if vocab.point not in dev.points:
-                        continue
-                    value = dev.tags.get(vocab.tag)
-                    if value not in vocab.values:
-                        raise RulesConfigError(
-                            "site",
-                            f"devices[{dev.index}].tags.{vocab.tag} (device {dev.name!r})",
-                            value,
-                            f"the {vocab.point} rules of pack {pack.pack!r} need a {vocab.tag} "
-                            f"tag, one of: {', '.join(vocab.values)} ({vocab.source})",
-                        )
-
     def bind(self) -> BindingPlan:
-        self.check_vocabularies()
         per_block: dict[int, list[tuple[tuple[int, int], Binding]]] = {b: [] for b in BlockKind.ALL}
-        for order, rule in enumerate(self.rules):
-            for dev in self._matching(rule):
+        self.check_positions()
+        for order, (pack, rule) in enumerate(self.rules):
+            for dev in self._matching(pack, rule):
                 for sort_key, binding in self._bind_rule(rule, dev):
                     per_block[binding.block].append(((*sort_key, order), binding))  # type: ignore[arg-type]
         self.check_overrides()
         rows: list[Binding] = []
         for block in BlockKind.ALL:
             rows.extend(b for _, b in sorted(per_block[block], key=lambda kb: kb[0]))
+        self.check_conflicts(rows)
         bound = {(b.device, b.point) for b in rows}
         unbound = tuple(
             (ref.device, ref.point) for ref in self.points if (ref.device, ref.point) not in bound
@@ -758,6 +791,23 @@ class _Binder:
         )
 
 
+def _conflict_keys(row: Binding) -> tuple[tuple[Any, ...], ...]:
+    """What a binding checks: two bindings sharing a key judge the same reading the same way."""
+    spec = row.spec
+    if isinstance(spec, CommSpec):
+        return (("comm", row.device),)
+    if isinstance(spec, TrendSpec):
+        keys = []
+        if spec.rise_per_min is not None or spec.forecast_direction > 0:
+            keys.append(("rise", row.device, row.point))
+        if spec.fall_per_min is not None or spec.forecast_direction < 0:
+            keys.append(("fall", row.device, row.point))
+        return tuple(keys)
+    if isinstance(spec, ConditionSpec):
+        return (("condition", row.device, spec.predicates),)
+    return ((row.rule_type, row.device, row.point),)
+
+
 def _bind_predicate(p: Predicate, points: Mapping[str, int]) -> BoundPredicate:
     return BoundPredicate(
         point_index=points[p.point],
@@ -779,11 +829,12 @@ def bind(
 ) -> BindingPlan:
     """Bind every enabled rule of ``packs`` to the matching points, applying site overrides.
 
+    Rules of a pack with ``positions`` bind only devices whose ``position`` tag is one of them.
     Raises :class:`RulesConfigError` for an override naming an unknown device, rule or level, one
-    whose rule does not bind to that device, or one that breaks the level ordering; for a
-    device a pack's vocabulary governs without a listed tag value (e.g. a methane sensor with
-    no ``position``); for a limit looser than a table rule's without a reason in
-    ``limits_reasons`` (``{device: reason}``); and for a power-off rule on a device with no
-    ``area`` tag.
+    whose rule does not bind to that device, or one that breaks the level ordering; for a device
+    whose ``position`` no position-scoped pack of its kind lists; for two rules of different
+    packs that make the same check on the same reading (naming both); for a limit looser than a
+    position-table rule's without a reason in ``limits_reasons`` (``{device: reason}``); and for
+    a power-off rule on a device with no ``area`` tag.
     """
     return _Binder(points, packs, overrides or {}, n_devices, limits_reasons or {}).bind()

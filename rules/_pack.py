@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 from ._errors import RulesConfigError
 
 __all__ = [
+    "POSITION_TAG",
     "CommRule",
     "ConditionRule",
     "DiscreteRule",
@@ -33,12 +34,12 @@ __all__ = [
     "FeedCheckRule",
     "Forecast",
     "LevelSpec",
+    "PositionTable",
     "Predicate",
     "RateOfChangeRule",
     "Rule",
     "RulePack",
     "StaleRule",
-    "TagVocabulary",
     "ThresholdRule",
     "check_threshold_levels",
     "load_packs",
@@ -46,6 +47,9 @@ __all__ = [
 ]
 
 RULE_ID = r"^[a-z][a-z0-9_]*$"
+#: The device tag that places a device (sensor position); packs with ``positions`` bind by it.
+POSITION_TAG = "position"
+PositionCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)]
 LEVEL_NAME = r"^[A-Z][A-Z0-9_]*$"
 THRESHOLD_LEVELS = ("LL", "L", "H", "HH")
 HIGH_LEVELS = ("H", "HH")
@@ -420,71 +424,65 @@ Rule = Annotated[
 RULE_TYPES = ("threshold", "rate_of_change", "stale", "discrete", "duration", "comm", "feed_check")
 
 
-class TagVocabulary(_Model):
-    """The values a device tag may take for the rules of one point, e.g. the methane sensor
-    positions of 《煤矿安全规程》 art. 498: every device of ``kind`` that has ``point`` must carry
-    ``tag`` with one of ``values`` (no fallback rule), and every value has exactly one threshold
-    rule for ``point`` in the pack."""
+class PositionTable(_Model):
+    """The threshold rules of ``point`` on ``kind`` form a table by position (e.g. the methane
+    table of 《煤矿安全规程》 art. 498): every code of the pack's ``positions`` has exactly one
+    such rule, selected by ``tags: {position: …}``, and none binds without a position."""
 
-    tag: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
     kind: str
     point: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
-    values: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
     source: Annotated[str, Field(min_length=3)]
 
 
-def _tag_values(wanted: str | list[str | None] | None) -> list[str | None]:
-    return list(wanted) if isinstance(wanted, list) else [wanted]
+def _in_table(table: PositionTable, rule: Any) -> bool:
+    return (
+        isinstance(rule, ThresholdRule)
+        and table.kind in rule.kinds
+        and table.point in rule.point_names
+    )
 
 
-def _check_vocabulary(vocab: TagVocabulary, rules: Sequence[Any]) -> None:
-    allowed = set(vocab.values)
-    if len(allowed) != len(vocab.values):
-        raise ValueError(f"vocabulary {vocab.tag!r}: values must be unique")
+def _check_table(table: PositionTable, positions: Sequence[str], rules: Sequence[Any]) -> None:
+    if not positions:
+        raise ValueError("position_table needs the pack's positions")
     covered: dict[str, str] = {}
     for rule in rules:
-        for key in ("tags", "exclude_tags"):
-            wanted = getattr(rule, key).get(vocab.tag, ())
-            for value in _tag_values(wanted) if vocab.tag in getattr(rule, key) else ():
-                if value not in allowed:
-                    raise ValueError(
-                        f"rule {rule.id!r}: {key}.{vocab.tag} {value!r} is not in the "
-                        f"vocabulary ({', '.join(vocab.values)})"
-                    )
-        if not (
-            isinstance(rule, ThresholdRule)
-            and vocab.kind in rule.kinds
-            and vocab.point in rule.point_names
-        ):
+        if not _in_table(table, rule):
             continue
-        if vocab.tag not in rule.tags or rule.exclude_tags:
+        if POSITION_TAG not in rule.tags or rule.exclude_tags:
             raise ValueError(
-                f"rule {rule.id!r}: a {vocab.point} rule binds by tags.{vocab.tag} (one or more "
-                "values of the vocabulary); no fallback rule for unlisted values"
+                f"rule {rule.id!r}: a {table.point} rule of the position table binds by "
+                f"tags.{POSITION_TAG} (one or more positions); no fallback rule"
             )
-        for value in _tag_values(rule.tags[vocab.tag]):
-            assert value is not None  # checked against the vocabulary above
+        wanted = rule.tags[POSITION_TAG]
+        for value in wanted if isinstance(wanted, list) else [wanted]:
             if value in covered:
                 raise ValueError(
-                    f"{vocab.tag} {value!r} has two {vocab.point} rules: "
+                    f"position {value!r} has two {table.point} rules: "
                     f"{covered[value]!r} and {rule.id!r}"
                 )
-            covered[value] = rule.id
-    missing = [v for v in vocab.values if v not in covered]
+            covered[str(value)] = rule.id
+    missing = [v for v in positions if v not in covered]
     if missing:
-        raise ValueError(
-            f"vocabulary {vocab.tag!r}: no {vocab.point} rule for {', '.join(missing)}"
-        )
+        raise ValueError(f"position_table: no {table.point} rule for {', '.join(missing)}")
 
 
 class RulePack(_Model):
-    """A named set of rules loaded from one YAML file."""
+    """A named set of rules loaded from one YAML file.
+
+    ``positions`` (optional) is the pack's vocabulary of the device tag ``position`` (code →
+    description with its source). A pack that has one binds only devices whose ``position`` is
+    one of its codes, so packs for different places (a coal face, a tank farm) share a device
+    kind without judging each other's devices. Rules narrow it further with ``tags: {position:
+    …}``, which must name codes of the vocabulary.
+    """
 
     pack: Annotated[str, Field(pattern=RULE_ID)]
     title: str
     description: str = ""
     sources: dict[str, str] = Field(default_factory=dict)
-    vocabularies: list[TagVocabulary] = Field(default_factory=list)
+    positions: dict[PositionCode, Annotated[str, Field(min_length=3)]] = Field(default_factory=dict)
+    position_table: PositionTable | None = None
     rules: list[Rule]
     file: str = ""
 
@@ -495,21 +493,26 @@ class RulePack(_Model):
             if rule.id in seen:
                 raise ValueError(f"duplicate rule id {rule.id!r}")
             seen.add(rule.id)
-        for vocab in self.vocabularies:
-            _check_vocabulary(vocab, self.rules)
+        if self.position_table is not None:
+            _check_table(self.position_table, list(self.positions), self.rules)
         return self
 
-    def vocabulary_rules(self) -> frozenset[str]:
-        """Ids of the rules a vocabulary governs (e.g. the methane table): their limits may be
-        loosened per device only with a reason, and comm loss never hides their alarms."""
-        return frozenset(
-            rule.id
-            for vocab in self.vocabularies
-            for rule in self.rules
-            if isinstance(rule, ThresholdRule)
-            and vocab.kind in rule.kinds
-            and vocab.point in rule.point_names
-        )
+    def table_rules(self) -> frozenset[str]:
+        """Ids of the rules of the pack's position table (e.g. the methane table): their limits
+        may be loosened per device only with a reason, and comm loss never hides their alarms."""
+        table = self.position_table
+        if table is None:
+            return frozenset()
+        return frozenset(rule.id for rule in self.rules if _in_table(table, rule))
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """Device kinds the pack's enabled rules bind to."""
+        return frozenset(kind for rule in self.rules if rule.enabled for kind in rule.kinds)
+
+    def binds_position(self, tags: Mapping[str, str]) -> bool:
+        """True when a device with these tags is in the pack's scope (always, without positions)."""
+        return not self.positions or tags.get(POSITION_TAG) in self.positions
 
 
 def _key_path(loc: Sequence[int | str]) -> str:
@@ -549,9 +552,28 @@ def parse_pack(data: Any, source: str) -> RulePack:
     if not isinstance(data, Mapping):
         raise RulesConfigError(source, "", type(data).__name__, "a rule pack is a mapping")
     try:
-        return RulePack.model_validate({**data, "file": source})
+        pack = RulePack.model_validate({**data, "file": source})
     except ValidationError as exc:
         raise _config_error(source, exc) from None
+    _check_positions(pack, source)
+    return pack
+
+
+def _check_positions(pack: RulePack, source: str) -> None:
+    """Rules of a pack with a position vocabulary select positions of that vocabulary only."""
+    if not pack.positions:
+        return
+    for index, rule in enumerate(pack.rules):
+        for key in ("tags", "exclude_tags"):
+            wanted = getattr(rule, key).get(POSITION_TAG)
+            for code in wanted if isinstance(wanted, list) else [wanted]:
+                if code is not None and code not in pack.positions:
+                    raise RulesConfigError(
+                        source,
+                        f"rules[{index}].{key}.{POSITION_TAG}",
+                        code,
+                        f"a code of the pack's positions: {', '.join(pack.positions)}",
+                    )
 
 
 def load_packs(paths: Iterable[Path | str]) -> list[RulePack]:

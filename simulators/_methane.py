@@ -14,30 +14,30 @@ from collections.abc import Mapping
 
 from gateway.config import Device, SiteConfig
 from rules import load_packs
-from rules._pack import ThresholdRule
+from rules._pack import POSITION_TAG, ThresholdRule
 
 __all__ = ["relay_settings"]
 
 
-def _rule_for(device: Device, rules: list[tuple[ThresholdRule, str, str]]) -> ThresholdRule | None:
-    for rule, tag, point in rules:
-        wanted = rule.tags.get(tag)
+def _rule_for(device: Device, rules: list[tuple[ThresholdRule, str]]) -> ThresholdRule | None:
+    for rule, point in rules:
+        wanted = rule.tags.get(POSITION_TAG)
         values = wanted if isinstance(wanted, list) else [wanted]
-        if device.tags.get(tag) in values and any(p.name == point for p in device.points):
+        if device.tags.get(POSITION_TAG) in values and any(p.name == point for p in device.points):
             return rule
     return None
 
 
 def relay_settings(site: SiteConfig) -> dict[str, Mapping[str, float]]:
-    """Per gas device covered by a pack vocabulary: ``alarm_low``, ``alarm_high``, ``restore``
+    """Per gas device in a pack's position table: ``alarm_low``, ``alarm_high``, ``restore``
     (model parameters of :class:`simulators.gas.GasDetectorModel`) and ``area``."""
     packs = load_packs(list(site.rules)) if site.rules else []
-    table: list[tuple[ThresholdRule, str, str]] = [
-        (rule, vocab.tag, vocab.point)
+    table: list[tuple[ThresholdRule, str]] = [
+        (rule, pack.position_table.point)
         for pack in packs
-        for vocab in pack.vocabularies
+        if pack.position_table is not None
         for rule in pack.rules
-        if isinstance(rule, ThresholdRule) and rule.id in pack.vocabulary_rules()
+        if isinstance(rule, ThresholdRule) and rule.id in pack.table_rules()
     ]
     areas = sorted({d.tags["area"] for d in site.devices if d.kind == "gas" and "area" in d.tags})
     out: dict[str, Mapping[str, float]] = {}

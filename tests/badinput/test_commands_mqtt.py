@@ -54,6 +54,7 @@ async def test_bad_commands_over_mqtt_change_nothing(mosquitto: Mosquitto) -> No
                     "id": "face1-gas",
                     "profile": "gas_detector",
                     "connection": {"transport": "tcp", "host": "127.0.0.1", "port": free_port()},
+                    "tags": {"position": "T1"},
                     "poll_interval": 0.5,
                     "timeout": 0.3,
                 }
@@ -101,6 +102,7 @@ async def test_bad_commands_over_mqtt_change_nothing(mosquitto: Mosquitto) -> No
 
             assert len(replies) == n_bad, replies
             assert all(r["ok"] is False and r["error"] for r in replies), replies
+            assert all(r["ts"] > 0 for r in replies), replies  # unknown topics' replies too
             unknown = [r for r in replies if "unknown command topic" in r["error"]]
             assert len(unknown) == len(OTHER_TOPICS)
             assert repr(engine.state(ALARM)) == before
@@ -121,3 +123,79 @@ async def test_bad_commands_over_mqtt_change_nothing(mosquitto: Mosquitto) -> No
         stop.set()
         async with asyncio.timeout(20):
             await task
+
+
+async def test_retained_and_old_commands_are_refused_at_entry(mosquitto: Mosquitto) -> None:
+    """A shelve left retained on the broker by yesterday's operator is refused at every start,
+    like a retained command on any other command topic; a live command with an old ``ts`` is
+    refused too; a live, fresh one works."""
+    site = parse_site(
+        {
+            "site": {"id": "cmd-site"},
+            "mqtt": {"url": mosquitto.url, "topic_prefix": "bi"},
+            "rules": ["rules/packs/coal_mine.yaml"],
+            "devices": [
+                {
+                    "id": "face1-gas",
+                    "profile": "gas_detector",
+                    "connection": {"transport": "tcp", "host": "127.0.0.1", "port": free_port()},
+                    "tags": {"position": "T1"},
+                    "poll_interval": 0.5,
+                    "timeout": 0.3,
+                }
+            ],
+        }
+    )
+    shelve = json.dumps({"id": ALARM, "user": "old-operator", "minutes": 1440})
+    retained_topics = [f"{P}/cmd/alarm/shelve", f"{P}/cmd/device/maintenance"]
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        for topic in retained_topics:
+            await client.publish(topic, shelve, qos=1, retain=True)
+    for _start in range(2):  # refused again at the next start: never acted on
+        gw = Gateway(site, backoff_max=1.0)
+        assert gw.alarms is not None
+        engine = gw.alarms.engine
+        stop = asyncio.Event()
+        replies: list[dict[str, Any]] = []
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            await client.subscribe(f"{P}/cmd/reply", qos=1)
+
+            async def listen(
+                client: aiomqtt.Client = client, replies: list[dict[str, Any]] = replies
+            ) -> None:
+                async for msg in client.messages:
+                    assert isinstance(msg.payload, bytes)
+                    replies.append(json.loads(msg.payload))
+
+            listener = asyncio.create_task(listen())
+            task = asyncio.create_task(gw.run(stop))
+            try:
+                async with asyncio.timeout(20):
+                    while len(replies) < len(retained_topics):  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                assert [r["ok"] for r in replies] == [False, False], replies
+                assert all("retain" in r["error"] and r["ts"] > 0 for r in replies), replies
+                async with asyncio.timeout(20):
+                    while engine.state(ALARM).state.value != "UNACK_ACTIVE":  # noqa: ASYNC110
+                        await asyncio.sleep(0.1)
+                assert engine.state(ALARM).shelved_until is None
+
+                now_ms = int(time.time() * 1000)
+                old = json.dumps({"id": ALARM, "user": "op", "ts": now_ms - 3_600_000})
+                fresh = json.dumps({"id": ALARM, "user": "op", "ts": now_ms})
+                await client.publish(f"{P}/cmd/alarm/ack", old, qos=1)
+                await client.publish(f"{P}/cmd/alarm/ack", fresh, qos=1)
+                async with asyncio.timeout(10):
+                    while len(replies) < len(retained_topics) + 2:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                old_reply, fresh_reply = replies[-2:]
+                assert old_reply["ok"] is False and "old" in old_reply["error"], old_reply
+                assert fresh_reply["ok"] is True, fresh_reply
+                assert engine.state(ALARM).state.value == "ACK_ACTIVE"
+            finally:
+                stop.set()
+                async with asyncio.timeout(20):
+                    await task
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener

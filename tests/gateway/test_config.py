@@ -116,3 +116,30 @@ def test_builtin_profiles_load(name: str) -> None:
     assert len(names) == len(set(names))
     kinds = {p.register for p in profile.points}
     assert "holding" in kinds
+
+
+def test_check_cli_names_a_gas_detector_no_loaded_pack_places(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        f"""
+site: {{id: mixed}}
+rules: ['{ROOT}/rules/packs/coal_mine.yaml', '{ROOT}/rules/packs/hazchem_gas.yaml']
+devices:
+  - {{id: face1-gas, profile: gas_detector, connection: {{transport: tcp, port: 5020}},
+     tags: {{position: T1}}}}
+  - {{id: t101-lel, profile: gas_detector, connection: {{transport: tcp, port: 5021}},
+     tags: {{position: tank-farm}}}}
+""",
+        encoding="utf-8",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "check", "-c", str(site)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "devices: t101-lel.tags.position: got 'tank-farm'" in proc.stderr
+    assert "coal_mine: T0" in proc.stderr and "hazchem_gas: process_unit" in proc.stderr

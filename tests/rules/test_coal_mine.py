@@ -70,13 +70,13 @@ def methane(site: Site, value: float) -> list[tuple[str, State, bool | None]]:
 
 
 def test_the_pack_lists_every_position_of_the_table_and_nothing_else() -> None:
-    (vocab,) = COAL[0].vocabularies
-    assert (vocab.tag, vocab.kind, vocab.point) == ("position", "gas", "ch4")
-    assert sorted(vocab.values) == sorted(TABLE)
+    table = COAL[0].position_table
+    assert table is not None and (table.kind, table.point) == ("gas", "ch4")
+    assert sorted(COAL[0].positions) == sorted(TABLE)
 
 
 def test_every_methane_row_has_its_range_and_a_citation() -> None:
-    rules = [r for r in COAL[0].rules if r.id in COAL[0].vocabulary_rules()]
+    rules = [r for r in COAL[0].rules if r.id in COAL[0].table_rules()]
     assert len(rules) >= 20
     for rule in rules:
         assert isinstance(rule, ThresholdRule)
@@ -121,15 +121,14 @@ def test_methane_alarm_power_off_and_reset_follow_the_table(position: str) -> No
     assert (area.power_off, area.causes) == (False, ())
 
 
-@pytest.mark.parametrize("position", [None, "t1", "T9", "coal face"])
+@pytest.mark.parametrize("position", [None, "t1", "T9", "coal face", "tank_farm"])
 def test_a_methane_sensor_without_a_listed_position_is_a_config_error(
     position: str | None,
 ) -> None:
     with pytest.raises(RulesConfigError) as info:
         gas_site(position)
     err = info.value
-    assert err.path == f"devices[0].tags.position (device {DEVICE!r})"
-    assert err.value == position
+    assert (err.source, err.path, err.value) == ("devices", f"{DEVICE}.tags.position", position)
     for listed in TABLE:
         assert listed in err.allowed
 
@@ -157,7 +156,7 @@ def test_check_cli_exits_2_naming_the_key_value_and_positions(tmp_path: Path) ->
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "devices[0].tags.position" in proc.stderr and "'upper-corner'" in proc.stderr
+    assert "face1-gas.tags.position" in proc.stderr and "'upper-corner'" in proc.stderr
     assert "T0, T1, T2" in proc.stderr and "drainage_pump_station" in proc.stderr
 
 

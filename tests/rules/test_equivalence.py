@@ -34,8 +34,8 @@ from tests.rules.harness import PACKS, PROFILE_POINTS, device_points, normalized
 from tests.rules.reference import ScalarEngine
 
 ALL_PACKS = load_packs(sorted(PACKS.glob("*.yaml")))
-COAL = [p for p in ALL_PACKS if p.pack != "hazchem_gas"]
-HAZCHEM = [p for p in ALL_PACKS if p.pack != "coal_mine"]
+#: Gas-detector positions of the packs that bind by position (coal face, tank farm, …).
+POSITIONS = tuple(code for p in ALL_PACKS for code in p.positions)
 
 #: (low, high, step) of the values drawn for each point name.
 GRIDS: dict[str, tuple[float, float, float]] = {
@@ -209,16 +209,13 @@ def run_both(engine: RuleEngine, steps: list[Tick | Command], n_points: int) -> 
 
 @st.composite
 def pack_site(draw: st.DrawFn) -> tuple[list[PointRef], list[RulePack]]:
-    packs = draw(st.sampled_from((COAL, HAZCHEM)))
+    packs = ALL_PACKS
     points: list[PointRef] = []
     for d in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(tuple(PROFILE_POINTS)))
         tags: dict[str, str] = {}
         if kind == "gas":
-            positions = ("T0", "T1", "T2", "T3", "T4", "T7", "shearer", "main_return")
-            position = draw(st.sampled_from(positions if packs is COAL else (None, *positions)))
-            if position is not None:
-                tags["position"] = position
+            tags["position"] = draw(st.sampled_from(POSITIONS))
             tags["area"] = draw(st.sampled_from(("face-1", "face-2")))
             if draw(st.booleans()):
                 tags["location"] = draw(st.sampled_from(("face", "chamber")))
@@ -418,12 +415,12 @@ def test_random_rules_engine_matches_reference(data: st.DataObject) -> None:
 def test_every_pack_binds_to_its_profile(pack: RulePack) -> None:
     """Each rule of the shipped packs binds to at least one device of a fitting profile."""
     points: list[PointRef] = []
-    positions = [v for vocab in pack.vocabularies for v in vocab.values] or ["T1"]
     index = 0
     for kind in PROFILE_POINTS:
-        for position in positions:
+        for position in pack.positions or (None,):
             for location in ("face", "chamber"):
-                tags = {"location": location, "position": position, "area": "face-1"}
+                tags = {"location": location, "area": "face-1"}
+                tags |= {"position": position} if position else {}
                 points.extend(device_points(f"d{index}", index, kind, tags))
                 index += 1
     engine = RuleEngine(points, [pack])

@@ -200,7 +200,7 @@ def test_feeding_above_high_high_is_an_interlock_failure() -> None:
 
 
 def test_hazchem_lel_and_toxic_levels() -> None:
-    site = Site(device_points("ga-7", 0, "gas"), HAZCHEM)
+    site = Site(device_points("ga-7", 0, "gas", {"position": "tank_farm"}), HAZCHEM)
     site.set("ga-7", lel=0, h2s=0, co=0, o2=20.9, status=1, fault=0, ch4=0, temperature=20)
     site.tick()
     site.set("ga-7", lel=26, h2s=15, o2=19.4)

@@ -26,6 +26,7 @@ def test_relay_settings_come_from_the_sites_methane_table() -> None:
     got = {
         device: (s["alarm_low"], s["alarm_high"], s["restore"])
         for device, s in relay_settings(site).items()
+        if "alarm_low" in s  # detectors under other packs (the tank farm's) keep the defaults
     }
     by_position = {d.id: d.tags["position"] for d in site.devices if "position" in d.tags}
     assert {by_position[d]: v for d, v in got.items()} == {
