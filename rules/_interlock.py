@@ -111,25 +111,30 @@ class InterlockBlock:
     def size(self) -> int:
         return len(self.areas)
 
-    def compute_demand(self, eff: I8) -> None:
-        """The demand of every area from the alarms' effective levels (after delays)."""
+    def compute_demand(self, eff: I8, maintenance: BoolArray) -> None:
+        """The demand of every area from the alarms' effective levels (after delays); rows whose
+        device is in maintenance (``maintenance``, per row: calibration, 标校) demand nothing."""
         if self.size == 0:
             return
-        self._active = eff[self._po_rows] >= self._po_code
+        rows = self._po_rows
+        self._active = (eff[rows] >= self._po_code) & ~maintenance[rows]
         hits = np.bincount(self._po_area, weights=self._active, minlength=self.size)
         self.demand = hits > 0
 
-    def evaluate_feed(self, values: F64, quality: U8, *, eff: I8, raw: I8, value_out: F64) -> None:
+    def evaluate_feed(
+        self, values: F64, quality: U8, maintenance: BoolArray, *, eff: I8, raw: I8, value_out: F64
+    ) -> None:
         """Raw levels of the feed-check rows: active while demanded off and the feed reads on;
-        a feed point without a good value holds its level while the demand lasts."""
+        a feed point without a good value holds its level while the demand lasts; a feed row in
+        maintenance (``maintenance``, per feed row) is not checked."""
         if self.feed_point.size == 0:
             return
         v = values[self.feed_point]
         good = (quality[self.feed_point] == 0) & ~np.isnan(v)
         on = good & (v != 0)
-        demanded = self.demand[self._feed_area]
-        level = np.where(demanded & on, ACTIVE, np.int8(0)).astype(np.int8)
-        np.copyto(raw, np.where(demanded & ~good, eff, level))
+        checked = self.demand[self._feed_area] & ~maintenance
+        level = np.where(checked & on, ACTIVE, np.int8(0)).astype(np.int8)
+        np.copyto(raw, np.where(checked & ~good, eff, level))
         np.copyto(value_out, v)
 
     def update(

@@ -385,3 +385,20 @@ def test_over_range_status_is_priority_one() -> None:
     site.set(DEVICE, status=8)
     (t,) = site.tick(1)
     assert (t.rule, t.level, t.priority) == ("gas_over_range", "OVER_RANGE", 1)
+
+
+def test_a_detector_in_maintenance_demands_no_power_off_and_its_feed_is_not_checked() -> None:
+    site = two_detectors()
+    site.engine.take_interlock_changes()
+    site.engine.start_maintenance("face", "li", 15, "标校 2.0 % CH4", site.now)
+    site.set("face", ch4=2.0)  # calibration gas
+    site.run(3.0, 0.5)
+    assert {a.area: a.power_off for a in site.engine.interlocks(site.now)}["face-1"] is False
+    state = site.state("face/ch4/ch4_face")
+    assert (state.state, state.power_off) == (State.OUT_OF_SERVICE, False)
+    # a real demand from the other detector of the area: only the checked feeds alarm
+    site.set("ret", ch4=1.2)
+    out = [t.id for t in site.run(3.0, 0.5) if t.rule == "feed_abnormal"]
+    assert out == ["ret/feed_on/feed_abnormal"]
+    (area,) = [a for a in site.engine.interlocks(site.now) if a.area == "face-1"]
+    assert area.power_off and area.causes == ("ret/ch4/ch4_return",)
