@@ -171,7 +171,7 @@ class Binding:
     power_off_code: int = 0
     #: The device's ``area`` tag (power-off demands and feed checks are per area).
     area: str | None = None
-    #: Never suppressed by communication loss nor shelved (power-off alarms, the methane table).
+    #: Never suppressed by communication loss (power-off alarms, the methane table).
     never_hidden: bool = False
 
     @property

@@ -418,10 +418,6 @@ class RuleEngine:
         Raises :class:`UnknownAlarm` or :class:`InvalidCommand`.
         """
         row = self._row(alarm_id)
-        if self.plan.bindings[row].never_hidden:
-            raise InvalidCommand(
-                alarm_id, "a power-off or methane alarm cannot be shelved (it is never hidden)"
-            )
         if (
             isinstance(minutes, bool)
             or not isinstance(minutes, int | float)

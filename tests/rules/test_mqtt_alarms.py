@@ -124,11 +124,14 @@ def test_shelve_command() -> None:
     assert site.engine.state(co).state is State.SHELVED
 
 
-def test_a_power_off_alarm_cannot_be_shelved() -> None:
+def test_a_shelved_power_off_alarm_keeps_its_area_in_power_off() -> None:
     site = site_with_alarm()
-    ok, reply, moved = command(site, "shelve", {"id": ALARM, "user": "li", "minutes": 30})
-    assert not ok and moved == 0 and "cannot be shelved" in reply["error"]
-    assert site.engine.state(ALARM).state is State.UNACK_ACTIVE
+    ok, _, moved = command(site, "shelve", {"id": ALARM, "user": "li", "minutes": 30})
+    assert ok and moved == 1 and site.engine.state(ALARM).state is State.SHELVED
+    site.set("face1-gas", ch4=1.7)
+    site.tick(1)
+    (area,) = site.engine.interlocks(site.now)
+    assert area.power_off and area.causes == (ALARM,)
 
 
 @pytest.mark.parametrize(
