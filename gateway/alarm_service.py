@@ -43,6 +43,7 @@ from gateway.telemetry import Topics
 from rules import (
     AlarmTransition,
     AreaInterlock,
+    DailyStats,
     FloodEvent,
     MaintenanceEvent,
     PointRef,
@@ -78,6 +79,7 @@ def build_engine(site: SiteConfig, table: PointTable) -> RuleEngine:
         overrides=overrides,
         n_devices=len(site.devices),
         limits_reasons=reasons,
+        shifts=site.exposure.schedule(site.site.timezone),
     )
     for lo in engine.plan.loosened:
         log.warning(
@@ -112,6 +114,7 @@ class AlarmService:
         on_transition: Callable[[AlarmTransition], None] | None = None,
         on_interlock: Callable[[AreaInterlock], None] | None = None,
         on_maintenance: Callable[[MaintenanceEvent], None] | None = None,
+        on_day: Callable[[DailyStats], None] | None = None,
     ) -> None:
         self.engine = engine
         self.table = table
@@ -122,6 +125,7 @@ class AlarmService:
         self.on_transition = on_transition
         self.on_interlock = on_interlock
         self.on_maintenance = on_maintenance
+        self.on_day = on_day
         #: Last calibration of each device (epoch s; None: unknown), from the site file or a
         #: ``maintenance/end`` command with ``"calibrated": true``.
         self.calibrated_at: dict[str, float | None] = {
@@ -172,6 +176,10 @@ class AlarmService:
         for flood in self.engine.take_flood_events():
             self._publish_flood(flood)
         self._publish_maintenance()
+        for day in self.engine.take_finished_days():
+            if self.on_day is not None:
+                self.on_day(day)
+            self.warn_calibration_due()
         return transitions
 
     def _publish_maintenance(self) -> None:

@@ -32,6 +32,7 @@ from pydantic import (
 
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.telemetry import RESERVED_DEVICE_IDS
+from rules import DEFAULT_SHIFT_STARTS, ShiftSchedule
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -324,12 +325,36 @@ class OutboxConfig(_Frozen):
     max_mb: Annotated[float, Field(gt=0)] = 256.0
 
 
+class ExposureConfig(_Frozen):
+    """Occupational exposure rules (``exposure`` rule packs): the shift calendar and where the
+    exposure state is kept across restarts."""
+
+    #: Shift start times, local ``HH:MM`` in ``site.timezone``, every day.
+    shifts: Annotated[list[str], Field(min_length=1, max_length=24)] = Field(
+        default_factory=lambda: list(DEFAULT_SHIFT_STARTS)
+    )
+    #: The state file (doses, shift, excursions); relative paths to the working directory.
+    state_file: Annotated[str, Field(min_length=1)] = "hazardgw-exposure.npz"
+    #: Seconds between saves of the state (and one at shutdown).
+    save_interval: Annotated[float, Field(ge=5, le=3600)] = 60.0
+
+    @field_validator("shifts")
+    @classmethod
+    def _shift_times(cls, starts: list[str]) -> list[str]:
+        ShiftSchedule(tuple(starts), "UTC")  # raises ValueError naming the bad time
+        return starts
+
+    def schedule(self, timezone: str) -> ShiftSchedule:
+        return ShiftSchedule(tuple(self.shifts), timezone)
+
+
 class SiteFile(_Frozen):
     site: SiteInfo
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     influx: InfluxConfig | None = None
     outbox: OutboxConfig | None = None
     metrics: MetricsConfig | None = None
+    exposure: ExposureConfig = Field(default_factory=ExposureConfig)
     rules: list[str] = Field(default_factory=list)
     devices: list[DeviceFile] = Field(min_length=1)
 
@@ -373,6 +398,7 @@ class SiteConfig:
     devices: tuple[Device, ...]
     source: Path | None = None
     metrics: MetricsConfig | None = None
+    exposure: ExposureConfig = field(default_factory=ExposureConfig)
 
     def device(self, device_id: str) -> Device:
         for dev in self.devices:
@@ -721,6 +747,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         devices=tuple(devices),
         source=source,
         metrics=sf.metrics,
+        exposure=sf.exposure,
     )
 
 

@@ -107,6 +107,10 @@ class BoundPredicate:
     factor: float
     bit: int
     values: tuple[float, ...]
+    #: Compare ``|value|``.
+    magnitude: bool = False
+    #: One of the row's alternatives (at least one must hold) rather than a test all must pass.
+    alternative: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -730,17 +734,25 @@ class _Binder:
         self, rule: ConditionRule, dev: _Device
     ) -> Iterable[tuple[tuple[int, ...], Binding]]:
         preds = rule.predicates()
-        needed = {name for p in preds for name in p.points_used}
+        alternatives = rule.alternatives()
+        needed = {name for p in (*preds, *alternatives) for name in p.points_used}
         report = rule.report_point or preds[0].point
         if not needed <= dev.points.keys() or report not in dev.points:
             return
         changes = _scalar_overrides(rule, self.changes(dev.name, rule.id), f"{dev.name}.{rule.id}")
         hold = changes.get("for_s", changes.get("on_delay_s", rule.hold_s()))
-        bound = tuple(_bind_predicate(p, dev.points) for p in preds)
+        bound = tuple(_bind_predicate(p, dev.points) for p in preds) + tuple(
+            _bind_predicate(p, dev.points, alternative=True) for p in alternatives
+        )
         report_index = dev.points[report]
         limit = math.nan
         for p in bound:
-            if p.point_index == report_index and p.op in COMPARISONS and p.ref_index < 0:
+            if (
+                p.point_index == report_index
+                and p.op in COMPARISONS
+                and p.ref_index < 0
+                and not p.alternative
+            ):
                 limit = p.value
                 break
         unit = rule.unit if rule.unit is not None else self.points[report_index].unit
@@ -864,7 +876,9 @@ def _conflict_keys(row: Binding) -> tuple[tuple[Any, ...], ...]:
     return ((row.rule_type, row.device, row.point),)
 
 
-def _bind_predicate(p: Predicate, points: Mapping[str, int]) -> BoundPredicate:
+def _bind_predicate(
+    p: Predicate, points: Mapping[str, int], *, alternative: bool = False
+) -> BoundPredicate:
     return BoundPredicate(
         point_index=points[p.point],
         op=p.op,
@@ -873,6 +887,8 @@ def _bind_predicate(p: Predicate, points: Mapping[str, int]) -> BoundPredicate:
         factor=p.factor,
         bit=-1 if p.bit is None else p.bit,
         values=tuple(p.values or ()),
+        magnitude=p.abs,
+        alternative=alternative,
     )
 
 

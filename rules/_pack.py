@@ -310,9 +310,13 @@ class Predicate(_Model):
     factor: FiniteFloat = 1.0
     bit: Annotated[int, Field(ge=0, le=63)] | None = None
     values: list[FiniteFloat] | None = None
+    #: Compare the magnitude ``|value|`` (a signed speed, say) instead of the value.
+    abs: bool = False
 
     @model_validator(mode="after")
     def _operands(self) -> Predicate:
+        if self.abs and self.op not in COMPARISONS:
+            raise ValueError(f"'abs' applies to the comparisons {', '.join(COMPARISONS)} only")
         if self.op in COMPARISONS:
             if (self.value is None) == (self.ref is None):
                 raise ValueError(f"op {self.op!r} needs exactly one of 'value' or 'ref'")
@@ -345,7 +349,12 @@ class ConditionRule(_RuleBase):
     power_off: bool = False
 
     def predicates(self) -> tuple[Predicate, ...]:
+        """Tests that must all hold."""
         raise NotImplementedError
+
+    def alternatives(self) -> tuple[Predicate, ...]:
+        """Tests of which at least one must hold as well (none: no such clause)."""
+        return ()
 
     def hold_s(self) -> float:
         raise NotImplementedError
@@ -368,16 +377,21 @@ class DiscreteRule(ConditionRule):
 
 
 class DurationRule(ConditionRule):
-    """All predicates (points of one device) hold for ``for_s`` seconds."""
+    """All predicates of ``all`` — and at least one of ``any``, when given — (points of one
+    device) hold for ``for_s`` seconds."""
 
     type: Literal["duration"]
     all: Annotated[list[Predicate], Field(min_length=1, max_length=16)]
+    any: Annotated[list[Predicate], Field(min_length=1, max_length=16)] | None = None
     for_s: Seconds
 
     overridable: ClassVar[tuple[str, ...]] = ("for_s",)
 
     def predicates(self) -> tuple[Predicate, ...]:
         return tuple(self.all)
+
+    def alternatives(self) -> tuple[Predicate, ...]:
+        return tuple(self.any or ())
 
     def hold_s(self) -> float:
         return self.for_s

@@ -147,6 +147,8 @@ class ScalarEngine:
     @staticmethod
     def predicate(p: BoundPredicate, values: Sequence[float]) -> bool:
         v = values[p.point_index]
+        if p.magnitude:
+            v = abs(v)
         rhs = values[p.ref_index] * p.factor if p.ref_index >= 0 else p.value
         if p.op == "eq":
             return v == rhs
@@ -206,7 +208,12 @@ class ScalarEngine:
                     return alarm.level
                 if p.ref_index >= 0 and not good(values[p.ref_index], quality[p.ref_index]):
                     return alarm.level
-            return ACTIVE if all(self.predicate(p, values) for p in spec.predicates) else NONE
+            tests = [p for p in spec.predicates if not p.alternative]
+            alternatives = [p for p in spec.predicates if p.alternative]
+            holds = all(self.predicate(p, values) for p in tests)
+            if alternatives:
+                holds = holds and any(self.predicate(p, values) for p in alternatives)
+            return ACTIVE if holds else NONE
         if isinstance(spec, FeedSpec):
             p = spec.point_index
             v = values[p]

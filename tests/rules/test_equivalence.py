@@ -338,6 +338,7 @@ def predicate(draw: st.DrawFn) -> dict[str, Any]:
     if op in ("in", "not_in"):
         values = draw(st.lists(st.integers(-6, 6).map(g), min_size=1, max_size=4))
         return {"point": point, "op": op, "values": values}
+    magnitude = {"abs": True} if draw(st.integers(0, 3)) == 0 else {}
     if draw(st.integers(0, 3)) == 0:
         ref = draw(st.sampled_from(GENERIC_POINTS))
         return {
@@ -345,8 +346,9 @@ def predicate(draw: st.DrawFn) -> dict[str, Any]:
             "op": op,
             "ref": ref,
             "factor": draw(st.sampled_from((0.5, 1.0, 2.0))),
+            **magnitude,
         }
-    return {"point": point, "op": op, "value": g(draw(st.integers(-8, 8)))}
+    return {"point": point, "op": op, "value": g(draw(st.integers(-8, 8))), **magnitude}
 
 
 @st.composite
@@ -364,6 +366,11 @@ def condition_rule(draw: st.DrawFn, rid: str) -> dict[str, Any]:
         **base,
         "type": "duration",
         "all": draw(st.lists(predicate(), min_size=1, max_size=3)),
+        **(
+            {"any": draw(st.lists(predicate(), min_size=1, max_size=3))}
+            if draw(st.booleans())
+            else {}
+        ),
         "for_s": draw(st.sampled_from((0.0, 1.0, 3.0))),
     }
 
