@@ -12,6 +12,7 @@ import yaml
 from gateway.cli import main
 from gateway.config import load_site
 from gateway.report import DailyStore, report_directory
+from gateway.sinks.influx import line_kind
 from rules import load_packs
 from tests.rules.harness import PACKS, Site, device_points
 
@@ -121,3 +122,7 @@ def test_report_daily_without_a_state_directory(
     argv = ["report", "daily", "-c", str(site_file(tmp_path, outbox=False)), "--out", "x"]
     assert main(argv) == 2
     assert "no outbox" in capsys.readouterr().err
+
+
+def test_daily_lines_are_never_dropped_by_the_outbox_bound() -> None:
+    assert line_kind("daily") == "status"
