@@ -341,6 +341,19 @@ class Gateway:
             "alarm_latency_p99_ms": (
                 _round3(self.alarms.take_latency_p99_ms()) if self.alarms else None
             ),
+            # per-device limits looser than a pack's table, each with the device's reason
+            "loosened_limits": [
+                {
+                    "device": lo.device,
+                    "rule": lo.rule,
+                    "level": lo.level,
+                    "key": lo.key,
+                    "table": lo.table,
+                    "value": lo.value,
+                    "reason": lo.reason,
+                }
+                for lo in (self.alarms.engine.plan.loosened if self.alarms else ())
+            ],
         }
         self.publisher.publish(
             OutboundMessage(

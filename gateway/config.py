@@ -194,6 +194,8 @@ class DeviceFile(_Frozen):
     tags: dict[Annotated[str, Field(pattern=NAME_RE)], str] = Field(default_factory=dict)
     points: list[PointSpec] = Field(default_factory=list)
     limits: dict[str, dict[str, float]] = Field(default_factory=dict)
+    #: Why this device's limits are looser than its rule pack's table (required for that).
+    limits_reason: Annotated[str, Field(min_length=3, max_length=500)] | None = None
     max_gap: Annotated[int, Field(ge=0, le=100)] = 8
     #: Last calibration (标校): a date (local midnight of the site's timezone) or a date-time.
     calibrated_at: str | None = None
@@ -229,6 +231,12 @@ class DeviceFile(_Frozen):
         clash = RESERVED_TAGS & tags.keys()
         if clash:
             raise ValueError(f"tag names {sorted(clash)} are reserved by the gateway")
+        area = tags.get("area")
+        if area is not None and not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", area):
+            raise ValueError(
+                f"tags.area {area!r} names the MQTT topic P/interlock/{{area}}: use 1-64 of "
+                "A-Z a-z 0-9 _ . -"
+            )
         return tags
 
 
@@ -410,6 +418,7 @@ class Device:
     points: tuple[Point, ...]
     limits: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     max_gap: int = 8
+    limits_reason: str | None = None
     #: Last calibration as Unix epoch seconds (None: not given in the site file).
     calibrated_at: float | None = None
 
@@ -759,6 +768,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
                 points=points,
                 limits={k: dict(v) for k, v in dev.limits.items()},
                 max_gap=dev.max_gap,
+                limits_reason=dev.limits_reason,
                 calibrated_at=_epoch(dev.calibrated_at, sf.site.zone),
             )
         )

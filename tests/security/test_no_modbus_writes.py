@@ -140,7 +140,10 @@ def device(dev_id: str, profile: str, port: int, **extra: Any) -> dict[str, Any]
 KINDS = {
     "face1-gas": (
         "gas_detector",
-        {"points": [{"name": "relay_cut", "writable": True}], "tags": {"position": "T1"}},
+        {
+            "points": [{"name": "relay_cut", "writable": True}],
+            "tags": {"position": "T1", "area": "face-1"},
+        },
     ),
     "tank-1": ("tank_gauge", {}),
     "lift-1": ("elevator", {}),
