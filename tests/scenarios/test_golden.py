@@ -46,6 +46,8 @@ DURATION_S = {
     "gas-leak": 300.0,
     "tank-overfill": 960.0,
     "tank-leak": 600.0,
+    "feed-stuck": 200.0,
+    "sensor-fault": 200.0,
     "elevator-trapped": 90.0,
     "elevator-faults": 420.0,
     "crane-overload": 100.0,
