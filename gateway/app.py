@@ -30,6 +30,7 @@ from gateway.mqtt import MqttPublisher
 from gateway.outbox import AsyncOutbox, OutboxEntry, OutboxError
 from gateway.points import PointTable
 from gateway.poller import DevicePoller, PollResult
+from gateway.rescue import RescueBook, RescueTargets
 from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, influx_token
 from gateway.telemetry import Topics, device_status_payload, encode_doc, json_payload, telemetry_doc
 from rules import AlarmTransition, DailyStats, MaintenanceEvent
@@ -133,6 +134,11 @@ class Gateway:
                 on_transition=self._record_transition,
                 on_maintenance=self._maintenance_changed,
                 on_day=self._day_finished,
+                rescue=RescueBook(
+                    self.topics.base,
+                    {d.id: dict(d.tags) for d in site.devices},
+                    RescueTargets(site.rescue.arrive_within_min, site.rescue.release_within_min),
+                ),
             )
             self.report = DailyReporter(
                 site, engine, self.topics, self.publisher.publish, lines=self._daily_lines
@@ -278,6 +284,8 @@ class Gateway:
             self.topics.cmd_shelve,
             self.topics.cmd_maintenance,
             self.topics.cmd_maintenance_end,
+            self.topics.cmd_rescue_arrive,
+            self.topics.cmd_rescue_release,
         )
         if self.alarms is None or topic not in known:
             error = (
