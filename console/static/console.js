@@ -124,8 +124,9 @@
     tr.append(el("td", when(a.ts)));
     const power = el("td");
     const il = interlockOf(a);
-    if (a.power_off === true) power.append(el("span", "power off", "power-off"));
-    else if (il && il.power_off) power.append(el("span", "area off", "power-off"));
+    if (a.power_off === true) power.append(el("span", "OFF", "power-off"));
+    else if (il && il.power_off) power.append(el("span", "OFF", "power-off"));
+    if (il) power.title = `${a.area}: power ${il.power_off ? "off" : "on"}, feed ${il.feed ?? "unknown"}`;
     tr.append(power);
     const actions = el("td", null, "actions");
     if (canAct) {
@@ -224,6 +225,9 @@
       const li = el("li");
       li.dataset.device = `${d.site}/${d.device}`;
       li.append(el("span", `${d.site} · ${d.device}`), el("span", state, `st-${state}`));
+      const m = d.maintenance;
+      if (m && typeof m === "object") li.title = `${m.user || ""}: ${m.reason || ""} until ${when(m.until)}`;
+      else if (!d.online && d.error) li.title = String(d.error);
       dv.append(li);
     }
     const sites = new Set(), areas = new Set();

@@ -6,6 +6,7 @@ Screenshots land in ``tests/artifacts/`` (kept by CI as test artefacts, not comm
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,3 +281,80 @@ def test_broker_restart_marks_the_page_stale_then_rebuilds(browser: Any, tmp_pat
         page.close()
     finally:
         stack.stop()
+
+
+def test_interlock_rescue_and_maintenance_from_the_retained_topics(
+    browser: Any, stack: ConsoleStack
+) -> None:
+    """Power-off state and area come from ``P/interlock/{area}``, open rescues from
+    ``P/rescue/{device}``, maintenance from the device status (DESIGN.md's contract), published
+    here as the gateway does: retained, QoS 1; an empty retained payload closes a rescue."""
+    import paho.mqtt.client as paho
+
+    page = login(browser, stack, OPERATOR)
+    page.wait_for_selector(ROW, timeout=30_000)
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", stack.broker.port)
+    client.loop_start()
+    now = int(time.time() * 1000)
+    interlock = {"ts": now, "power_off": True, "causes": [ALARM], "feed": "off", "since": now}
+    rescue = {"ts": now, "registration": "31104403002019000123", "unit": "Xinmi Lift Service"}
+    status = {"ts": now, "online": True, "error": None, "latency_ms": 3.0,
+              "maintenance": {"user": "zhao", "reason": "calibration", "since": now,
+                              "until": now + 3_600_000}}  # fmt: skip
+    try:
+        for topic, doc in (
+            ("interlock/face-1", interlock),
+            ("rescue/lift-1", rescue),
+            ("face1-return-gas/status", status),
+        ):
+            client.publish(
+                f"{stack.base}/{topic}", json.dumps(doc), qos=1, retain=True
+            ).wait_for_publish()
+        page.wait_for_selector("#interlocks li:has-text('POWER OFF')", timeout=5_000)
+        assert "face-1" in page.inner_text("#interlocks") and ALARM in page.inner_text(
+            "#interlocks"
+        )
+        page.wait_for_selector(f"{ROW} .power-off", timeout=5_000)
+        assert "face-1" in page.locator(ROW).locator("td").nth(2).inner_text()
+        page.wait_for_selector("#rescues li:has-text('lift-1')", timeout=5_000)
+        assert "31104403002019000123" in page.inner_text("#rescues")
+        page.wait_for_selector(
+            f"#devices li[data-device='{SITE_ID}/face1-return-gas'] .st-maintenance", timeout=5_000
+        )
+        # the area filter now knows face-1 and keeps the alarm
+        page.select_option("#f-area", "face-1")
+        page.wait_for_selector(ROW, timeout=2_000)
+        shot(page, "console-interlock-rescue.png")
+        page.select_option("#f-area", "")
+        client.publish(f"{stack.base}/rescue/lift-1", b"", qos=1, retain=True).wait_for_publish()
+        page.wait_for_selector("#rescues li:has-text('no open rescue')", timeout=5_000)
+    finally:
+        for topic in ("interlock/face-1", "rescue/lift-1"):
+            client.publish(f"{stack.base}/{topic}", b"", qos=1, retain=True).wait_for_publish()
+        client.loop_stop()
+        client.disconnect()
+        page.close()
+
+
+def test_bad_action_input_is_refused_and_journaled(browser: Any, stack: ConsoleStack) -> None:
+    page = login(browser, stack, OPERATOR)
+    page.wait_for_selector(ROW, timeout=30_000)
+    csrf = page.get_attribute('meta[name="csrf"]', "content") or ""
+    cases = [
+        ("shelve", {"minutes": 0, "reason": "x"}, 400, "'minutes' must be a number"),
+        ("shelve", {"minutes": 30}, 400, "shelve needs a reason"),
+        ("out_of_service", {"reason": "  "}, 400, "out of service needs a reason"),
+        ("ack", {"id": "no/such/alarm"}, 404, "no active alarm"),
+        ("delete", {}, 404, "unknown action"),
+    ]
+    for verb, extra, status, error in cases:
+        reply = page.request.post(
+            f"{stack.url}/api/alarm/{verb}",
+            data={"site": SITE_ID, "id": ALARM, "user": "someone.else", **extra},
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert (reply.status, error in reply.json()["error"]) == (status, True), reply.json()
+    page.wait_for_selector("#journal li.refused:has-text('unknown action')", timeout=5_000)
+    assert page.locator("#journal li.refused", has_text="someone.else").count() == 0
+    page.close()
