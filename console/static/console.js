@@ -67,7 +67,7 @@
     if (cls) e.className = cls;
     return e;
   }
-  const STATE_TEXT = { UNACK_ACTIVE: "unacknowledged", ACK_ACTIVE: "acknowledged", RTN_UNACK: "returned, unack",
+  const STATE_TEXT = { UNACK_ACTIVE: "unack", ACK_ACTIVE: "acknowledged", RTN_UNACK: "cleared, unack",
                        SHELVED: "shelved", SUPPRESSED: "suppressed", OUT_OF_SERVICE: "out of service" };
   const ACTIONS = [
     ["ack", "Ack", (s) => s === "UNACK_ACTIVE" || s === "RTN_UNACK"],
@@ -115,7 +115,8 @@
     const where = el("td", a.site);
     where.append(el("div", a.area || "", "small"));
     tr.append(where);
-    const what = el("td", a.title, "title");
+    const what = el("td", null, "title");
+    what.append(el("span", a.title, "t"));
     what.title = `${a.title}\n${a.message || ""}`;
     what.append(el("div", `${a.id}${a.shelved_until ? " · shelved until " + when(a.shelved_until) : ""}`, "small"));
     tr.append(what);
@@ -142,7 +143,7 @@
   }
   // The list is windowed: only the rows in view (and a few around them) are in the DOM, so
   // thousands of active alarms cost what the visible ones cost. Rows have one fixed height.
-  const ROW_H = 48, OVERSCAN = 8;
+  const ROW_H = 56, OVERSCAN = 8;
   const scroller = tbody.closest(".scroll");
   const topPad = document.createElement("tr"), bottomPad = document.createElement("tr");
   topPad.className = bottomPad.className = "pad";

@@ -154,7 +154,7 @@ def test_operator_sees_acknowledges_and_shelves_a_methane_alarm(
     page.wait_for_selector(f"{ROW}.p1", timeout=30_000)
     assert int(page.get_attribute("body", "data-tones") or 0) >= 1
     cells = row.locator("td").all_inner_texts()
-    assert cells[0] == "1" and cells[5] == "HH" and cells[1] == "unacknowledged"
+    assert cells[0] == "1" and cells[5] == "HH" and cells[1] == "unack"
     value, limit = (float(x) for x in cells[4].split(" / "))
     assert value >= 1.5 and limit == 1.5
     # usable on a 1366×768 screen: no page scrolling, the actions in view
