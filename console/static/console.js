@@ -245,10 +245,13 @@
       text = `${when(e.ts)}${who} ${e.action}${e.id ? " " + e.site + "/" + e.id : ""}` +
         `${e.minutes ? " " + e.minutes + " min" : ""}${e.reason ? " — " + e.reason : ""}: ${e.result}` +
         `${e.error ? " (" + e.error + ")" : ""}`;
-    } else {
+    } else if (e.from && e.to && e.type !== "flood" && e.type !== "unexpected_power_loss") {
       text = `${when(e.ts)} ${e.site}/${e.id} ${e.from} → ${e.to}${e.level ? " " + e.level : ""}${who ? " by" + who : ""}`;
+    } else {
+      text = `${when(e.ts)} ${e.site} ${e.type}: ${e.message || e.id}`;
     }
-    const li = el("li", text, e.result === "refused" ? "refused" : "");
+    const alert = e.result === "refused" || e.type === "unexpected_power_loss";
+    const li = el("li", text, alert ? "refused" : "");
     return li;
   }
   const JOURNAL_SHOWN = 200;

@@ -164,6 +164,11 @@ def test_operator_sees_acknowledges_and_shelves_a_methane_alarm(
     assert size[0] <= SCREEN["width"] and size[1] <= SCREEN["height"]
     box = row.locator("button[data-act=ack]").bounding_box()
     assert box is not None and box["x"] + box["width"] <= SCREEN["width"]
+    # the gateway's power-off interlock for the face's area: shown, and the alarm learns its area
+    page.wait_for_selector("#interlocks li:has-text('POWER OFF')", timeout=10_000)
+    assert "face-1" in page.inner_text("#interlocks")
+    page.wait_for_selector(f"{ROW} .power-off", timeout=5_000)
+    assert "face-1" in row.locator("td").nth(2).inner_text()
     shot(page, "console-unacknowledged.png")
 
     # acknowledge: the gateway's retained state changes, the page and the journal show who
@@ -283,12 +288,10 @@ def test_broker_restart_marks_the_page_stale_then_rebuilds(browser: Any, tmp_pat
         stack.stop()
 
 
-def test_interlock_rescue_and_maintenance_from_the_retained_topics(
-    browser: Any, stack: ConsoleStack
-) -> None:
-    """Power-off state and area come from ``P/interlock/{area}``, open rescues from
-    ``P/rescue/{device}``, maintenance from the device status (DESIGN.md's contract), published
-    here as the gateway does: retained, QoS 1; an empty retained payload closes a rescue."""
+def test_rescue_maintenance_and_the_area_filter(browser: Any, stack: ConsoleStack) -> None:
+    """Open rescues come from the retained ``P/rescue/{device}`` (published here as DESIGN.md
+    has it; an empty retained payload closes one); maintenance is the gateway's own, after a
+    real ``P/cmd/device/maintenance`` command; the area filter offers the interlock's area."""
     import paho.mqtt.client as paho
 
     page = login(browser, stack, OPERATOR)
@@ -297,41 +300,31 @@ def test_interlock_rescue_and_maintenance_from_the_retained_topics(
     client.connect("127.0.0.1", stack.broker.port)
     client.loop_start()
     now = int(time.time() * 1000)
-    interlock = {"ts": now, "power_off": True, "causes": [ALARM], "feed": "off", "since": now}
     rescue = {"ts": now, "registration": "31104403002019000123", "unit": "Xinmi Lift Service"}
-    status = {"ts": now, "online": True, "error": None, "latency_ms": 3.0,
-              "maintenance": {"user": "zhao", "reason": "calibration", "since": now,
-                              "until": now + 3_600_000}}  # fmt: skip
+    device = {"device": "face1-return-gas", "user": "zhao", "minutes": 30, "reason": "calibration"}
+
+    def publish(topic: str, payload: bytes, *, retain: bool) -> None:
+        client.publish(f"{stack.base}/{topic}", payload, qos=1, retain=retain).wait_for_publish()
+
     try:
-        for topic, doc in (
-            ("interlock/face-1", interlock),
-            ("rescue/lift-1", rescue),
-            ("face1-return-gas/status", status),
-        ):
-            client.publish(
-                f"{stack.base}/{topic}", json.dumps(doc), qos=1, retain=True
-            ).wait_for_publish()
-        page.wait_for_selector("#interlocks li:has-text('POWER OFF')", timeout=5_000)
-        assert "face-1" in page.inner_text("#interlocks") and ALARM in page.inner_text(
-            "#interlocks"
-        )
-        page.wait_for_selector(f"{ROW} .power-off", timeout=5_000)
-        assert "face-1" in page.locator(ROW).locator("td").nth(2).inner_text()
+        publish("rescue/lift-1", json.dumps(rescue).encode(), retain=True)
+        publish("cmd/device/maintenance", json.dumps(device).encode(), retain=False)
         page.wait_for_selector("#rescues li:has-text('lift-1')", timeout=5_000)
         assert "31104403002019000123" in page.inner_text("#rescues")
         page.wait_for_selector(
             f"#devices li[data-device='{SITE_ID}/face1-return-gas'] .st-maintenance", timeout=5_000
         )
-        # the area filter now knows face-1 and keeps the alarm
+        page.wait_for_selector("#interlocks li:has-text('face-1')", timeout=30_000)
         page.select_option("#f-area", "face-1")
         page.wait_for_selector(ROW, timeout=2_000)
-        shot(page, "console-interlock-rescue.png")
+        shot(page, "console-rescue-maintenance.png")
         page.select_option("#f-area", "")
-        client.publish(f"{stack.base}/rescue/lift-1", b"", qos=1, retain=True).wait_for_publish()
+        publish("rescue/lift-1", b"", retain=True)
         page.wait_for_selector("#rescues li:has-text('no open rescue')", timeout=5_000)
     finally:
-        for topic in ("interlock/face-1", "rescue/lift-1"):
-            client.publish(f"{stack.base}/{topic}", b"", qos=1, retain=True).wait_for_publish()
+        publish("rescue/lift-1", b"", retain=True)
+        end = {"device": "face1-return-gas", "user": "zhao"}
+        publish("cmd/device/maintenance/end", json.dumps(end).encode(), retain=False)
         client.loop_stop()
         client.disconnect()
         page.close()
