@@ -19,6 +19,7 @@ from gateway import __version__
 from gateway.alarm_service import AlarmService, build_engine
 from gateway.commands import command_reply
 from gateway.config import MqttConfig, SiteConfig
+from gateway.daily_report import DailyReporter
 from gateway.drivers.modbus.link import ModbusLink, link_key
 from gateway.exposure import ExposureKeeper
 from gateway.maintenance import maintenance_status
@@ -30,7 +31,7 @@ from gateway.points import PointTable
 from gateway.poller import DevicePoller, PollResult
 from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, influx_token
 from gateway.telemetry import Topics, device_status_payload, encode_doc, json_payload, telemetry_doc
-from rules import AlarmTransition, MaintenanceEvent
+from rules import AlarmTransition, DailyStats, MaintenanceEvent
 
 __all__ = ["Gateway", "GatewayStats"]
 
@@ -112,6 +113,7 @@ class Gateway:
         self.telemetry_qos = self.mqtt_cfg.telemetry_qos
         self.outbox: AsyncOutbox | None = None
         self.alarms: AlarmService | None = None
+        self.report: DailyReporter | None = None
         self.sink: InfluxSink | None = None
         self.exposure: ExposureKeeper | None = None
         self.points_per_s = 0.0
@@ -129,6 +131,10 @@ class Gateway:
                 self.publisher.publish,
                 on_transition=self._record_transition,
                 on_maintenance=self._maintenance_changed,
+                on_day=self._day_finished,
+            )
+            self.report = DailyReporter(
+                site, engine, self.topics, self.publisher.publish, lines=self._daily_lines
             )
             if engine.exposure_points:
                 self.exposure = ExposureKeeper(
@@ -247,6 +253,14 @@ class Gateway:
                 kind="status",
             )
         )
+
+    def _day_finished(self, stats: DailyStats) -> None:
+        if self.report is not None:
+            self.report.finish(stats)
+
+    def _daily_lines(self, lines: Sequence[str]) -> None:
+        if self.sink is not None:
+            self.sink.add_lines(lines)
 
     def _maintenance_changed(self, event: MaintenanceEvent) -> None:
         idx = self._device_index.get(event.device)
@@ -388,11 +402,15 @@ class Gateway:
                             spool=self._spool_influx if self.outbox is not None else None,
                         )
                     )
+                if self.report is not None:
+                    self.report.restore()  # after the sink: a late day's lines reach it
                 if self.metrics is not None:
                     await self._start_metrics(stack)
                 try:
                     await self._run_tasks(stop)
                 finally:  # what the last polls staged goes to disk before the outbox closes
+                    if self.report is not None:
+                        await self.report.close()
                     if self.outbox is not None:
                         try:
                             await self.publisher.commit_staged()
@@ -429,6 +447,8 @@ class Gateway:
             tg.create_task(self._stats_loop(), name="stats")
             if self.alarms is not None:
                 tg.create_task(self.alarms.run(), name="alarms")
+            if self.report is not None:
+                tg.create_task(self.report.run(), name="daily-report")
             if self.exposure is not None:
                 tg.create_task(self.exposure.run(), name="exposure")
             for poller in self.pollers:

@@ -38,7 +38,7 @@ from typing import Final
 from gateway.config import RESERVED_TAGS, Device, Point, Profile
 from gateway.quality import MAINTENANCE as MAINTENANCE_QUALITY
 from gateway.quality import QUALITY_NAMES
-from rules import ShiftExposure
+from rules import DAILY_FIELDS, ShiftExposure
 
 __all__ = [
     "ALARM_STATE_CODES",
@@ -51,6 +51,7 @@ __all__ = [
     "MeasurementSchema",
     "TelemetryEncoder",
     "alarm_line",
+    "daily_line",
     "device_status_line",
     "escape_key",
     "escape_measurement",
@@ -125,6 +126,8 @@ TELEMETRY_TAGS: Final = frozenset({"site", "device"})
 ALARM_TAGS: Final = frozenset({"site", "device", "point", "rule", "level"})
 DEVICE_STATUS_TAGS: Final = frozenset({"site", "device"})
 GATEWAY_TAGS: Final = frozenset({"site"})
+#: The daily report (24 h): one line per sensor and day, stamped with the day's local midnight.
+DAILY_TAGS: Final = frozenset({"site", "device", "point"})
 
 INTEGER_TYPES: Final = frozenset({"int16", "uint16", "int32", "uint32", "int64", "uint64"})
 #: The ``quality`` tag of the lines of a device in maintenance (calibration): its quality name.
@@ -443,6 +446,23 @@ def gateway_line(
     return _line("gateway" + _tag_set([("site", site_id)]), out, ts_ms)
 
 
+def daily_line(
+    site_id: str, ts_ms: int, *, device: str, point: str, fields: Mapping[str, float | int]
+) -> str | None:
+    """One ``daily`` line (fields of :data:`rules.DAILY_FIELDS` with their types; NaN left out,
+    e.g. the mean of a sensor with no sample)."""
+    out: list[str] = []
+    for name, kind in DAILY_FIELDS.items():
+        value = fields.get(name)
+        if value is None:
+            continue
+        text = format_int(value) if kind == "int" else format_float(value)
+        if text is not None:
+            out.append(f"{escape_key(name)}={text}")
+    prefix = "daily" + _tag_set([("site", site_id), ("device", device), ("point", point)])
+    return _line(prefix, out, ts_ms)
+
+
 @dataclass(frozen=True, slots=True)
 class MeasurementSchema:
     """What the gateway writes under one measurement: tag keys and fields with their types."""
@@ -468,5 +488,6 @@ def schema_for(profiles: Iterable[Profile]) -> dict[str, MeasurementSchema]:
         "device_status", DEVICE_STATUS_TAGS, DEVICE_STATUS_FIELDS
     )
     out["gateway"] = MeasurementSchema("gateway", GATEWAY_TAGS, GATEWAY_FIELDS)
+    out["daily"] = MeasurementSchema("daily", DAILY_TAGS, DAILY_FIELDS)
     out["exposure"] = MeasurementSchema("exposure", EXPOSURE_TAGS, EXPOSURE_FIELDS)
     return out

@@ -190,6 +190,7 @@ def test_schema_comes_from_the_profiles() -> None:
         "alarm",
         "device_status",
         "gateway",
+        "daily",
         "exposure",
     }
     assert {"ch4", "co", "o2", "h2s"} <= set(SCHEMA["gas"].fields)
