@@ -182,8 +182,9 @@ def render_csv(stats: DailyStats) -> str:
 
 
 def summary_doc(stats: DailyStats, site_id: str, *, files: Sequence[Path] = ()) -> dict[str, Any]:
-    """The retained ``P/report/daily`` payload: the day, its totals and the sensors with an
-    over-limit, a power-off, a feed abnormality or maintenance."""
+    """The retained ``P/report/daily`` payload: the day, its totals (counts and seconds summed
+    over the sensors) and the sensors with an over-limit, a power-off, a feed abnormality or
+    maintenance."""
     st = stats.stats
     notable = np.flatnonzero(
         (st["over_count"] > 0)
@@ -288,6 +289,14 @@ def _chart(stats: DailyStats, i: int) -> str:
             f"{a:.1f},{y(b):.1f}"
             for a, b in zip(reversed(xs), reversed(lo[run].tolist()), strict=True)
         )
+        if run.size == 1:  # a lone bin: a dot and its range
+            k = int(run[0])
+            parts.append(
+                f'<line x1="{xs[0]:.1f}" y1="{y(float(hi[k])):.1f}" x2="{xs[0]:.1f}" '
+                f'y2="{y(float(lo[k])):.1f}" class="mean"/><circle cx="{xs[0]:.1f}" '
+                f'cy="{y(float(mean[k])):.1f}" r="1.5" class="dot"/>'
+            )
+            continue
         parts.append(f'<polygon points="{top} {bottom}" class="band"/>')
         line = " ".join(f"{a:.1f},{y(b):.1f}" for a, b in zip(xs, mean[run].tolist(), strict=True))
         parts.append(f'<polyline points="{line}" class="mean"/>')
@@ -301,7 +310,8 @@ table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;paddin
 th{background:#f3f3f3}td.n{text-align:right}tr.hit td{background:#fff3f0}
 section{margin:1.2em 0}h2{font-size:15px;margin:.2em 0}
 svg .plot{fill:#fafafa;stroke:#999}svg .grid{stroke:#e3e3e3}svg .band{fill:#9ecae1;opacity:.6}
-svg .mean{fill:none;stroke:#08519c;stroke-width:1.2}svg .maint{fill:#fdd49e;opacity:.7}
+svg .mean{fill:none;stroke:#08519c;stroke-width:1.2}svg .dot{fill:#08519c}
+svg .maint{fill:#fdd49e;opacity:.7}
 svg text{font-size:10px;fill:#555}svg .ytick{text-anchor:end}svg .tick{text-anchor:middle}
 """
 
@@ -320,9 +330,9 @@ def render_html(stats: DailyStats, site_name: str) -> str:
         f"<p>{status}; observed {_duration(stats.covered_s)} of "
         f"{_duration(stats.end - stats.start)}. Over-limit episodes "
         f"{int(st['over_count'].sum())}, power-off episodes {int(st['power_off_count'].sum())}, "
-        f"feed-abnormal episodes {int(st['feed_abnormal_count'].sum())}, maintenance "
-        f"{_duration(float(st['maintenance_s'].sum()))} (calibration time is not over-limit and "
-        "its readings are not in the statistics).</p>",
+        f"feed-abnormal episodes {int(st['feed_abnormal_count'].sum())}; "
+        f"{int((st['maintenance_s'] > 0).sum())} sensors had maintenance (calibration time is not "
+        "over-limit and its readings are not in the statistics).</p>",
     ]
     rows = [
         "<table><tr><th>device</th><th>point</th><th>unit</th><th>samples</th><th>mean</th>"

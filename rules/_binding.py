@@ -69,6 +69,8 @@ class ThresholdSpec:
     point_index: int
     #: ``{Level code: (limit, reset)}`` for the configured levels.
     levels: Mapping[int, tuple[float, float]]
+    #: A second point: the rule compares the magnitude √(a² + b²) (two tilt axes), or -1.
+    magnitude_index: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,6 +506,11 @@ class _Binder:
             unit = rule.unit if rule.unit is not None else self.points[index].unit
             path = f"{dev.name}.{rule.id}"
             if isinstance(rule, ThresholdRule):
+                other = -1
+                if rule.magnitude_with is not None:
+                    if rule.magnitude_with not in dev.points:
+                        continue
+                    other = dev.points[rule.magnitude_with]
                 level_changes = self.changes(dev.name, rule.id)
                 if level_changes:
                     levels = _threshold_levels(rule, level_changes, path)
@@ -530,7 +537,7 @@ class _Binder:
                         name,
                         unit=unit,
                         block=BlockKind.THRESHOLD,
-                        spec=ThresholdSpec(index, coded),
+                        spec=ThresholdSpec(index, coded, other),
                         level_name="",
                         priorities=tuple(priorities),
                         limits=tuple(limits),

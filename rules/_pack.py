@@ -187,6 +187,9 @@ class ThresholdRule(_PointRule):
 
     type: Literal["threshold"]
     levels: dict[Literal["LL", "L", "H", "HH"], LevelSpec]
+    #: Compare the magnitude √(point² + magnitude_with²) of two points (the axes of a tilt
+    #: sensor) instead of one value; the alarm sits on ``point``.
+    magnitude_with: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")] | None = None
     deadband: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
     on_delay_s: Seconds = 0.0
     off_delay_s: Seconds = 0.0
@@ -197,6 +200,8 @@ class ThresholdRule(_PointRule):
     def _ordered(self) -> ThresholdRule:
         if not self.levels:
             raise ValueError("a threshold rule needs at least one of LL, L, H, HH")
+        if self.magnitude_with is not None and (self.point is None or self.point == "*"):
+            raise ValueError("'magnitude_with' needs one named 'point' (the other axis)")
         problem = check_threshold_levels(self.resolved_levels())
         if problem is not None:
             level, key, value, allowed = problem

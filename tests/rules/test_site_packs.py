@@ -24,7 +24,8 @@ def crane() -> Site:
         slew_deg=90,
         wind_ms=3,
         beaufort=2,
-        tilt_deg=0.1,
+        tilt_x_deg=0.1,
+        tilt_y_deg=0.0,
         alarm_bits=0,
         sensor_fault=0,
     )
@@ -36,15 +37,47 @@ def crane() -> Site:
     ("moment", "expected"),
     [
         (89.5, set()),
-        (90.0, {("crane_moment", "H")}),
-        (100.0, {("crane_moment", "HH")}),
-        (110.0, {("crane_moment", "HH"), ("crane_moment_cut", "HH")}),
+        (90.0, {("crane_moment", "H", 3)}),
+        (99.9, {("crane_moment", "H", 3)}),
+        (100.0, {("crane_moment", "HH", 1)}),  # the cut (GB 5144 §6.1.2)
+        (109.9, {("crane_moment", "HH", 1)}),
+        (110.0, {("crane_moment", "HH", 1), ("crane_moment_limiter_failed", "LIMITER_FAILED", 1)}),
     ],
 )
-def test_moment_pre_alarm_alarm_and_cut(moment: float, expected: set[tuple[str, str]]) -> None:
+def test_moment_pre_alarm_cut_and_failed_limiter(
+    moment: float, expected: set[tuple[str, str, int]]
+) -> None:
     site = crane()
     site.set("tc-1", moment_pct=moment)
-    assert {(t.rule, t.level) for t in site.tick(1)} == expected
+    assert {(t.rule, t.level, t.priority) for t in site.tick(1)} == expected
+
+
+@pytest.mark.parametrize(
+    ("load", "expected"),
+    [
+        (7.1, set()),
+        (7.2, {"crane_load_pre"}),
+        (8.0, {"crane_load_pre", "crane_overload"}),
+        (8.8, {"crane_load_pre", "crane_overload", "crane_load_limiter_failed"}),
+    ],
+)
+def test_load_pre_alarm_cut_and_failed_limiter(load: float, expected: set[str]) -> None:
+    site = crane()  # rated 8 t at this radius
+    site.set("tc-1", load_t=load)
+    assert {t.rule for t in site.tick(1)} == expected
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "level"),
+    [(0.4, 0.0, None), (0.0, -0.5, "H"), (0.3, 0.4, "H"), (-0.71, 0.71, "HH"), (0.8, 0.6, "HH")],
+)
+def test_tilt_alarm_is_on_the_magnitude_of_both_axes(x: float, y: float, level: str | None) -> None:
+    site = crane()
+    site.set("tc-1", tilt_x_deg=x, tilt_y_deg=y)
+    got = [(t.rule, t.level) for t in site.tick(1)]
+    assert got == ([("crane_tilt", level)] if level else [])
+    if level:
+        assert site.engine.active_alarms()[0].value == pytest.approx((x * x + y * y) ** 0.5)
 
 
 def test_load_against_rated_load_and_alarm_bits() -> None:
