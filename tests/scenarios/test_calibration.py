@@ -47,6 +47,20 @@ def test_calibration_gas_shows_out_of_service_and_raises_nothing() -> None:
     assert events[1]["reason"] == "calibrated"
 
 
+def test_the_daily_report_shows_the_maintenance_and_no_over_limit() -> None:
+    run = played("calibration", DURATION_S["calibration"])
+    assert run.daily is not None
+    stats = run.daily.stats
+    row = {(s.device, s.point): i for i, s in enumerate(run.daily.sensors)}
+    face = row[DEVICE, "ch4"]
+    window = CALIBRATION_END_AT - CALIBRATION_MAINTENANCE_AT
+    assert abs(stats["maintenance_s"][face] - window) <= 2.0
+    assert stats["over_count"][face] == 0 and stats["power_off_count"][face] == 0
+    assert stats["max"][face] < 1.0  # the 2.0 %vol test gas is not a reading of the air
+    others = [i for (dev, _), i in row.items() if dev != DEVICE]
+    assert not stats["maintenance_s"][others].any()
+
+
 def test_the_same_gas_without_maintenance_raises_the_power_off_alarm() -> None:
     """Control: the scenario's gas alone (no operator) must raise H then HH on the face."""
     run = run_scenario(site(), "calibration", seed=1, duration_s=300.0, operator=False)

@@ -44,6 +44,8 @@ DURATION_S = {
     "normal": 600.0,
     "static": 600.0,
     "gas-leak": 300.0,
+    "feed-stuck": 200.0,
+    "sensor-fault": 200.0,
     "tank-overfill": 620.0,
     "elevator-trapped": 90.0,
     "elevator-faults": 420.0,
