@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import RulesConfigError
-from ._exposure import CHECK_LEVELS, CHECK_SUFFIXES, ExposureSpec, exposure_checks, limit_in_unit
+from ._exposure import (
+    CHECK_LEVELS,
+    CHECK_SUFFIXES,
+    Check,
+    ExposureSpec,
+    exposure_checks,
+    limit_in_unit,
+)
 from ._model import LEVEL_NAMES, Level, PointRef
 from ._pack import (
     COMPARISONS,
@@ -92,6 +99,8 @@ class TrendSpec:
     #: +1 rising, -1 falling, 0 no forecast.
     forecast_direction: int
     forecast_within_s: float
+    #: Tests (points of the same device) that must all hold for the alarm to be raised.
+    conditions: tuple[BoundPredicate, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +250,9 @@ _DEFAULT_MESSAGES = {
     "exposure": "{title}: {device}/{point} {level} {value} {unit} (limit {limit} {unit})",
     "feed_check": "{title}: {device}/{point} power still on in a power-off area",
 }
+
+#: Exposure substances by their last check: with a STEL, with the excursion limits, MAC only.
+_EXPOSURE_CLASS = {Check.STEL: 0, Check.EXCURSION: 1, Check.MAC: 2}
 
 _LEVEL_CODES = {"L": Level.L, "LL": Level.LL, "H": Level.H, "HH": Level.HH}
 
@@ -637,6 +649,8 @@ class _Binder:
                     ),
                 )
             elif isinstance(rule, RateOfChangeRule):
+                if not {n for c in rule.conditions for n in c.points_used} <= dev.points.keys():
+                    continue
                 changes = _scalar_overrides(rule, self.changes(dev.name, rule.id), path)
                 rise = changes.get("rise_per_min", rule.rise_per_min)
                 fall = changes.get("fall_per_min", rule.fall_per_min)
@@ -651,6 +665,7 @@ class _Binder:
                     fc.limit if fc else None,
                     (1 if fc.direction == "rising" else -1) if fc else 0,
                     fc.within_s if fc else 0.0,
+                    tuple(_bind_predicate(c, dev.points) for c in rule.conditions),
                 )
                 if rise is not None:
                     limit = rise
@@ -714,11 +729,14 @@ class _Binder:
                     "converted to ppm at 20 °C)",
                 )
             limits[key] = converted
-        for check in exposure_checks(rule.pc_twa, rule.pc_stel, rule.mac):
+        checks = exposure_checks(rule.pc_twa, rule.pc_stel, rule.mac)
+        for check in checks:
             spec = ExposureSpec(index, rule.id, rule.substance, int(check), **limits)
             limit_reached = check != check.TWA_FORECAST
             yield (
-                (index, int(check)),
+                # rows by check, then substance class (STEL, excursion, MAC), then point: each
+                # check's rows and channels are then contiguous (slices, no gathers per tick)
+                (int(check), _EXPOSURE_CLASS[checks[-1]], index),
                 self._binding(
                     rule,
                     dev,
