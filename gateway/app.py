@@ -30,7 +30,8 @@ from gateway.mqtt import MqttPublisher
 from gateway.outbox import AsyncOutbox, OutboxEntry, OutboxError
 from gateway.points import PointTable
 from gateway.poller import DevicePoller, PollResult
-from gateway.rescue import RescueBook, RescueTargets
+from gateway.redact import SECRETS, secret_from_env
+from gateway.rescue import RescueBook
 from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, influx_token
 from gateway.telemetry import Topics, device_status_payload, encode_doc, json_payload, telemetry_doc
 from rules import AlarmTransition, DailyStats, MaintenanceEvent
@@ -77,6 +78,10 @@ class Gateway:
     ) -> None:
         self.site = site
         self.mqtt_cfg = mqtt or site.mqtt
+        # every secret the gateway will use is masked in logs and payloads from the start
+        secret_from_env(self.mqtt_cfg.password_env)
+        secret_from_env(site.influx.token_env if site.influx else None)
+        SECRETS.install()
         self.topics = Topics(self.mqtt_cfg.topic_prefix, site.site.id)
         self.table = PointTable(site.devices)
         self.stats = GatewayStats()
@@ -134,11 +139,7 @@ class Gateway:
                 on_transition=self._record_transition,
                 on_maintenance=self._maintenance_changed,
                 on_day=self._day_finished,
-                rescue=RescueBook(
-                    self.topics.base,
-                    {d.id: dict(d.tags) for d in site.devices},
-                    RescueTargets(site.rescue.arrive_within_min, site.rescue.release_within_min),
-                ),
+                rescue=RescueBook.for_site(site, self.topics.base),
             )
             self.report = DailyReporter(
                 site, engine, self.topics, self.publisher.publish, lines=self._daily_lines
