@@ -31,8 +31,10 @@ def site_file(tmp_path: Path, *, outbox: bool = True) -> Path:
             }
         ],
     }
-    if outbox:
-        doc["outbox"] = {"path": str(tmp_path / "state" / "outbox.sqlite3")}
+    # without an outbox key a site keeps one in $STATE_DIRECTORY: "no outbox" must be said
+    doc["outbox"] = (
+        {"path": str(tmp_path / "state" / "outbox.sqlite3")} if outbox else {"enabled": False}
+    )
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path

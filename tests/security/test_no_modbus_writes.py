@@ -44,7 +44,7 @@ def test_the_modbus_link_offers_reads_only() -> None:
         for name in dir(ModbusLink)
         if not name.startswith("_") and callable(getattr(ModbusLink, name))
     }
-    assert public == {"connect", "read", "close"}
+    assert public == {"connect", "read", "close", "stop_reads"}
 
 
 def test_no_builtin_profile_point_is_writable() -> None:
