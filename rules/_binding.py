@@ -92,6 +92,8 @@ class TrendSpec:
     #: +1 rising, -1 falling, 0 no forecast.
     forecast_direction: int
     forecast_within_s: float
+    #: Tests (points of the same device) that must all hold for the alarm to be raised.
+    conditions: tuple[BoundPredicate, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -637,6 +639,8 @@ class _Binder:
                     ),
                 )
             elif isinstance(rule, RateOfChangeRule):
+                if not {n for c in rule.conditions for n in c.points_used} <= dev.points.keys():
+                    continue
                 changes = _scalar_overrides(rule, self.changes(dev.name, rule.id), path)
                 rise = changes.get("rise_per_min", rule.rise_per_min)
                 fall = changes.get("fall_per_min", rule.fall_per_min)
@@ -651,6 +655,7 @@ class _Binder:
                     fc.limit if fc else None,
                     (1 if fc.direction == "rising" else -1) if fc else 0,
                     fc.within_s if fc else 0.0,
+                    tuple(_bind_predicate(c, dev.points) for c in rule.conditions),
                 )
                 if rise is not None:
                     limit = rise

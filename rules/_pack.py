@@ -252,57 +252,6 @@ class ThresholdRule(_PointRule):
         return out
 
 
-class Forecast(_Model):
-    """Time-to-limit forecast of a rate-of-change rule: alarm when the fitted trend reaches
-    ``limit`` within ``within_s`` seconds (``within_s`` 0 = report the forecast only)."""
-
-    limit: FiniteFloat
-    direction: Literal["rising", "falling"]
-    within_s: Seconds = 0.0
-
-
-class RateOfChangeRule(_PointRule):
-    """Least-squares slope over a time window, per minute, with an optional forecast."""
-
-    type: Literal["rate_of_change"]
-    window_s: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-    min_samples: Annotated[int, Field(ge=2, le=4096)] = 3
-    max_samples: Annotated[int, Field(ge=2, le=4096)] = 64
-    rise_per_min: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
-    fall_per_min: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
-    forecast: Forecast | None = None
-    level: Annotated[str, Field(pattern=LEVEL_NAME)] = "ROC"
-    priority: Priority
-    source: Annotated[str, Field(min_length=3)]
-    on_delay_s: Seconds = 0.0
-    off_delay_s: Seconds = 0.0
-
-    overridable: ClassVar[tuple[str, ...]] = ("rise_per_min", "fall_per_min", "window_s")
-
-    @model_validator(mode="after")
-    def _has_condition(self) -> RateOfChangeRule:
-        no_rate = self.rise_per_min is None and self.fall_per_min is None
-        if no_rate and (self.forecast is None or self.forecast.within_s <= 0):
-            raise ValueError("give rise_per_min, fall_per_min or a forecast with within_s > 0")
-        if self.min_samples > self.max_samples:
-            raise ValueError("min_samples must not exceed max_samples")
-        return self
-
-
-class StaleRule(_PointRule):
-    """No fresh sample for ``max_age_s`` seconds, or the gateway marked the point stale."""
-
-    type: Literal["stale"]
-    max_age_s: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-    level: Annotated[str, Field(pattern=LEVEL_NAME)] = "STALE"
-    priority: Priority
-    source: Annotated[str, Field(min_length=3)]
-    on_delay_s: Seconds = 0.0
-    off_delay_s: Seconds = 0.0
-
-    overridable: ClassVar[tuple[str, ...]] = ("max_age_s",)
-
-
 class Predicate(_Model):
     """One test of one point: ``{point: running, op: eq, value: 0}``, ``{point: speed, op: gt,
     ref: rated_speed, factor: 1.15}``, ``{point: alarm_bits, op: bit_set, bit: 3}`` or
@@ -340,6 +289,60 @@ class Predicate(_Model):
     @property
     def points_used(self) -> tuple[str, ...]:
         return (self.point,) if self.ref is None else (self.point, self.ref)
+
+
+class Forecast(_Model):
+    """Time-to-limit forecast of a rate-of-change rule: alarm when the fitted trend reaches
+    ``limit`` within ``within_s`` seconds (``within_s`` 0 = report the forecast only)."""
+
+    limit: FiniteFloat
+    direction: Literal["rising", "falling"]
+    within_s: Seconds = 0.0
+
+
+class RateOfChangeRule(_PointRule):
+    """Least-squares slope over a time window, per minute, with an optional forecast."""
+
+    type: Literal["rate_of_change"]
+    window_s: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+    min_samples: Annotated[int, Field(ge=2, le=4096)] = 3
+    max_samples: Annotated[int, Field(ge=2, le=4096)] = 64
+    rise_per_min: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    fall_per_min: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    forecast: Forecast | None = None
+    #: Tests (points of the same device) that must all hold for the alarm to be raised, e.g.
+    #: ``[{point: outflow, op: le, value: 0.5}]``: a falling level with no outflow is a leak.
+    conditions: Annotated[list[Predicate], Field(max_length=16)] = Field(default_factory=list)
+    level: Annotated[str, Field(pattern=LEVEL_NAME)] = "ROC"
+    priority: Priority
+    source: Annotated[str, Field(min_length=3)]
+    on_delay_s: Seconds = 0.0
+    off_delay_s: Seconds = 0.0
+
+    overridable: ClassVar[tuple[str, ...]] = ("rise_per_min", "fall_per_min", "window_s")
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> RateOfChangeRule:
+        no_rate = self.rise_per_min is None and self.fall_per_min is None
+        if no_rate and (self.forecast is None or self.forecast.within_s <= 0):
+            raise ValueError("give rise_per_min, fall_per_min or a forecast with within_s > 0")
+        if self.min_samples > self.max_samples:
+            raise ValueError("min_samples must not exceed max_samples")
+        return self
+
+
+class StaleRule(_PointRule):
+    """No fresh sample for ``max_age_s`` seconds, or the gateway marked the point stale."""
+
+    type: Literal["stale"]
+    max_age_s: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+    level: Annotated[str, Field(pattern=LEVEL_NAME)] = "STALE"
+    priority: Priority
+    source: Annotated[str, Field(min_length=3)]
+    on_delay_s: Seconds = 0.0
+    off_delay_s: Seconds = 0.0
+
+    overridable: ClassVar[tuple[str, ...]] = ("max_age_s",)
 
 
 class ConditionRule(_RuleBase):

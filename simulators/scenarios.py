@@ -232,8 +232,9 @@ def gas_leak(ctx: ScenarioContext) -> None:
 
 @scenario(
     "tank-overfill",
-    "tanks start at 85 %, a receipt fills 1 % of height a minute against a throttled outflow: "
-    "H (90 %) at ~5 min, HH (95 %, high switch) at ~10 min",
+    "tanks start at 80 %, a receipt fills 1 % of height a minute against a throttled outflow: "
+    "H (85 %) at ~5 min, HH (90 %, feed interlock) at ~10 min, the independent high-level switch "
+    "(95 %) at ~15 min",
 )
 def tank_overfill(ctx: ScenarioContext) -> None:
     """Inflow exceeds outflow with the level controller off."""
@@ -243,12 +244,37 @@ def tank_overfill(ctx: ScenarioContext) -> None:
         area = np.pi / 4 * diameter**2
         outflow = 0.2 * handle.get("outflow")
         handle.set(
-            level0_pct=85.0,
-            setpoint_pct=85.0,
+            level0_pct=80.0,
+            setpoint_pct=80.0,
             level_control=0.0,
             outflow=outflow,
             inflow=outflow + area * height * 0.01 * 60.0,
         )
+
+
+#: Level change of tank-leak's leaking and filling tanks, in % of height per minute.
+LEAK_PCT_PER_MIN = 0.05
+
+
+@scenario(
+    "tank-leak",
+    "every tank stands still (no transfer, flows 0); from t=60 s the first tank leaks and the "
+    "second fills past its closed, passing inlet valve, each at 0.05 % of height a minute with the "
+    "flow meters at 0; the first tank farm %LEL detector sees the vapour from t=90 s",
+)
+def tank_leak(ctx: ScenarioContext) -> None:
+    """Standing tanks; an unmetered outflow (leak) and an unmetered inflow."""
+    tanks = list(ctx.of_kind("tank"))
+    for i, device in enumerate(tanks):
+        handle = ctx.model(device.id)
+        height, diameter = handle.get("height"), handle.get("diameter")
+        rate = np.pi / 4 * diameter**2 * height * LEAK_PCT_PER_MIN / 100.0 * 60.0  # m3/h
+        sign = {0: 1.0, 1: -1.0}.get(i, 0.0)
+        handle.set(inflow=0.0, outflow=0.0, flow_noise=0.0, level_control=0.0)
+        handle.set(leak_at=60.0, leak_rate=sign * rate)
+    detectors = [d for d in ctx.of_kind("gas") if d.tags.get("position") == "tank_farm"]
+    for device in detectors[:1]:
+        ctx.model(device.id).set(leak_start=90.0, leak_peak=1.6, leak_tau=60.0)
 
 
 @scenario(

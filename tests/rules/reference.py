@@ -200,7 +200,16 @@ class ScalarEngine:
         if isinstance(spec, TrendSpec):
             p = spec.point_index
             level = self.trend_level(alarm, spec, now, values[p])
-            return level if good(values[p], quality[p]) else alarm.level
+            if not good(values[p], quality[p]):
+                return alarm.level
+            for c in spec.conditions:
+                if not good(values[c.point_index], quality[c.point_index]):
+                    return alarm.level
+                if c.ref_index >= 0 and not good(values[c.ref_index], quality[c.ref_index]):
+                    return alarm.level
+            if not all(self.predicate(c, values) for c in spec.conditions):
+                return NONE
+            return level
         if isinstance(spec, StaleSpec):
             p = spec.point_index
             assert self.start is not None

@@ -321,6 +321,8 @@ def trend_rule(draw: st.DrawFn, rid: str) -> dict[str, Any]:
         "on_delay_s": draw(st.sampled_from(DELAYS)),
         "off_delay_s": draw(st.sampled_from(DELAYS)),
     }
+    if draw(st.integers(0, 3)) == 0:
+        rule["conditions"] = draw(st.lists(predicate(), min_size=1, max_size=2))
     if draw(st.booleans()):
         rule["rise_per_min"] = draw(st.sampled_from((0.5, 6.0, 30.0, 60.0)))
     if draw(st.booleans()):
