@@ -30,6 +30,7 @@ from gateway.mqtt import MqttPublisher
 from gateway.outbox import AsyncOutbox, OutboxEntry, OutboxError
 from gateway.points import PointTable
 from gateway.poller import DevicePoller, PollResult
+from gateway.redact import SECRETS, secret_from_env
 from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, influx_token
 from gateway.telemetry import Topics, device_status_payload, encode_doc, json_payload, telemetry_doc
 from rules import AlarmTransition, DailyStats, MaintenanceEvent
@@ -76,6 +77,10 @@ class Gateway:
     ) -> None:
         self.site = site
         self.mqtt_cfg = mqtt or site.mqtt
+        # every secret the gateway will use is masked in logs and payloads from the start
+        secret_from_env(self.mqtt_cfg.password_env)
+        secret_from_env(site.influx.token_env if site.influx else None)
+        SECRETS.install()
         self.topics = Topics(self.mqtt_cfg.topic_prefix, site.site.id)
         self.table = PointTable(site.devices)
         self.stats = GatewayStats()

@@ -32,6 +32,7 @@ from gateway.commands import command_reply, entry_refusal
 from gateway.config import MqttConfig
 from gateway.messages import OutboundMessage
 from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, OutboxError, StoredEntry
+from gateway.redact import SECRETS, secret_from_env
 from gateway.telemetry import Topics, json_payload
 
 __all__ = ["MqttPublisher", "MqttStats", "broker_address", "failover_delay"]
@@ -168,6 +169,7 @@ class MqttPublisher:
     # ------------------------------------------------------------------ producer side
 
     def publish(self, msg: OutboundMessage) -> None:
+        msg = SECRETS.message(msg)  # whatever a payload quotes, a known secret is not sent
         if msg.retain:
             self._retained[msg.topic] = msg
         if msg.qos == 0:
@@ -269,7 +271,7 @@ class MqttPublisher:
 
     def _make_client(self) -> aiomqtt.Client:
         user = os.environ.get(self.cfg.username_env) if self.cfg.username_env else None
-        password = os.environ.get(self.cfg.password_env) if self.cfg.password_env else None
+        password = secret_from_env(self.cfg.password_env)
         will = aiomqtt.Will(self.topics.gateway_status, self._status(False), qos=1, retain=True)
         return aiomqtt.Client(
             self.host,

@@ -48,6 +48,7 @@ from gateway.aio import raise_if_cancelling, wait_event
 from gateway.config import Device, InfluxConfig
 from gateway.errors import GatewayError
 from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, OutboxError, StoredEntry
+from gateway.redact import SECRETS
 from gateway.sinks.lineprotocol import LineEncoder
 
 __all__ = [
@@ -153,6 +154,7 @@ def influx_token(config: InfluxConfig, environ: Mapping[str, str] | None = None)
         return None
     env = os.environ if environ is None else environ
     token = env.get(config.token_env)
+    SECRETS.add(token)  # masked in every log line and payload from now on
     if not token:
         raise InfluxSinkError(
             f"influx.token_env names the environment variable {config.token_env!r}, "
