@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import RulesConfigError
-from ._exposure import CHECK_LEVELS, CHECK_SUFFIXES, ExposureSpec, exposure_checks, limit_in_unit
+from ._exposure import (
+    CHECK_LEVELS,
+    CHECK_SUFFIXES,
+    Check,
+    ExposureSpec,
+    exposure_checks,
+    limit_in_unit,
+)
 from ._model import LEVEL_NAMES, Level, PointRef
 from ._pack import (
     COMPARISONS,
@@ -243,6 +250,9 @@ _DEFAULT_MESSAGES = {
     "exposure": "{title}: {device}/{point} {level} {value} {unit} (limit {limit} {unit})",
     "feed_check": "{title}: {device}/{point} power still on in a power-off area",
 }
+
+#: Exposure substances by their last check: with a STEL, with the excursion limits, MAC only.
+_EXPOSURE_CLASS = {Check.STEL: 0, Check.EXCURSION: 1, Check.MAC: 2}
 
 _LEVEL_CODES = {"L": Level.L, "LL": Level.LL, "H": Level.H, "HH": Level.HH}
 
@@ -719,11 +729,14 @@ class _Binder:
                     "converted to ppm at 20 °C)",
                 )
             limits[key] = converted
-        for check in exposure_checks(rule.pc_twa, rule.pc_stel, rule.mac):
+        checks = exposure_checks(rule.pc_twa, rule.pc_stel, rule.mac)
+        for check in checks:
             spec = ExposureSpec(index, rule.id, rule.substance, int(check), **limits)
             limit_reached = check != check.TWA_FORECAST
             yield (
-                (index, int(check)),
+                # rows by check, then substance class (STEL, excursion, MAC), then point: each
+                # check's rows and channels are then contiguous (slices, no gathers per tick)
+                (int(check), _EXPOSURE_CLASS[checks[-1]], index),
                 self._binding(
                     rule,
                     dev,
