@@ -200,6 +200,11 @@ def test_viewer_sees_the_alarm_but_cannot_act(browser: Any, stack: ConsoleStack)
     page = login(browser, stack, VIEWER)
     page.wait_for_selector(ROW, timeout=30_000)
     assert page.locator(f"{ROW} button").count() == 0
+    # the tone's mute toggle is the page's, kept across reloads (a viewer may mute too)
+    page.click("#mute")
+    assert page.get_attribute("#mute", "aria-pressed") == "true"
+    page.reload()
+    page.wait_for_selector("#mute[aria-pressed=true]", timeout=5_000)
     assert "view only" in page.locator("#me").inner_text() or "viewer" in page.inner_text("#me")
     before = len(stack.recorder.seen)  # type: ignore[union-attr]
     csrf = page.get_attribute('meta[name="csrf"]', "content")
@@ -350,4 +355,15 @@ def test_bad_action_input_is_refused_and_journaled(browser: Any, stack: ConsoleS
         assert (reply.status, error in reply.json()["error"]) == (status, True), reply.json()
     page.wait_for_selector("#journal li.refused:has-text('unknown action')", timeout=5_000)
     assert page.locator("#journal li.refused", has_text="someone.else").count() == 0
+    # a command the gateway refuses: its error comes back to the page and into the journal
+    for _ in range(2):  # the second ack of one alarm is refused whatever state it was in
+        reply = page.request.post(
+            f"{stack.url}/api/alarm/ack",
+            data={"site": SITE_ID, "id": ALARM},
+            headers={"X-CSRF-Token": csrf},
+        )
+    assert reply.status == 409
+    assert reply.json()["ok"] is False
+    assert "not awaiting acknowledgement" in reply.json()["error"]
+    page.wait_for_selector("#journal li.refused:has-text('not awaiting')", timeout=5_000)
     page.close()
