@@ -54,6 +54,7 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 BUILTIN_PROFILES: dict[str, Path] = {
     "gas_detector": PROFILE_DIR / "gas_detector.yaml",
     "toxic_gas_detector": PROFILE_DIR / "toxic_gas_detector.yaml",
+    "mine_environment": PROFILE_DIR / "mine_environment.yaml",
     "tank_gauge": PROFILE_DIR / "tank_gauge.yaml",
     "elevator": PROFILE_DIR / "elevator.yaml",
     "tower_crane": PROFILE_DIR / "tower_crane.yaml",
