@@ -44,6 +44,7 @@ __all__ = [
     "OutboxConfig",
     "Point",
     "Profile",
+    "RescueConfig",
     "SiteConfig",
     "default_outbox_path",
     "load_site",
@@ -393,6 +394,14 @@ class ExposureConfig(_Frozen):
         return ShiftSchedule(tuple(self.shifts), timezone)
 
 
+class RescueConfig(_Frozen):
+    """Targets of elevator rescue records (``P/rescue/{device}``), in minutes from the trapped
+    alarm; ``release_within_min`` absent: release time not judged."""
+
+    arrive_within_min: Annotated[float, Field(gt=0, le=1440)] = 30.0
+    release_within_min: Annotated[float, Field(gt=0, le=1440)] | None = None
+
+
 class SiteFile(_Frozen):
     site: SiteInfo
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
@@ -401,6 +410,7 @@ class SiteFile(_Frozen):
     shutdown_timeout: Annotated[float, Field(gt=0, le=600)] = DEFAULT_SHUTDOWN_TIMEOUT
     metrics: MetricsConfig | None = None
     exposure: ExposureConfig = Field(default_factory=ExposureConfig)
+    rescue: RescueConfig = Field(default_factory=RescueConfig)
     rules: list[str] = Field(default_factory=list)
     devices: list[DeviceFile] = Field(min_length=1)
 
@@ -447,6 +457,7 @@ class SiteConfig:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     metrics: MetricsConfig | None = None
     exposure: ExposureConfig = field(default_factory=ExposureConfig)
+    rescue: RescueConfig = field(default_factory=RescueConfig)
 
     def device(self, device_id: str) -> Device:
         for dev in self.devices:
@@ -819,6 +830,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         shutdown_timeout=sf.shutdown_timeout,
         metrics=sf.metrics,
         exposure=sf.exposure,
+        rescue=sf.rescue,
     )
 
 
