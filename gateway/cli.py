@@ -458,13 +458,6 @@ def cmd_report_daily(args: argparse.Namespace) -> int:
         print(f"--date: expected YYYY-MM-DD, got {args.date!r}", file=sys.stderr)
         return EXIT_CONFIG
     directory = report_directory(site)
-    if directory is None:
-        print(
-            f"{args.config}: the site keeps no outbox, so no state directory with daily report "
-            "data (give it an outbox: see docs/config.md)",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
     store = DailyStore(directory)
     if day is None:  # the day before today in the site's time zone
         day = dt.datetime.now(site.site.zone).date() - dt.timedelta(days=1)

@@ -6,6 +6,7 @@ Screenshots land in ``tests/artifacts/`` (kept by CI as test artefacts, not comm
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,7 +154,7 @@ def test_operator_sees_acknowledges_and_shelves_a_methane_alarm(
     page.wait_for_selector(f"{ROW}.p1", timeout=30_000)
     assert int(page.get_attribute("body", "data-tones") or 0) >= 1
     cells = row.locator("td").all_inner_texts()
-    assert cells[0] == "1" and cells[5] == "HH" and cells[1] == "unacknowledged"
+    assert cells[0] == "1" and cells[5] == "HH" and cells[1] == "unack"
     value, limit = (float(x) for x in cells[4].split(" / "))
     assert value >= 1.5 and limit == 1.5
     # usable on a 1366×768 screen: no page scrolling, the actions in view
@@ -163,6 +164,11 @@ def test_operator_sees_acknowledges_and_shelves_a_methane_alarm(
     assert size[0] <= SCREEN["width"] and size[1] <= SCREEN["height"]
     box = row.locator("button[data-act=ack]").bounding_box()
     assert box is not None and box["x"] + box["width"] <= SCREEN["width"]
+    # the gateway's power-off interlock for the face's area: shown, and the alarm learns its area
+    page.wait_for_selector("#interlocks li:has-text('POWER OFF')", timeout=10_000)
+    assert "face-1" in page.inner_text("#interlocks")
+    page.wait_for_selector(f"{ROW} .power-off", timeout=5_000)
+    assert "face-1" in row.locator("td").nth(2).inner_text()
     shot(page, "console-unacknowledged.png")
 
     # acknowledge: the gateway's retained state changes, the page and the journal show who
@@ -280,3 +286,68 @@ def test_broker_restart_marks_the_page_stale_then_rebuilds(browser: Any, tmp_pat
         page.close()
     finally:
         stack.stop()
+
+
+def test_rescue_maintenance_and_the_area_filter(browser: Any, stack: ConsoleStack) -> None:
+    """Open rescues come from the retained ``P/rescue/{device}`` (published here as DESIGN.md
+    has it; an empty retained payload closes one); maintenance is the gateway's own, after a
+    real ``P/cmd/device/maintenance`` command; the area filter offers the interlock's area."""
+    import paho.mqtt.client as paho
+
+    page = login(browser, stack, OPERATOR)
+    page.wait_for_selector(ROW, timeout=30_000)
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", stack.broker.port)
+    client.loop_start()
+    now = int(time.time() * 1000)
+    rescue = {"ts": now, "registration": "31104403002019000123", "unit": "Xinmi Lift Service"}
+    device = {"device": "face1-return-gas", "user": "zhao", "minutes": 30, "reason": "calibration"}
+
+    def publish(topic: str, payload: bytes, *, retain: bool) -> None:
+        client.publish(f"{stack.base}/{topic}", payload, qos=1, retain=retain).wait_for_publish()
+
+    try:
+        publish("rescue/lift-1", json.dumps(rescue).encode(), retain=True)
+        publish("cmd/device/maintenance", json.dumps(device).encode(), retain=False)
+        page.wait_for_selector("#rescues li:has-text('lift-1')", timeout=5_000)
+        assert "31104403002019000123" in page.inner_text("#rescues")
+        page.wait_for_selector(
+            f"#devices li[data-device='{SITE_ID}/face1-return-gas'] .st-maintenance", timeout=5_000
+        )
+        page.wait_for_selector("#interlocks li:has-text('face-1')", timeout=30_000)
+        page.select_option("#f-area", "face-1")
+        page.wait_for_selector(ROW, timeout=2_000)
+        shot(page, "console-rescue-maintenance.png")
+        page.select_option("#f-area", "")
+        publish("rescue/lift-1", b"", retain=True)
+        page.wait_for_selector("#rescues li:has-text('no open rescue')", timeout=5_000)
+    finally:
+        publish("rescue/lift-1", b"", retain=True)
+        end = {"device": "face1-return-gas", "user": "zhao"}
+        publish("cmd/device/maintenance/end", json.dumps(end).encode(), retain=False)
+        client.loop_stop()
+        client.disconnect()
+        page.close()
+
+
+def test_bad_action_input_is_refused_and_journaled(browser: Any, stack: ConsoleStack) -> None:
+    page = login(browser, stack, OPERATOR)
+    page.wait_for_selector(ROW, timeout=30_000)
+    csrf = page.get_attribute('meta[name="csrf"]', "content") or ""
+    cases = [
+        ("shelve", {"minutes": 0, "reason": "x"}, 400, "'minutes' must be a number"),
+        ("shelve", {"minutes": 30}, 400, "shelve needs a reason"),
+        ("out_of_service", {"reason": "  "}, 400, "out of service needs a reason"),
+        ("ack", {"id": "no/such/alarm"}, 404, "no active alarm"),
+        ("delete", {}, 404, "unknown action"),
+    ]
+    for verb, extra, status, error in cases:
+        reply = page.request.post(
+            f"{stack.url}/api/alarm/{verb}",
+            data={"site": SITE_ID, "id": ALARM, "user": "someone.else", **extra},
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert (reply.status, error in reply.json()["error"]) == (status, True), reply.json()
+    page.wait_for_selector("#journal li.refused:has-text('unknown action')", timeout=5_000)
+    assert page.locator("#journal li.refused", has_text="someone.else").count() == 0
+    page.close()

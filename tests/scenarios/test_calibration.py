@@ -45,6 +45,11 @@ def test_calibration_gas_shows_out_of_service_and_raises_nothing() -> None:
     ]
     assert events[0]["ts"] == round((EPOCH + CALIBRATION_MAINTENANCE_AT) * 1000)
     assert events[1]["reason"] == "calibrated"
+    # and no power-off demanded in the detector's area: its interlock never went on
+    interlock = [
+        json.loads(m.payload) for m in run.messages if m.topic.endswith("/interlock/face-1")
+    ]
+    assert interlock and not any(doc["power_off"] for doc in interlock)
 
 
 def test_the_daily_report_shows_the_maintenance_and_no_over_limit() -> None:
@@ -66,3 +71,7 @@ def test_the_same_gas_without_maintenance_raises_the_power_off_alarm() -> None:
     run = run_scenario(site(), "calibration", seed=1, duration_s=300.0, operator=False)
     levels = [(r.id, r.level) for r in run.raised()]
     assert (FACE, "H") in levels and (FACE, "HH") in levels
+    interlock = [
+        json.loads(m.payload) for m in run.messages if m.topic.endswith("/interlock/face-1")
+    ]
+    assert any(doc["power_off"] and FACE in doc["causes"] for doc in interlock)
