@@ -213,9 +213,14 @@
     rs.replaceChildren();
     for (const [, d] of [...board.rescues].sort()) {
       const li = el("li", `${d.site} · ${d.device}`);
-      const rest = Object.entries(d).filter(([k]) => !["site", "device", "ts"].includes(k))
-        .map(([k, v]) => `${k}: ${typeof v === "number" && v > 1e12 ? when(v) : typeof v === "object" ? JSON.stringify(v) : v}`);
-      li.append(el("div", rest.join(" · "), "small"));
+      const st = d.stages || {};
+      const stages = ["raised", "acknowledged", "arrived", "released"]
+        .filter((k) => st[k]).map((k) => `${k} ${when(st[k])}`).join(" · ");
+      const who = [d.registration_code && `reg. ${d.registration_code}`, d.maintenance_unit, stages];
+      li.append(el("div", who.filter(Boolean).join(" · "), "small"));
+      if (Array.isArray(d.overdue) && d.overdue.length) {
+        li.append(el("div", `overdue: ${d.overdue.join(", ")}`, "power-off"));
+      }
       rs.append(li);
     }
     if (!board.rescues.size) rs.append(el("li", "no open rescue", "small"));

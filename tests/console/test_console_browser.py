@@ -200,6 +200,11 @@ def test_viewer_sees_the_alarm_but_cannot_act(browser: Any, stack: ConsoleStack)
     page = login(browser, stack, VIEWER)
     page.wait_for_selector(ROW, timeout=30_000)
     assert page.locator(f"{ROW} button").count() == 0
+    # the tone's mute toggle is the page's, kept across reloads (a viewer may mute too)
+    page.click("#mute")
+    assert page.get_attribute("#mute", "aria-pressed") == "true"
+    page.reload()
+    page.wait_for_selector("#mute[aria-pressed=true]", timeout=5_000)
     assert "view only" in page.locator("#me").inner_text() or "viewer" in page.inner_text("#me")
     before = len(stack.recorder.seen)  # type: ignore[union-attr]
     csrf = page.get_attribute('meta[name="csrf"]', "content")
@@ -289,9 +294,10 @@ def test_broker_restart_marks_the_page_stale_then_rebuilds(browser: Any, tmp_pat
 
 
 def test_rescue_maintenance_and_the_area_filter(browser: Any, stack: ConsoleStack) -> None:
-    """Open rescues come from the retained ``P/rescue/{device}`` (published here as DESIGN.md
-    has it; an empty retained payload closes one); maintenance is the gateway's own, after a
-    real ``P/cmd/device/maintenance`` command; the area filter offers the interlock's area."""
+    """Open rescues come from the retained ``P/rescue/{device}`` (published here in the
+    gateway's record format, gateway/rescue.py; an empty retained payload closes one);
+    maintenance is the gateway's own, after a real ``P/cmd/device/maintenance`` command; the
+    area filter offers the interlock's area."""
     import paho.mqtt.client as paho
 
     page = login(browser, stack, OPERATOR)
@@ -300,7 +306,14 @@ def test_rescue_maintenance_and_the_area_filter(browser: Any, stack: ConsoleStac
     client.connect("127.0.0.1", stack.broker.port)
     client.loop_start()
     now = int(time.time() * 1000)
-    rescue = {"ts": now, "registration": "31104403002019000123", "unit": "Xinmi Lift Service"}
+    rescue = {
+        "ts": now,
+        "device": "lift-1",
+        "registration_code": "31104403002019000123",
+        "maintenance_unit": "Xinmi Lift Service",
+        "stages": {"raised": now - 60_000, "acknowledged": now, "arrived": None, "released": None},
+        "overdue": ["arrival"],
+    }
     device = {"device": "face1-return-gas", "user": "zhao", "minutes": 30, "reason": "calibration"}
 
     def publish(topic: str, payload: bytes, *, retain: bool) -> None:
@@ -310,13 +323,21 @@ def test_rescue_maintenance_and_the_area_filter(browser: Any, stack: ConsoleStac
         publish("rescue/lift-1", json.dumps(rescue).encode(), retain=True)
         publish("cmd/device/maintenance", json.dumps(device).encode(), retain=False)
         page.wait_for_selector("#rescues li:has-text('lift-1')", timeout=5_000)
-        assert "31104403002019000123" in page.inner_text("#rescues")
+        text = page.inner_text("#rescues")
+        assert "reg. 31104403002019000123" in text and "Xinmi Lift Service" in text
+        assert "raised" in text and "acknowledged" in text and "overdue: arrival" in text
         page.wait_for_selector(
             f"#devices li[data-device='{SITE_ID}/face1-return-gas'] .st-maintenance", timeout=5_000
         )
-        page.wait_for_selector("#interlocks li:has-text('face-1')", timeout=30_000)
+        # the area comes from the interlock that names the alarm among its causes (at HH)
+        page.wait_for_selector(f"{ROW} .power-off", timeout=30_000)
         page.select_option("#f-area", "face-1")
-        page.wait_for_selector(ROW, timeout=2_000)
+        page.wait_for_function(
+            """(row) => document.querySelector(row) && [...document.querySelectorAll(
+                 '#alarm-rows tr[data-key]')].every((tr) => tr.children[2].textContent.includes(
+                 'face-1'))""",
+            arg=ROW,
+        )
         shot(page, "console-rescue-maintenance.png")
         page.select_option("#f-area", "")
         publish("rescue/lift-1", b"", retain=True)
@@ -350,4 +371,15 @@ def test_bad_action_input_is_refused_and_journaled(browser: Any, stack: ConsoleS
         assert (reply.status, error in reply.json()["error"]) == (status, True), reply.json()
     page.wait_for_selector("#journal li.refused:has-text('unknown action')", timeout=5_000)
     assert page.locator("#journal li.refused", has_text="someone.else").count() == 0
+    # a command the gateway refuses: its error comes back to the page and into the journal
+    for _ in range(2):  # the second ack of one alarm is refused whatever state it was in
+        reply = page.request.post(
+            f"{stack.url}/api/alarm/ack",
+            data={"site": SITE_ID, "id": ALARM},
+            headers={"X-CSRF-Token": csrf},
+        )
+    assert reply.status == 409
+    assert reply.json()["ok"] is False
+    assert "not awaiting acknowledgement" in reply.json()["error"]
+    page.wait_for_selector("#journal li.refused:has-text('not awaiting')", timeout=5_000)
     page.close()
