@@ -322,6 +322,11 @@ class RuleEngine:
         if self._exposure.n_channels:
             save_state(path, self._exposure.snapshot())
 
+    def exposure_snapshot(self) -> dict[str, npt.NDArray[Any]]:
+        """A copy of the exposure state, for :func:`rules.save_exposure_state` to write
+        elsewhere (another thread) while the engine ticks on."""
+        return self._exposure.snapshot()
+
     def load_exposure(self, path: Path | str) -> int:
         """Restore exposure state saved by :meth:`save_exposure` (call before the first tick).
 
