@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SYSTEM_TOOLS := mosquitto victoria-metrics socat docker-compose nats-server
+SYSTEM_TOOLS := mosquitto victoria-metrics socat docker-compose nats-server chromium
+# fonts-wqy-microhei: Chinese glyphs for the console's rule titles in browser screenshots
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 
 .PHONY: demo test test-fast check lint typecheck bench system-deps venv clean
 
@@ -23,10 +25,11 @@ demo: $(STAMP)
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do \
 	  command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
+	[ -f $(CJK_FONT) ] || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then \
 	    echo "installing:$$missing"; \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_TOOLS); \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_TOOLS) fonts-wqy-microhei; \
 	  else echo "missing:$$missing (run as root or install them; their tests will be skipped)"; fi; \
 	fi
 

@@ -5,7 +5,8 @@ pass, at most every ``min_tick`` seconds, and at least once a second for time-ba
 publishes every transition: retained state on ``P/alarms/{device}/{point}/{rule}`` (an empty
 retained payload deletes a cleared, acknowledged alarm) and the transition on
 ``P/events/alarm``, both at QoS 1. Ack and shelve commands arrive on ``P/cmd/alarm/ack`` and
-``P/cmd/alarm/shelve``; each gets a reply on ``P/cmd/reply`` and a bad one changes nothing.
+``P/cmd/alarm/shelve``, maintenance commands on ``P/cmd/device/maintenance`` (and ``/end``);
+each gets a reply on ``P/cmd/reply`` and a bad one changes nothing.
 """
 
 from __future__ import annotations
@@ -21,10 +22,24 @@ import numpy as np
 from gateway.aio import wait_event
 from gateway.alarms import MAX_COMMAND_BYTES, flood_message, handle_command, transition_messages
 from gateway.config import SiteConfig
+from gateway.maintenance import (
+    calibration_due,
+    calibration_due_message,
+    handle_maintenance_command,
+    maintenance_message,
+)
 from gateway.messages import OutboundMessage
 from gateway.points import PointTable
 from gateway.telemetry import Topics
-from rules import AlarmTransition, FloodEvent, PointRef, RuleEngine, State, load_packs
+from rules import (
+    AlarmTransition,
+    FloodEvent,
+    MaintenanceEvent,
+    PointRef,
+    RuleEngine,
+    State,
+    load_packs,
+)
 
 __all__ = ["MAX_COMMAND_BYTES", "AlarmService", "build_engine"]
 
@@ -68,6 +83,7 @@ class AlarmService:
         clock: Callable[[], float] = time.time,
         min_tick: float = 0.005,
         on_transition: Callable[[AlarmTransition], None] | None = None,
+        on_maintenance: Callable[[MaintenanceEvent], None] | None = None,
     ) -> None:
         self.engine = engine
         self.table = table
@@ -76,6 +92,12 @@ class AlarmService:
         self.clock = clock
         self.min_tick = min_tick
         self.on_transition = on_transition
+        self.on_maintenance = on_maintenance
+        #: Last calibration of each device (epoch s; None: unknown), from the site file or a
+        #: ``maintenance/end`` command with ``"calibrated": true``.
+        self.calibrated_at: dict[str, float | None] = {
+            rows.device.id: rows.device.calibrated_at for rows in table.devices
+        }
         self.wake = asyncio.Event()
         self.latency_ms: deque[float] = deque(maxlen=10_000)
         self.transitions = 0
@@ -105,11 +127,41 @@ class AlarmService:
             self._publish_transition(tr)
         for flood in self.engine.take_flood_events():
             self._publish_flood(flood)
+        self._publish_maintenance()
         return transitions
+
+    def _publish_maintenance(self) -> None:
+        for event in self.engine.take_maintenance_events():
+            log.info(
+                "device %s maintenance %s by %s: %s",
+                event.device,
+                "started" if event.started else "ended",
+                event.user,
+                event.reason,
+            )
+            self.publish(maintenance_message(self.topics.base, event))
+            if self.on_maintenance is not None:
+                self.on_maintenance(event)
+
+    def warn_calibration_due(self) -> None:
+        """Log and publish a ``calibration_due`` event for every device calibrated more than 15
+        days ago (at start and with each daily report)."""
+        now = self.clock()
+        for due in calibration_due(self.calibrated_at, now):
+            log.warning(
+                "device %s: last calibration %.1f days ago (due every 15 days)",
+                due.device,
+                due.age_days,
+            )
+            self.publish(calibration_due_message(self.topics.base, due, now))
+
+    def _calibrated(self, device: str, now: float) -> None:
+        self.calibrated_at[device] = now
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         last = 0.0
+        self.warn_calibration_due()
         while True:
             await wait_event(self.wake, 1.0)  # time-based rules tick at least once a second
             wait = last + self.min_tick - loop.time()
@@ -150,7 +202,8 @@ class AlarmService:
     # ------------------------------------------------------------------ commands
 
     def handle_command(self, topic: str, payload: bytes) -> list[OutboundMessage]:
-        """Validate and apply an ack/shelve command; always exactly one reply, returned.
+        """Validate and apply an ack/shelve or maintenance command; always exactly one reply,
+        returned (see :mod:`gateway.maintenance` for the maintenance commands).
 
         Validation and the reply are :func:`gateway.alarms.handle_command`'s; the transitions a
         good command causes are published here like any other (``on_transition`` sees them). A
@@ -158,7 +211,13 @@ class AlarmService:
         ``minutes``, unknown alarm or topic — gets ``{"ok": false, ...}`` and changes nothing.
         """
         now = self.clock()
-        result = handle_command(self.topics.base, topic, payload, self.engine, now)
+        if topic in (self.topics.cmd_maintenance, self.topics.cmd_maintenance_end):
+            result = handle_maintenance_command(
+                self.topics.base, topic, payload, self.engine, now, on_calibrated=self._calibrated
+            )
+        else:
+            result = handle_command(self.topics.base, topic, payload, self.engine, now)
         for tr in result.transitions:
             self._publish_transition(tr)
+        self._publish_maintenance()
         return [result.reply]

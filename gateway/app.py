@@ -20,14 +20,16 @@ from gateway.alarm_service import AlarmService, build_engine
 from gateway.commands import command_reply
 from gateway.config import MqttConfig, SiteConfig
 from gateway.drivers.modbus.link import ModbusLink, link_key
+from gateway.maintenance import maintenance_status
 from gateway.messages import OutboundMessage
+from gateway.metrics import GatewayReadings, MetricsServer
 from gateway.mqtt import MqttPublisher
 from gateway.outbox import AsyncOutbox, OutboxEntry, OutboxError
 from gateway.points import PointTable
 from gateway.poller import DevicePoller, PollResult
 from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, influx_token
 from gateway.telemetry import Topics, device_status_payload, encode_doc, json_payload, telemetry_doc
-from rules import AlarmTransition
+from rules import AlarmTransition, MaintenanceEvent
 
 __all__ = ["Gateway", "GatewayStats"]
 
@@ -103,10 +105,19 @@ class Gateway:
             )
         self._online: list[bool | None] = [None] * len(self.pollers)
         self._errors = [0] * len(self.pollers)
+        self._last_error: list[str | None] = [None] * len(self.pollers)
+        self._latency_ms: list[float | None] = [None] * len(self.pollers)
+        self._device_index = {rows.device.id: rows.index for rows in self.table.devices}
         self.telemetry_qos = self.mqtt_cfg.telemetry_qos
         self.outbox: AsyncOutbox | None = None
         self.alarms: AlarmService | None = None
         self.sink: InfluxSink | None = None
+        self.points_per_s = 0.0
+        self.metrics: MetricsServer | None = None
+        if site.metrics is not None:
+            self.metrics = MetricsServer(
+                self._readings(), host=site.metrics.host, port=site.metrics.port
+            )
         if site.rules:
             engine = build_engine(site, self.table)
             self.alarms = AlarmService(
@@ -115,7 +126,30 @@ class Gateway:
                 self.topics,
                 self.publisher.publish,
                 on_transition=self._record_transition,
+                on_maintenance=self._maintenance_changed,
             )
+
+    def _readings(self) -> GatewayReadings:
+        """What a metrics scrape reads (at scrape time, on the event loop)."""
+        return GatewayReadings(
+            polls=lambda: self.stats.polls,
+            failed_polls=lambda: self.stats.failed_polls,
+            points=lambda: self.stats.points,
+            points_per_s=lambda: self.points_per_s,
+            alarms=lambda: (
+                [(a.priority, a.state.value) for a in self.alarms.engine.active_alarms()]
+                if self.alarms is not None
+                else []
+            ),
+            outbox_depth=lambda: self.outbox.stats().rows if self.outbox is not None else 0,
+            broker_connected=lambda: self.publisher.stats.connected,
+            database_connected=(
+                (lambda: self.sink.stats.connected if self.sink is not None else False)
+                if self.site.influx is not None
+                else None
+            ),
+            devices_online=lambda: int(self.table.device_online.sum()),
+        )
 
     def _spool_influx(self, entries: Sequence[OutboxEntry]) -> None:
         """Lines for the database join the MQTT messages staged with them (one transaction)."""
@@ -143,11 +177,14 @@ class Gateway:
         st = self.stats
         st.polls += 1
         st.lag_ms.append(res.lag_s * 1000.0)
+        if self.metrics is not None:
+            self.metrics.poll_lag.observe(res.lag_s)
         st.requests += res.requests
         if res.error is None and res.values is not None and res.good is not None:
             self.table.update(idx, res.values, res.good, res.ts)
             st.points += int(res.good.sum())
-            doc = telemetry_doc(res.rows, ts_ms, res.values, res.good)
+            maintenance = self.alarms is not None and bool(self.alarms.engine.in_maintenance[idx])
+            doc = telemetry_doc(res.rows, ts_ms, res.values, res.good, maintenance=maintenance)
             st.telemetry_messages += 1
             # With an outbox, the message and the line below are committed in one transaction.
             self.publisher.publish(
@@ -156,7 +193,9 @@ class Gateway:
                 )
             )
             if self.sink is not None:
-                self.sink.add_telemetry(dev, ts_ms, doc["values"], doc["quality"])
+                self.sink.add_telemetry(
+                    dev, ts_ms, doc["values"], doc["quality"], maintenance=maintenance
+                )
             online, error = True, None
         else:
             st.failed_polls += 1
@@ -166,33 +205,58 @@ class Gateway:
         self.table.device_online[idx] = online
         if self.alarms is not None:
             self.alarms.poll_arrived(idx, res.ts)
+        self._last_error[idx] = error
+        self._latency_ms[idx] = res.latency_s * 1000.0
         if self._online[idx] != online:
             self._online[idx] = online
             if self.sink is not None:
                 self.sink.add_device_status(
                     dev.id, ts_ms, online, res.latency_s * 1000.0, self._errors[idx]
                 )
-            self.publisher.publish(
-                OutboundMessage(
-                    self.topics.status(dev.id),
-                    device_status_payload(
-                        ts_ms, online, error, res.latency_s * 1000.0, self._errors[idx]
-                    ),
-                    qos=1,
-                    retain=True,
-                    kind="status",
-                )
+            self._publish_device_status(idx, ts_ms)
+
+    def _publish_device_status(self, idx: int, ts_ms: int) -> None:
+        """The retained ``P/{device}/status``: online, last error, latency, maintenance."""
+        dev = self.table.devices[idx].device
+        event = self.alarms.engine.maintenance(dev.id) if self.alarms is not None else None
+        latency = self._latency_ms[idx]
+        self.publisher.publish(
+            OutboundMessage(
+                self.topics.status(dev.id),
+                device_status_payload(
+                    ts_ms,
+                    bool(self._online[idx]),
+                    self._last_error[idx],
+                    float("nan") if latency is None else latency,
+                    self._errors[idx],
+                    maintenance=maintenance_status(event),
+                ),
+                qos=1,
+                retain=True,
+                kind="status",
             )
+        )
+
+    def _maintenance_changed(self, event: MaintenanceEvent) -> None:
+        idx = self._device_index.get(event.device)
+        if idx is not None:
+            self._publish_device_status(idx, round(event.ts * 1000))
 
     # ------------------------------------------------------------------ commands
 
     async def handle_command(self, topic: str, payload: bytes) -> list[OutboundMessage]:
         if topic == self.topics.cmd_reply:
             return []  # our own replies come back on the cmd/# subscription
-        if self.alarms is None or topic not in (self.topics.cmd_ack, self.topics.cmd_shelve):
+        known = (
+            self.topics.cmd_ack,
+            self.topics.cmd_shelve,
+            self.topics.cmd_maintenance,
+            self.topics.cmd_maintenance_end,
+        )
+        if self.alarms is None or topic not in known:
             error = (
                 f"unknown command topic {topic}"
-                if topic not in (self.topics.cmd_ack, self.topics.cmd_shelve)
+                if topic not in known
                 else "no rule packs loaded: no alarms"
             )
             return [command_reply(self.topics.base, time.time(), None, error)]
@@ -208,6 +272,7 @@ class Gateway:
             now = time.monotonic()
             snap = self.stats.snapshot()
             snap["points_per_s"] = (self.stats.points - last_points) / (now - last)
+            self.points_per_s = snap["points_per_s"]
             snap["requests_per_s"] = (self.stats.requests - last_requests) / (now - last)
             last, last_points, last_requests = now, self.stats.points, self.stats.requests
             self._publish_stats(snap, now)
@@ -312,6 +377,8 @@ class Gateway:
                             spool=self._spool_influx if self.outbox is not None else None,
                         )
                     )
+                if self.metrics is not None:
+                    await self._start_metrics(stack)
                 try:
                     await self._run_tasks(stop)
                 finally:  # what the last polls staged goes to disk before the outbox closes
@@ -327,6 +394,21 @@ class Gateway:
             for link in self.links.values():
                 with contextlib.suppress(Exception):
                     link.close()
+
+    async def _start_metrics(self, stack: contextlib.AsyncExitStack) -> None:
+        """Serve metrics; a port that cannot be had is logged, and the gateway runs without."""
+        assert self.metrics is not None
+        try:
+            await self.metrics.start()
+        except OSError as exc:
+            log.error(
+                "metrics: cannot listen on %s:%s (%s); running without metrics",
+                self.metrics.host,
+                self.metrics.port,
+                exc,
+            )
+            return
+        stack.push_async_callback(self.metrics.close)
 
     async def _run_tasks(self, stop: asyncio.Event | None) -> None:
         async with asyncio.TaskGroup() as tg:

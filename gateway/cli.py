@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from gateway import __version__
@@ -333,6 +334,98 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    """Serve the alarm console (``console`` is imported only here: the gateway never needs it)."""
+    from console._serve import (
+        ConsoleSettings,
+        pack_paths,
+        parse_listen,
+        parse_mqtt_url,
+        serve,
+        site_list,
+    )
+
+    problems = []
+    if not args.mqtt:
+        problems.append("--mqtt: required (mqtt://host:port)")
+    if not args.users:
+        problems.append("--users: required (made with `hazardgw console adduser`)")
+    host, port = "", 0
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as exc:
+        problems.append(str(exc))
+    try:
+        if args.mqtt:
+            parse_mqtt_url(args.mqtt)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if bool(args.tls_cert) != bool(args.tls_key):
+        problems.append("--tls-cert and --tls-key go together")
+    for option, name in (
+        ("--mqtt-username-env", args.mqtt_username_env),
+        ("--mqtt-password-env", args.mqtt_password_env),
+    ):
+        if name and name not in os.environ:
+            problems.append(f"{option}: environment variable {name} is not set")
+    if problems:
+        for problem in problems:
+            print(f"hazardgw console: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    secret = os.environ.get(args.secret_env, "")
+    _setup_logging(args.log_level)
+    if not secret:
+        import secrets
+
+        log.warning(
+            "%s is not set: sessions are signed with a key made now and end on restart",
+            args.secret_env,
+        )
+        secret = secrets.token_urlsafe(32)
+    settings = ConsoleSettings(
+        mqtt_url=args.mqtt,
+        prefix=args.prefix,
+        sites=site_list(args.sites),
+        host=host,
+        port=port,
+        users=Path(args.users),
+        secret=secret,
+        mqtt_username=os.environ.get(args.mqtt_username_env or "") or None,
+        mqtt_password=os.environ.get(args.mqtt_password_env or "") or None,
+        mqtt_ca=Path(args.mqtt_ca) if args.mqtt_ca else None,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        rule_packs=pack_paths(args.rules),
+    )
+
+    async def go(stop: asyncio.Event) -> None:
+        await serve(settings, stop)
+
+    asyncio.run(_run_until_signal(go))
+    return 0
+
+
+def cmd_console_adduser(args: argparse.Namespace) -> int:
+    import getpass
+
+    from console import UserFile, UserFileError
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("hazardgw console adduser: the passwords differ", file=sys.stderr)
+            return EXIT_CONFIG
+    try:
+        new = UserFile(Path(args.users)).add(args.name, args.role, password)
+    except UserFileError as exc:
+        print(f"hazardgw console adduser: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{'added' if new else 'updated'} {args.name} ({args.role}) in {args.users}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 
 
@@ -425,6 +518,35 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--token-env", required=True, help="environment variable with the token")
     push.add_argument("--folder", default="Hazard gateway")
     push.set_defaults(func=cmd_dashboards)
+
+    sp = sub.add_parser("console", help="the control room's alarm console (a web page)")
+    sp.add_argument("--mqtt", help="broker URL, mqtt://host:port or mqtts://host:port")
+    sp.add_argument("--prefix", default="hazard", help="topic prefix (default hazard)")
+    sp.add_argument("--sites", help="site ids to watch, a,b,c (default: every site)")
+    sp.add_argument("--listen", default="127.0.0.1:8080", help="host:port (default 127.0.0.1:8080)")
+    sp.add_argument("--users", help="users file (made with `hazardgw console adduser`)")
+    sp.add_argument(
+        "--secret-env",
+        default="HAZARDGW_CONSOLE_SECRET",
+        help="environment variable with the session signing key (default HAZARDGW_CONSOLE_SECRET)",
+    )
+    sp.add_argument("--mqtt-username-env", help="environment variable with the broker user")
+    sp.add_argument("--mqtt-password-env", help="environment variable with the broker password")
+    sp.add_argument("--mqtt-ca", help="CA file for mqtts://")
+    sp.add_argument("--tls-cert", help="serve HTTPS with this certificate (and --tls-key)")
+    sp.add_argument("--tls-key", help="private key of --tls-cert")
+    sp.add_argument("--rules", nargs="*", help="rule packs for titles (default: the built-in ones)")
+    sp.add_argument("--log-level", default="INFO")
+    sp.set_defaults(func=cmd_console)
+    csub = sp.add_subparsers(dest="console_action")
+    add = csub.add_parser("adduser", help="add or update a console user")
+    add.add_argument("name", help="user name (letters, digits, . _ @ -)")
+    add.add_argument("--users", required=True, help="users file (created if missing)")
+    add.add_argument("--role", choices=("operator", "viewer"), default="operator")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    add.set_defaults(func=cmd_console_adduser)
     return p
 
 

@@ -9,10 +9,12 @@ all of them so an enterprise fixes its file in one pass.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
 import re
 import socket
+import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ from gateway.telemetry import RESERVED_DEVICE_IDS
 __all__ = [
     "BUILTIN_PROFILES",
     "REGISTER_WIDTH",
+    "RESERVED_TAGS",
     "ConfigError",
     "ConfigIssue",
     "Device",
@@ -47,6 +50,7 @@ __all__ = [
 PROFILE_DIR = Path(__file__).parent / "profiles"
 BUILTIN_PROFILES: dict[str, Path] = {
     "gas_detector": PROFILE_DIR / "gas_detector.yaml",
+    "toxic_gas_detector": PROFILE_DIR / "toxic_gas_detector.yaml",
     "tank_gauge": PROFILE_DIR / "tank_gauge.yaml",
     "elevator": PROFILE_DIR / "elevator.yaml",
     "tower_crane": PROFILE_DIR / "tower_crane.yaml",
@@ -73,6 +77,8 @@ REGISTER_WIDTH: dict[str, int] = {
 BIT_KINDS = frozenset({"coil", "discrete"})
 NAME_RE = r"^[a-z0-9_]+$"
 DEVICE_ID_RE = r"^[a-z0-9_-]+$"
+#: Tag keys the gateway sets itself on database lines; device tags must not use them.
+RESERVED_TAGS = frozenset({"site", "device", "point", "rule", "level", "quality"})
 MAX_ADDRESS = 65535
 
 
@@ -180,6 +186,8 @@ class DeviceFile(_Frozen):
     points: list[PointSpec] = Field(default_factory=list)
     limits: dict[str, dict[str, float]] = Field(default_factory=dict)
     max_gap: Annotated[int, Field(ge=0, le=100)] = 8
+    #: Last calibration (标校): a date (local midnight of the site's timezone) or a date-time.
+    calibrated_at: dt.datetime | dt.date | None = None
 
     @field_validator("id")
     @classmethod
@@ -194,15 +202,35 @@ class DeviceFile(_Frozen):
     @field_validator("tags")
     @classmethod
     def _reserved_tags(cls, tags: dict[str, str]) -> dict[str, str]:
-        clash = {"site", "device", "point", "rule", "level"} & tags.keys()
+        clash = RESERVED_TAGS & tags.keys()
         if clash:
             raise ValueError(f"tag names {sorted(clash)} are reserved by the gateway")
         return tags
 
 
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
 class SiteInfo(_Frozen):
     id: Annotated[str, Field(pattern=DEVICE_ID_RE, max_length=64)]
     name: str = ""
+    #: IANA time zone of the site: the daily report's day runs from local midnight to midnight.
+    timezone: str = DEFAULT_TIMEZONE
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                "not an IANA time zone name (such as 'Asia/Shanghai' or 'Europe/Berlin')"
+            ) from None
+        return name
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
 
 
 class TlsConfig(_Frozen):
@@ -256,6 +284,27 @@ class InfluxConfig(_Frozen):
     flush_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
 
 
+class MetricsConfig(_Frozen):
+    """``metrics: {listen: host:port}``: serve Prometheus metrics there (absent: no endpoint)."""
+
+    listen: Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}$")]
+
+    @field_validator("listen")
+    @classmethod
+    def _port_in_range(cls, v: str) -> str:
+        if not 0 < int(v.rsplit(":", 1)[1]) < 65536:
+            raise ValueError("port must be 1-65535")
+        return v
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
 class OutboxConfig(_Frozen):
     path: str = "hazardgw-outbox.sqlite3"
     max_mb: Annotated[float, Field(gt=0)] = 256.0
@@ -266,6 +315,7 @@ class SiteFile(_Frozen):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     influx: InfluxConfig | None = None
     outbox: OutboxConfig | None = None
+    metrics: MetricsConfig | None = None
     rules: list[str] = Field(default_factory=list)
     devices: list[DeviceFile] = Field(min_length=1)
 
@@ -284,6 +334,8 @@ class Device:
     points: tuple[Point, ...]
     limits: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     max_gap: int = 8
+    #: Last calibration as Unix epoch seconds (None: not given in the site file).
+    calibrated_at: float | None = None
 
     @property
     def kind(self) -> str:
@@ -305,6 +357,7 @@ class SiteConfig:
     rules: tuple[Path, ...]
     devices: tuple[Device, ...]
     source: Path | None = None
+    metrics: MetricsConfig | None = None
 
     def device(self, device_id: str) -> Device:
         for dev in self.devices:
@@ -609,6 +662,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
                 points=points,
                 limits={k: dict(v) for k, v in dev.limits.items()},
                 max_gap=dev.max_gap,
+                calibrated_at=_epoch(dev.calibrated_at, sf.site.zone),
             )
         )
 
@@ -650,7 +704,19 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         rules=tuple(rules),
         devices=tuple(devices),
         source=source,
+        metrics=sf.metrics,
     )
+
+
+def _epoch(when: dt.datetime | dt.date | None, zone: dt.tzinfo) -> float | None:
+    """Epoch seconds of a date (its local midnight) or date-time (local when naive)."""
+    if when is None:
+        return None
+    if not isinstance(when, dt.datetime):
+        when = dt.datetime(when.year, when.month, when.day)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=zone)
+    return when.timestamp()
 
 
 def load_site(path: str | os.PathLike[str]) -> SiteConfig:

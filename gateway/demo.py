@@ -53,6 +53,7 @@ STATE_STYLE = {
     "RTN_UNACK": "yellow",
     "SHELVED": "dim",
     "SUPPRESSED": "dim",
+    "OUT_OF_SERVICE": "cyan",
 }
 
 

@@ -13,11 +13,10 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.config import Device
+from gateway.quality import BAD, GOOD, MAINTENANCE, QUALITY_NAMES, STALE
 
-__all__ = ["BAD", "GOOD", "QUALITY_NAMES", "STALE", "DeviceRows", "PointTable"]
+__all__ = ["BAD", "GOOD", "MAINTENANCE", "QUALITY_NAMES", "STALE", "DeviceRows", "PointTable"]
 
-GOOD, BAD, STALE = 0, 1, 2
-QUALITY_NAMES = ("good", "bad", "stale")
 STALE_INTERVALS = 3.0
 
 

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from gateway.quality import BAD, GOOD, MAINTENANCE, QUALITY_NAMES
+
 if TYPE_CHECKING:  # (the site config imports this module for RESERVED_DEVICE_IDS)
     from gateway.points import DeviceRows
 
@@ -44,6 +46,10 @@ class Topics:
         self.cmd_shelve = f"{self.base}/cmd/alarm/shelve"
         self.cmd_filter = f"{self.base}/cmd/#"
         self.cmd_reply = f"{self.base}/cmd/reply"
+        self.cmd_maintenance = f"{self.base}/cmd/device/maintenance"
+        self.cmd_maintenance_end = f"{self.base}/cmd/device/maintenance/end"
+        self.events_maintenance = f"{self.base}/events/maintenance"
+        self.report_daily = f"{self.base}/report/daily"
 
     def telemetry(self, device: str) -> str:
         return f"{self.base}/{device}/telemetry"
@@ -64,28 +70,48 @@ def telemetry_doc(
     ts_ms: int,
     values: npt.NDArray[np.float64],
     good: npt.NDArray[np.bool_],
+    *,
+    maintenance: bool = False,
 ) -> dict[str, Any]:
-    """The telemetry document: values by point name (``None`` when bad) and their quality."""
+    """The telemetry document: values by point name (``None`` when bad) and their quality
+    (``"maintenance"`` instead of ``"good"`` while the device is in maintenance)."""
     vals: dict[str, Any] = {}
     qual: dict[str, str] = {}
+    ok_name = QUALITY_NAMES[MAINTENANCE if maintenance else GOOD]
+    bad_name = QUALITY_NAMES[BAD]
     for name, v, ok, integer in zip(
         dev.names, values.tolist(), good.tolist(), dev.integer.tolist(), strict=True
     ):
         if ok:
             vals[name] = int(v) if integer else v
-            qual[name] = "good"
+            qual[name] = ok_name
         else:
             vals[name] = None
-            qual[name] = "bad"
+            qual[name] = bad_name
     return {"ts": ts_ms, "values": vals, "quality": qual}
 
 
 def device_status_payload(
-    ts_ms: int, online: bool, error: str | None, latency_ms: float | None, errors: int
+    ts_ms: int,
+    online: bool,
+    error: str | None,
+    latency_ms: float | None,
+    errors: int,
+    *,
+    maintenance: dict[str, Any] | None = None,
 ) -> bytes:
+    """The retained ``P/{device}/status``; ``maintenance`` is ``{"user", "reason", "since",
+    "until"}`` (ms) while the device is in maintenance, else null."""
     lat = None if latency_ms is None or math.isnan(latency_ms) else round(latency_ms, 3)
     return _dumps(
-        {"ts": ts_ms, "online": online, "error": error, "latency_ms": lat, "errors": errors}
+        {
+            "ts": ts_ms,
+            "online": online,
+            "error": error,
+            "latency_ms": lat,
+            "errors": errors,
+            "maintenance": maintenance,
+        }
     ).encode()
 
 

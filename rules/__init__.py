@@ -10,16 +10,26 @@ See ``docs/rules.md`` for rule kinds, the pack format, binding, overrides and th
 """
 
 from ._binding import COMM_POINT, Binding, BindingPlan, bind
-from ._engine import MAX_SHELVE_MINUTES, RuleEngine
+from ._engine import MAX_MAINTENANCE_MINUTES, MAX_SHELVE_MINUTES, RuleEngine
 from ._errors import (
     AlarmCommandError,
     InvalidCommand,
     RulesConfigError,
     RulesError,
     UnknownAlarm,
+    UnknownDevice,
 )
+from ._exposure import MOLAR_VOLUME_20C, ShiftExposure, ShiftSchedule, mg_m3_to_ppm
 from ._flood import FLOOD_END_BELOW, FLOOD_START_ABOVE, FLOOD_WINDOW_S
-from ._model import AlarmState, AlarmTransition, FloodEvent, Level, PointRef, State
+from ._model import (
+    AlarmState,
+    AlarmTransition,
+    FloodEvent,
+    Level,
+    MaintenanceEvent,
+    PointRef,
+    State,
+)
 from ._pack import RulePack, load_packs, parse_pack
 from ._trend import least_squares_slope
 
@@ -28,7 +38,9 @@ __all__ = [
     "FLOOD_END_BELOW",
     "FLOOD_START_ABOVE",
     "FLOOD_WINDOW_S",
+    "MAX_MAINTENANCE_MINUTES",
     "MAX_SHELVE_MINUTES",
+    "MOLAR_VOLUME_20C",
     "AlarmCommandError",
     "AlarmState",
     "AlarmTransition",
@@ -37,15 +49,20 @@ __all__ = [
     "FloodEvent",
     "InvalidCommand",
     "Level",
+    "MaintenanceEvent",
     "PointRef",
     "RuleEngine",
     "RulePack",
     "RulesConfigError",
     "RulesError",
+    "ShiftExposure",
+    "ShiftSchedule",
     "State",
     "UnknownAlarm",
+    "UnknownDevice",
     "bind",
     "least_squares_slope",
     "load_packs",
+    "mg_m3_to_ppm",
     "parse_pack",
 ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import RulesConfigError
+from ._exposure import CHECK_LEVELS, CHECK_SUFFIXES, ExposureSpec, exposure_checks, limit_in_unit
 from ._model import LEVEL_NAMES, Level, PointRef
 from ._pack import (
     COMPARISONS,
@@ -21,6 +22,7 @@ from ._pack import (
     POSITION_TAG,
     CommRule,
     ConditionRule,
+    ExposureRule,
     Predicate,
     RateOfChangeRule,
     RulePack,
@@ -58,7 +60,8 @@ class BlockKind:
     STALE = 2
     CONDITION = 3
     COMM = 4
-    ALL = (THRESHOLD, TREND, STALE, CONDITION, COMM)
+    EXPOSURE = 5
+    ALL = (THRESHOLD, TREND, STALE, CONDITION, COMM, EXPOSURE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +113,7 @@ class CommSpec:
     pass
 
 
-Spec = ThresholdSpec | TrendSpec | StaleSpec | ConditionSpec | CommSpec
+Spec = ThresholdSpec | TrendSpec | StaleSpec | ConditionSpec | CommSpec | ExposureSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,11 @@ class Binding:
     limits: tuple[float, ...]
     suppressible: bool
     spec: Spec
+
+    @property
+    def pack_rule_id(self) -> str:
+        """Id of the pack rule this alarm comes from (an exposure rule makes one per check)."""
+        return self.spec.rule_id if isinstance(self.spec, ExposureSpec) else self.rule_id
 
     def level_label(self, code: int) -> str:
         """Display name of a level code for this alarm."""
@@ -187,6 +195,7 @@ _DEFAULT_MESSAGES = {
     "discrete": "{title}: {device}/{point} {level} (value {value})",
     "duration": "{title}: {device}/{point} {level}",
     "comm": "{title}: {device} offline",
+    "exposure": "{title}: {device}/{point} {level} {value} {unit} (limit {limit} {unit})",
 }
 
 _LEVEL_CODES = {"L": Level.L, "LL": Level.LL, "H": Level.H, "HH": Level.HH}
@@ -380,12 +389,12 @@ class _Binder:
         by_id = {rule.id: rule for _, rule in self.rules}
         seen: dict[tuple[Any, ...], Binding] = {}
         for row in rows:
-            pack = owner[id(by_id[row.rule_id])]
+            pack = owner[id(by_id[row.pack_rule_id])]
             for key in _conflict_keys(row):
                 first = seen.setdefault(key, row)
                 if first is row:
                     continue
-                first_pack = owner[id(by_id[first.rule_id])]
+                first_pack = owner[id(by_id[first.pack_rule_id])]
                 if first_pack is pack:
                     continue
                 raise RulesConfigError(
@@ -562,6 +571,8 @@ class _Binder:
                         off_delay=rule.off_delay_s,
                     ),
                 )
+            elif isinstance(rule, ExposureRule):
+                yield from self._bind_exposure(rule, dev, name, index, unit)
             elif isinstance(rule, StaleRule):
                 changes = _scalar_overrides(rule, self.changes(dev.name, rule.id), path)
                 max_age = changes.get("max_age_s", rule.max_age_s)
@@ -580,6 +591,49 @@ class _Binder:
                         off_delay=rule.off_delay_s,
                     ),
                 )
+
+    def _bind_exposure(
+        self, rule: ExposureRule, dev: _Device, name: str, index: int, unit: str
+    ) -> Iterable[tuple[tuple[int, ...], Binding]]:
+        _scalar_overrides(rule, self.changes(dev.name, rule.id), f"{dev.name}.{rule.id}")
+        limits: dict[str, float] = {}
+        for key in ("pc_twa", "pc_stel", "mac"):
+            mg = getattr(rule, key)
+            if mg is None:
+                limits[key] = math.nan
+                continue
+            converted = limit_in_unit(mg, rule.molar_mass, unit)
+            if converted is None:
+                raise RulesConfigError(
+                    "rules",
+                    f"{rule.id} on {dev.name}/{name}",
+                    unit,
+                    "an exposure rule's point measures in ppm or mg/m3 (its limits are mg/m³, "
+                    "converted to ppm at 20 °C)",
+                )
+            limits[key] = converted
+        for check in exposure_checks(rule.pc_twa, rule.pc_stel, rule.mac):
+            spec = ExposureSpec(index, rule.id, rule.substance, int(check), **limits)
+            limit_reached = check != check.TWA_FORECAST
+            yield (
+                (index, int(check)),
+                self._binding(
+                    rule,
+                    dev,
+                    name,
+                    unit=unit,
+                    block=BlockKind.EXPOSURE,
+                    spec=spec,
+                    level_name=CHECK_LEVELS[check],
+                    single=(
+                        rule.priority if limit_reached else rule.forecast_priority,
+                        spec.limit(),
+                    ),
+                    on_delay=0.0,
+                    off_delay=0.0,
+                    rule_id=f"{rule.id}_{CHECK_SUFFIXES[check]}",
+                ),
+            )
 
     def _bind_condition(
         self, rule: ConditionRule, dev: _Device
@@ -630,17 +684,19 @@ class _Binder:
         single: tuple[int, float] | None = None,
         priorities: tuple[int, ...] = (),
         limits: tuple[float, ...] = (),
+        rule_id: str | None = None,
     ) -> Binding:
         if single is not None:
             priority, limit = single
             priorities = (priority, 0, 0, 0, 0, priority)
             limits = (math.nan, math.nan, math.nan, math.nan, math.nan, limit)
+        rule_id = rule.id if rule_id is None else rule_id
         return Binding(
-            alarm_id=f"{dev.name}/{point}/{rule.id}",
+            alarm_id=f"{dev.name}/{point}/{rule_id}",
             device=dev.name,
             device_index=dev.index,
             point=point,
-            rule_id=rule.id,
+            rule_id=rule_id,
             rule_type=rule.type,
             block=block,
             title=rule.title,

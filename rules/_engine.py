@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from ._arrays import F64, I8, BoolArray
+from ._arrays import F64, I8, BoolArray, IdxArray
 from ._availability import CommBlock, StaleBlock
-from ._binding import BindingPlan, BlockKind, bind
+from ._binding import Binding, BindingPlan, BlockKind, bind
 from ._condition import ConditionBlock
-from ._errors import InvalidCommand, UnknownAlarm
+from ._errors import InvalidCommand, RulesConfigError, UnknownAlarm, UnknownDevice
+from ._exposure import ExposureBlock, ShiftExposure, ShiftSchedule, load_state, save_state
 from ._flood import FloodDetector
 from ._lifecycle import AlarmBook
-from ._model import AlarmState, AlarmTransition, FloodEvent, PointRef, State
+from ._model import (
+    AlarmState,
+    AlarmTransition,
+    FloodEvent,
+    MaintenanceEvent,
+    PointRef,
+    State,
+)
 from ._pack import RulePack
 from ._threshold import ThresholdBlock
 from ._trend import TrendBlock
 
-__all__ = ["MAX_SHELVE_MINUTES", "RuleEngine"]
+__all__ = ["MAX_MAINTENANCE_MINUTES", "MAX_SHELVE_MINUTES", "RuleEngine"]
 
 #: Longest shelve an operator may request (one day); shorter shelves are the norm.
 MAX_SHELVE_MINUTES: Final = 24 * 60
+#: Longest maintenance an operator may start (one 8-hour shift): a forgotten maintenance must not
+#: take a device's alarms out of service for longer than the shift that started it.
+MAX_MAINTENANCE_MINUTES: Final = 8 * 60
 
 
 class RuleEngine:
@@ -46,6 +58,7 @@ class RuleEngine:
         packs: Sequence[RulePack],
         overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
         n_devices: int | None = None,
+        shifts: ShiftSchedule | None = None,
     ) -> None:
         self.plan: BindingPlan = bind(points, packs, overrides, n_devices)
         plan = self.plan
@@ -58,6 +71,7 @@ class RuleEngine:
         self._stale = StaleBlock(rows[self._slices[BlockKind.STALE]])
         self._condition = ConditionBlock(rows[self._slices[BlockKind.CONDITION]])
         self._comm = CommBlock(rows[self._slices[BlockKind.COMM]])
+        self._exposure = ExposureBlock(rows[self._slices[BlockKind.EXPOSURE]], shifts)
         self._book = AlarmBook(rows, plan.n_devices)
         self._has_comm: BoolArray = np.zeros(plan.n_devices, dtype=np.bool_)
         self._has_comm[self._comm.device_index] = True
@@ -68,6 +82,12 @@ class RuleEngine:
         self._start: float | None = None
         self._flood = FloodDetector()
         self._flood_events: list[FloodEvent] = []
+        self._device_ids: tuple[str, ...] = _device_ids(rows, points, plan.n_devices)
+        self._device_of = {d: i for i, d in enumerate(self._device_ids) if d}
+        #: Per device: when its maintenance ends by itself (NaN: not in maintenance).
+        self.maintenance_until: F64 = np.full(plan.n_devices, np.nan)
+        self._maintenance: dict[int, MaintenanceEvent] = {}
+        self._maintenance_events: list[MaintenanceEvent] = []
 
     # -- introspection ---------------------------------------------------------------------
     @property
@@ -79,6 +99,27 @@ class RuleEngine:
     def in_flood(self) -> bool:
         """Whether an alarm flood is in progress."""
         return self._flood.active
+
+    @property
+    def in_maintenance(self) -> BoolArray:
+        """Per device (index as in ``device_online``): in maintenance now. Read-only view."""
+        view = self._book.device_maintenance.view()
+        view.flags.writeable = False
+        return view
+
+    def row_in_maintenance(self) -> BoolArray:
+        """Per alarm row: its device is in maintenance, so it is neither an over-limit nor a
+        power-off demand (blocks that derive demands from alarm levels mask with this)."""
+        return self._book.in_maintenance()
+
+    def maintenance(self, device: str) -> MaintenanceEvent | None:
+        """The start event of a device's running maintenance (None when not in maintenance)."""
+        return self._maintenance.get(self._device_index(device))
+
+    def take_maintenance_events(self) -> list[MaintenanceEvent]:
+        """Maintenance start/end events since the last call (oldest first)."""
+        events, self._maintenance_events = self._maintenance_events, []
+        return events
 
     def take_flood_events(self) -> list[FloodEvent]:
         """Flood start/end events since the last call (oldest first)."""
@@ -151,6 +192,17 @@ class RuleEngine:
         )
         comm = s[BlockKind.COMM]
         self._comm.evaluate(device_online, raw=raw[comm], value_out=book.value[comm])
+        exp = s[BlockKind.EXPOSURE]
+        self._exposure.evaluate(
+            now,
+            values,
+            quality,
+            book.device_maintenance,
+            eff=book.eff[exp],
+            raw=raw[exp],
+            value_out=book.value[exp],
+        )
+        book.forecast[exp] = self._exposure.forecast
 
         changed, previous = book.apply_delays(raw, now)
         if changed.size:
@@ -160,6 +212,8 @@ class RuleEngine:
             book.note_level_changes(changed, previous)
         expired = book.expire_shelves(now)
         toggled = book.set_online(device_online, self._has_comm)
+        if self._maintenance:
+            toggled = np.concatenate((toggled, self._expire_maintenance(now)))
         dirty = changed  # sorted: rows come from flatnonzero
         if expired.size or toggled.size:
             dirty = np.unique(np.concatenate((changed, expired, toggled)))
@@ -174,6 +228,124 @@ class RuleEngine:
         if event is not None:
             self._flood_events.append(event)
         return transitions
+
+    # -- occupational exposure -------------------------------------------------------------
+    @property
+    def shifts(self) -> ShiftSchedule:
+        """The shift calendar exposure rules close their shifts by."""
+        return self._exposure.shifts
+
+    def take_shift_exposures(self) -> list[ShiftExposure]:
+        """Exposure of every exposure channel over each shift closed since the last call."""
+        return self._exposure.take_closed_shifts()
+
+    def save_exposure(self, path: Path | str) -> None:
+        """Write the exposure state (doses, shift, excursions) to ``path`` atomically."""
+        if self._exposure.n_channels:
+            save_state(path, self._exposure.snapshot())
+
+    def load_exposure(self, path: Path | str) -> int:
+        """Restore exposure state saved by :meth:`save_exposure` (call before the first tick).
+
+        Returns the number of channels restored (0 when the file does not exist). Raises
+        :class:`RulesConfigError` when the file is unreadable or not a state file.
+        """
+        if not self._exposure.n_channels:
+            return 0
+        try:
+            state = load_state(path)
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError) as exc:
+            raise RulesConfigError(
+                str(path), "", type(exc).__name__, f"an exposure state file ({exc})"
+            ) from None
+        try:
+            return self._exposure.restore(state)
+        except ValueError as exc:
+            raise RulesConfigError(str(path), "", "exposure state", str(exc)) from None
+
+    # -- maintenance -----------------------------------------------------------------------
+    def _device_index(self, device: str) -> int:
+        index = self._device_of.get(device) if isinstance(device, str) else None
+        if index is None:
+            raise UnknownDevice(str(device))
+        return index
+
+    def _expire_maintenance(self, now: float) -> IdxArray:
+        due = [d for d in self._maintenance if self.maintenance_until[d] <= now]
+        rows = [self._end_maintenance(d, None, "", now) for d in sorted(due)]
+        return np.concatenate(rows) if rows else np.zeros(0, dtype=np.intp)
+
+    def _end_maintenance(self, device: int, user: str | None, reason: str, now: float) -> IdxArray:
+        start = self._maintenance.pop(device)
+        expired = user is None
+        if expired:
+            minutes = (start.until - start.started_at) / 60.0
+            reason = f"maintenance time of {minutes:g} min is over"
+        self.maintenance_until[device] = np.nan
+        self._maintenance_events.append(
+            MaintenanceEvent(
+                started=False,
+                device=start.device,
+                user=start.user if user is None else user,
+                reason=reason,
+                ts=now,
+                started_at=start.started_at,
+                until=now,
+                expired=expired,
+            )
+        )
+        return self._book.set_maintenance(device, False)
+
+    def start_maintenance(
+        self, device: str, user: str, minutes: float, reason: str, now: float
+    ) -> list[AlarmTransition]:
+        """Put ``device`` in maintenance for ``minutes`` (0 < minutes ≤
+        :data:`MAX_MAINTENANCE_MINUTES`); it ends by itself at the first tick at or after
+        ``now + minutes * 60``. Starting again while in maintenance sets the new end. Queues a
+        :class:`MaintenanceEvent`; returns the transitions of the device's alarms (active ones go
+        ``OUT_OF_SERVICE``). Raises :class:`UnknownDevice` or :class:`InvalidCommand`.
+        """
+        index = self._device_index(device)
+        if (
+            isinstance(minutes, bool)
+            or not isinstance(minutes, int | float)
+            or not 0 < minutes <= MAX_MAINTENANCE_MINUTES  # also false for NaN and infinities
+        ):
+            raise InvalidCommand(
+                device, f"maintenance minutes must be a number in (0, {MAX_MAINTENANCE_MINUTES}]"
+            )
+        now = float(now)
+        until = now + float(minutes) * 60.0
+        running = self._maintenance.get(index)
+        event = MaintenanceEvent(
+            started=True,
+            device=device,
+            user=user,
+            reason=reason,
+            ts=now,
+            started_at=now if running is None else running.started_at,
+            until=until,
+        )
+        self._maintenance[index] = event
+        self.maintenance_until[index] = until
+        self._maintenance_events.append(event)
+        rows = self._book.set_maintenance(index, True)
+        return self._book.announce(rows, now, user)
+
+    def end_maintenance(
+        self, device: str, user: str, reason: str, now: float
+    ) -> list[AlarmTransition]:
+        """End ``device``'s maintenance now. Queues a :class:`MaintenanceEvent`; returns the
+        transitions (alarms still active show unacknowledged again). Raises
+        :class:`UnknownDevice`, or :class:`InvalidCommand` when it is not in maintenance."""
+        index = self._device_index(device)
+        if index not in self._maintenance:
+            raise InvalidCommand(device, "device is not in maintenance")
+        now = float(now)
+        rows = self._end_maintenance(index, user, reason, now)
+        return self._book.announce(rows, now, user)
 
     # -- operator commands -----------------------------------------------------------------
     def _row(self, alarm_id: str) -> int:
@@ -210,3 +382,15 @@ class RuleEngine:
         now = float(now)
         self._book.shelve(row, now + float(minutes) * 60.0)
         return self._book.announce(np.array([row], dtype=np.intp), now, user)
+
+
+def _device_ids(
+    rows: Sequence[Binding], points: Sequence[PointRef], n_devices: int
+) -> tuple[str, ...]:
+    """Device id by device index (empty where a device has neither points nor alarms)."""
+    ids = [""] * n_devices
+    for ref in points:
+        ids[ref.device_index] = ref.device
+    for b in rows:
+        ids[b.device_index] = b.device
+    return tuple(ids)

@@ -6,7 +6,9 @@ The tree is shallow on purpose::
     ├── RulesConfigError      a rule pack or an override is invalid (raised at load / construction)
     └── AlarmCommandError     an operator command was refused; nothing changed
         ├── UnknownAlarm      no alarm has that id
-        └── InvalidCommand    the alarm exists but the command does not apply (or bad arguments)
+        ├── UnknownDevice     no device has that id (maintenance commands)
+        └── InvalidCommand    the alarm or device exists but the command does not apply (or bad
+                              arguments)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = [
     "RulesConfigError",
     "RulesError",
     "UnknownAlarm",
+    "UnknownDevice",
 ]
 
 
@@ -56,6 +59,13 @@ class UnknownAlarm(AlarmCommandError):
 
     def __init__(self, alarm_id: str) -> None:
         super().__init__(alarm_id, "unknown alarm")
+
+
+class UnknownDevice(AlarmCommandError):
+    """No device with this id is known to the engine."""
+
+    def __init__(self, device: str) -> None:
+        super().__init__(device, "unknown device")
 
 
 class InvalidCommand(AlarmCommandError):

@@ -3,8 +3,9 @@
 Every alarm row carries its *effective level* (after on/off delays), whether it is acknowledged,
 whether it is shelved (and until when), and the state last announced. The displayed state is::
 
-    SHELVED       if shelved
-    SUPPRESSED    elif suppressed and (active or unacknowledged)
+    SHELVED         if shelved
+    OUT_OF_SERVICE  elif the device is in maintenance and (active or unacknowledged)
+    SUPPRESSED      elif suppressed and (active or unacknowledged)
     UNACK_ACTIVE  elif active and not acknowledged
     ACK_ACTIVE    elif active
     RTN_UNACK     elif not acknowledged
@@ -14,6 +15,11 @@ A transition is announced when the displayed state changes, or when the level of
 (UNACK_ACTIVE / ACK_ACTIVE) alarm changes. Activation or escalation (to a more severe level, or to
 the other side) clears the acknowledgement; de-escalation and clearing keep it. When a shelve
 expires the alarm is unacknowledged if it is active then, acknowledged if not.
+
+Maintenance (calibration, 标校) is per device: while it lasts, the device's alarms still follow
+their levels but an activation asks for no acknowledgement (calibration gas is not an incident),
+and the alarms show ``OUT_OF_SERVICE`` while active. When it ends, an alarm still active is
+unacknowledged (it is real now); one that cleared shows as it would have without maintenance.
 
 Only rows that may have changed (new level, expired shelve, device going on/offline, a command)
 are examined, so a quiet tick costs a few array comparisons.
@@ -39,6 +45,7 @@ ACK_ACTIVE: Final = np.int8(STATE_CODES[State.ACK_ACTIVE])
 RTN_UNACK: Final = np.int8(STATE_CODES[State.RTN_UNACK])
 SHELVED: Final = np.int8(STATE_CODES[State.SHELVED])
 SUPPRESSED: Final = np.int8(STATE_CODES[State.SUPPRESSED])
+OUT_OF_SERVICE: Final = np.int8(STATE_CODES[State.OUT_OF_SERVICE])
 
 
 class AlarmBook:
@@ -68,12 +75,13 @@ class AlarmBook:
         self._device = np.array([b.device_index for b in bindings], dtype=np.intp)
         self._suppressible = np.array([b.suppressible for b in bindings], dtype=np.bool_)
         self.device_suppressed: BoolArray = np.zeros(n_devices, dtype=np.bool_)
-        # rows of each device whose suppression follows it (CSR layout)
-        rows = np.flatnonzero(self._suppressible)
-        order = np.argsort(self._device[rows], kind="stable")
-        self._dev_rows = rows[order]
-        self._dev_start = np.searchsorted(
-            self._device[self._dev_rows], np.arange(n_devices + 1), side="left"
+        self.device_maintenance: BoolArray = np.zeros(n_devices, dtype=np.bool_)
+        # rows of each device whose suppression follows it, and all its rows (CSR layout)
+        self._dev_rows, self._dev_start = _rows_by_device(
+            self._device, np.flatnonzero(self._suppressible), n_devices
+        )
+        self._all_rows, self._all_start = _rows_by_device(
+            self._device, np.arange(n, dtype=np.intp), n_devices
         )
         self._shelf: set[int] = set()
 
@@ -99,7 +107,8 @@ class AlarmBook:
     def note_level_changes(self, rows: IdxArray, previous: I8) -> None:
         """Acknowledgement and last level after effective-level changes of ``rows``."""
         new = self.eff[rows]
-        self.acked[rows[RAISE_TABLE[previous, new]]] = False
+        raised = rows[RAISE_TABLE[previous, new]]
+        self.acked[raised[~self.device_maintenance[self._device[raised]]]] = False
         active = new != 0
         self.last_level[rows[active]] = new[active]
 
@@ -126,6 +135,20 @@ class AlarmBook:
         parts = [self._dev_rows[self._dev_start[d] : self._dev_start[d + 1]] for d in devices]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
 
+    def set_maintenance(self, device: int, on: bool) -> IdxArray:
+        """Put a device in maintenance or take it out; returns its rows (to announce).
+
+        At the end, rows still active become unacknowledged: the operator sees them again."""
+        self.device_maintenance[device] = on
+        rows = self._all_rows[self._all_start[device] : self._all_start[device + 1]]
+        if not on:
+            self.acked[rows[self.eff[rows] != 0]] = False
+        return rows
+
+    def in_maintenance(self) -> BoolArray:
+        """Per row: its device is in maintenance (its alarm is no over-limit, no demand)."""
+        return self.device_maintenance[self._device]
+
     # -- display ---------------------------------------------------------------------------
     def _display(self, rows: IdxArray) -> I8:
         active = self.eff[rows] != 0
@@ -134,6 +157,8 @@ class AlarmBook:
         state = np.where(active, np.where(acked, ACK_ACTIVE, UNACK_ACTIVE), RTN_UNACK)
         state = np.where(~active & acked, NORMAL, state)
         state = np.where(suppressed & (active | ~acked), SUPPRESSED, state)
+        maintenance = self.device_maintenance[self._device[rows]]
+        state = np.where(maintenance & (active | ~acked), OUT_OF_SERVICE, state)
         return np.where(self.shelved[rows], SHELVED, state).astype(np.int8)
 
     def announce(
@@ -228,3 +253,13 @@ class AlarmBook:
         self.shelved[row] = True
         self.shelved_until[row] = until
         self._shelf.add(row)
+
+
+def _rows_by_device(
+    device_of_row: IdxArray, rows: IdxArray, n_devices: int
+) -> tuple[IdxArray, IdxArray]:
+    """``rows`` grouped by device (CSR): device ``d``'s are ``out[start[d]:start[d + 1]]``."""
+    order = np.argsort(device_of_row[rows], kind="stable")
+    grouped = rows[order]
+    start = np.searchsorted(device_of_row[grouped], np.arange(n_devices + 1), side="left")
+    return grouped, start

@@ -13,6 +13,7 @@ __all__ = [
     "AlarmTransition",
     "FloodEvent",
     "Level",
+    "MaintenanceEvent",
     "PointRef",
     "State",
 ]
@@ -35,7 +36,11 @@ class PointRef:
 
 
 class State(StrEnum):
-    """Alarm lifecycle states after ISA-18.2 (OUT_OF_SERVICE is not produced by the engine)."""
+    """Alarm lifecycle states after ISA-18.2.
+
+    ``OUT_OF_SERVICE`` is how an alarm of a device in maintenance (calibration, 标校) shows while
+    it is active or unacknowledged: it counts neither as over-limit nor as a power-off demand.
+    """
 
     NORMAL = "NORMAL"
     UNACK_ACTIVE = "UNACK_ACTIVE"
@@ -43,10 +48,11 @@ class State(StrEnum):
     RTN_UNACK = "RTN_UNACK"
     SHELVED = "SHELVED"
     SUPPRESSED = "SUPPRESSED"
+    OUT_OF_SERVICE = "OUT_OF_SERVICE"
 
     @property
     def code(self) -> int:
-        """Integer code (0 NORMAL … 5 SUPPRESSED), e.g. for the InfluxDB ``alarm.state`` field."""
+        """Integer code (0 NORMAL … 6 OUT_OF_SERVICE), e.g. for the InfluxDB ``alarm.state``."""
         return STATE_CODES[self]
 
 
@@ -154,3 +160,22 @@ class FloodEvent:
             f"alarm flood ended: {self.count} activations in {self.window_s / 60:g} min "
             f"(fewer than {self.end_below})"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceEvent:
+    """Start or end of a device's maintenance (calibration, 标校).
+
+    ``user`` and ``reason`` are the operator's (for an end by the timer: the user who started it
+    and ``reason`` saying it expired, with ``expired`` True). ``until`` is when a started
+    maintenance ends by itself; ``started_at`` when the maintenance began.
+    """
+
+    started: bool
+    device: str
+    user: str
+    reason: str
+    ts: float
+    started_at: float
+    until: float
+    expired: bool = False

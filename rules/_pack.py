@@ -31,6 +31,7 @@ __all__ = [
     "ConditionRule",
     "DiscreteRule",
     "DurationRule",
+    "ExposureRule",
     "Forecast",
     "LevelSpec",
     "Predicate",
@@ -366,11 +367,58 @@ class CommRule(_RuleBase):
     overridable: ClassVar[tuple[str, ...]] = ("on_delay_s",)
 
 
+MgPerM3 = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+
+
+class ExposureRule(_PointRule):
+    """Occupational exposure of one substance (GBZ 2.1-2019): rolling 8-h TWA, 15-min STEL,
+    MAC (ceiling) and, for a substance with a PC-TWA but no PC-STEL, the excursion limits.
+
+    Limits are in mg/m³ as the standard gives them; binding converts them to the unit of each
+    point (``ppm`` at 20 °C via ``molar_mass``, or ``mg/m3``). The rows it makes and how each is
+    evaluated are described in ``rules/_exposure.py`` and docs/rules.md.
+    """
+
+    type: Literal["exposure"]
+    substance: Annotated[str, Field(min_length=1, max_length=64)]
+    #: g/mol, for the ppm conversion.
+    molar_mass: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+    pc_twa: MgPerM3 | None = None
+    pc_stel: MgPerM3 | None = None
+    mac: MgPerM3 | None = None
+    #: Priority of the limit alarms (TWA, STEL, MAC, excursion) and of the TWA forecast.
+    priority: Priority
+    forecast_priority: Priority = 3
+    source: Annotated[str, Field(min_length=3)]
+
+    overridable: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _limits(self) -> ExposureRule:
+        if (self.pc_twa is None) == (self.mac is None):
+            raise ValueError(
+                "give either mac (a ceiling substance) or pc_twa (optionally with pc_stel), "
+                "as the substance's row in GBZ 2.1-2019 table 1 has them"
+            )
+        if self.pc_stel is not None:
+            if self.pc_twa is None:
+                raise ValueError("pc_stel needs pc_twa")
+            if self.pc_stel <= self.pc_twa:
+                raise ValueError(f"pc_stel {self.pc_stel:g} must be above pc_twa {self.pc_twa:g}")
+        return self
+
+
 Rule = Annotated[
-    ThresholdRule | RateOfChangeRule | StaleRule | DiscreteRule | DurationRule | CommRule,
+    ThresholdRule
+    | RateOfChangeRule
+    | StaleRule
+    | DiscreteRule
+    | DurationRule
+    | CommRule
+    | ExposureRule,
     Field(discriminator="type"),
 ]
-RULE_TYPES = ("threshold", "rate_of_change", "stale", "discrete", "duration", "comm")
+RULE_TYPES = ("threshold", "rate_of_change", "stale", "discrete", "duration", "comm", "exposure")
 
 
 class RulePack(_Model):

@@ -25,7 +25,14 @@ from simulators.faults import (
     parse_fault,
 )
 from simulators.lines import Endpoint
-from simulators.scenarios import SCENARIOS, ModelHandle, Scenario, ScenarioContext, scenario
+from simulators.scenarios import (
+    SCENARIOS,
+    ModelHandle,
+    OperatorCommand,
+    Scenario,
+    ScenarioContext,
+    scenario,
+)
 from simulators.site import MODELS, SiteSimulator
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "Freeze",
     "Garbage",
     "ModelHandle",
+    "OperatorCommand",
     "Scenario",
     "ScenarioContext",
     "ScenarioError",

@@ -13,7 +13,10 @@ Parameters (per device): ``ch4_base`` %vol, ``co_base`` ppm, ``h2s_base`` ppm, `
 ``leak_start`` s (inf: no leak), ``leak_peak`` %vol added at full leak, ``leak_tau`` s (time
 constant of the rise), ``leak_end`` s (ventilation restored: the leak dilutes away with time
 constant ``clear_tau`` s), ``sensor_fault`` (1: the cell reports a fault), ``warmup_s`` s,
-``runtime_h0`` h, ``temp_phase`` rad (of the daily drift).
+``runtime_h0`` h, ``temp_phase`` rad (of the daily drift), ``cal_start``/``cal_end`` s (a
+calibration: test gas of ``cal_gas`` %vol on the sensor head from ``cal_start`` to ``cal_end``,
+reading it with the first-order response ``cal_tau`` s; the detector is in calibration mode until
+5 ``cal_tau`` after ``cal_end`` and does not drive its power-off relay meanwhile).
 """
 
 from __future__ import annotations
@@ -68,6 +71,10 @@ class GasDetectorModel(SignalModel):
         "warmup_s": 0.0,
         "runtime_h0": 5000.0,
         "temp_phase": 0.0,
+        "cal_start": math.inf,
+        "cal_end": math.inf,
+        "cal_gas": 2.0,
+        "cal_tau": 10.0,
     }
 
     def randomize(self, i: int, rng: np.random.Generator) -> None:
@@ -113,7 +120,14 @@ class GasDetectorModel(SignalModel):
             * np.exp(-clearing / p["clear_tau"]),
             0.0,
         )
-        self.ch4 = np.maximum(p["ch4_base"] + self._ou[:, 0] + leak * (1 + self._turbulence), 0.0)
+        air = np.maximum(p["ch4_base"] + self._ou[:, 0] + leak * (1 + self._turbulence), 0.0)
+        # calibration gas: the reading approaches cal_gas while it flows, then returns to the air
+        # (the detector stays in calibration mode until the reading has recovered: 5 tau)
+        calibrating = (t >= p["cal_start"]) & (t < p["cal_end"] + 5.0 * p["cal_tau"])
+        on = np.maximum(np.minimum(t, p["cal_end"]) - p["cal_start"], 0.0)
+        off = np.maximum(t - p["cal_end"], 0.0)
+        reached = -np.expm1(-on / p["cal_tau"]) * np.exp(-off / p["cal_tau"])
+        self.ch4 = np.where(t >= p["cal_start"], air + (p["cal_gas"] - air) * reached, air)
         self.co = np.maximum(p["co_base"] + self._ou[:, 1], 0.0)
         self.h2s = np.maximum(p["h2s_base"] + self._ou[:, 2], 0.0)
         self.temperature = (
@@ -124,7 +138,7 @@ class GasDetectorModel(SignalModel):
         shown = np.round(self.ch4, 2)  # the detector alarms on the value it displays
         low = shown >= p["alarm_low"]
         self._high = (shown >= p["alarm_high"]) | (self._high & low)
-        self._cut = self._high.copy()
+        self._cut = self._high & ~calibrating
         self.alarm_low = low
         fault = p["sensor_fault"] != 0
         status = np.full(self.n, STATUS["normal"], dtype=np.float64)

@@ -30,6 +30,7 @@ from simulators.signals import SignalModel
 __all__ = [
     "SCENARIOS",
     "ModelHandle",
+    "OperatorCommand",
     "Scenario",
     "ScenarioContext",
     "scenario",
@@ -101,6 +102,18 @@ class ModelHandle:
         return self._model.params[name]
 
 
+@dataclass(frozen=True, slots=True)
+class OperatorCommand:
+    """A command the scenario's operator sends at scenario time ``at``: ``command`` is the topic
+    below ``P/cmd/`` (e.g. ``device/maintenance``), ``payload`` its JSON object. The simulator
+    only lists them (:attr:`simulators.SiteSimulator.operator_commands`); whoever plays the
+    operator (a test, a person with ``mosquitto_pub``) sends them to the gateway."""
+
+    at: float
+    command: str
+    payload: Mapping[str, object]
+
+
 class _Scheduler(Protocol):
     def __call__(self, at: float, action: Callable[[], None]) -> None: ...
 
@@ -124,6 +137,8 @@ class ScenarioContext:
         self._schedule = schedule
         self._inject = inject
         self._clear = clear
+        #: Commands the operator sends during the scenario, in the order they were added.
+        self.operator_commands: list[OperatorCommand] = []
 
     def of_kind(self, kind: str) -> Iterator[Device]:
         """Devices whose profile kind is ``kind``."""
@@ -139,6 +154,10 @@ class ScenarioContext:
     def at(self, t: float, action: Callable[[], None]) -> None:
         """Run ``action`` when simulated time reaches ``t`` seconds."""
         self._schedule(t, action)
+
+    def operator(self, at: float, command: str, payload: Mapping[str, object]) -> None:
+        """The operator sends ``P/cmd/{command}`` with ``payload`` at time ``at``."""
+        self.operator_commands.append(OperatorCommand(at, command, dict(payload)))
 
     def inject(
         self, device_id: str, fault: Fault, *, at: float = 0.0, until: float | None = None
@@ -263,3 +282,38 @@ def high_wind(ctx: ScenarioContext) -> None:
     """Raise the wind on every crane."""
     for device in ctx.of_kind("crane"):
         ctx.model(device.id).set(wind_ramp_at=15.0, wind_ramp_to=14.0, wind_ramp_s=120.0)
+
+
+#: The calibration scenario's timeline (scenario seconds).
+CALIBRATION_MAINTENANCE_AT = 30.0
+CALIBRATION_GAS_FROM, CALIBRATION_GAS_UNTIL = 60.0, 240.0
+CALIBRATION_END_AT = 330.0
+
+
+@scenario(
+    "calibration",
+    "calibration (标校) of the coal-face detector (position T1, or the first gas detector): the "
+    "operator puts it in maintenance at t=30 s for 15 min (P/cmd/device/maintenance); 2.0 %vol "
+    "test gas from t=60 s to t=240 s; the operator ends the maintenance, calibrated, at t=330 s. "
+    "No over-limit alarm: the detector's alarms show OUT_OF_SERVICE and its telemetry quality is "
+    "'maintenance' meanwhile",
+)
+def calibration(ctx: ScenarioContext) -> None:
+    """2.0 %vol calibration gas on one face detector, inside a maintenance window."""
+    gas = list(ctx.of_kind("gas"))
+    if not gas:
+        raise ScenarioError("scenario 'calibration' needs a gas detector")
+    device = next((d for d in gas if d.tags.get("position", "").upper() == "T1"), gas[0])
+    ctx.model(device.id).set(
+        cal_start=CALIBRATION_GAS_FROM, cal_end=CALIBRATION_GAS_UNTIL, cal_gas=2.0
+    )
+    ctx.operator(
+        CALIBRATION_MAINTENANCE_AT,
+        "device/maintenance",
+        {"device": device.id, "user": "calibrator", "minutes": 15, "reason": "标校 2.0 % CH4"},
+    )
+    ctx.operator(
+        CALIBRATION_END_AT,
+        "device/maintenance/end",
+        {"device": device.id, "user": "calibrator", "reason": "calibrated", "calibrated": True},
+    )

@@ -124,6 +124,8 @@ class SiteSimulator:
             seed=seed,
         )
         self.scenario.setup(ctx)
+        #: What the scenario's operator sends to the gateway, by time (see ``OperatorCommand``).
+        self.operator_commands = tuple(sorted(ctx.operator_commands, key=lambda c: c.at))
         for fleet in self._fleets:
             fleet.start()
         self._run_events(0.0)

@@ -31,6 +31,7 @@ from typing import Any, Final, Literal
 
 from gateway.config import Device, SiteConfig
 from gateway.sinks.lineprotocol import (
+    MAINTENANCE,
     LineEncoder,
     TelemetryEncoder,
     alarm_line,
@@ -136,10 +137,13 @@ class PlatformDecoder:
         ts, values, quality = _ts(doc), doc["values"], doc.get("quality")
         if not isinstance(values, dict) or not (quality is None or isinstance(quality, dict)):
             raise TypeError("values and quality must be objects")
+        # a device in maintenance (calibration) reports its points as "maintenance": the gateway
+        # writes them on a line tagged quality=maintenance, and so does the platform
+        maintenance = quality is not None and MAINTENANCE in quality.values()
         site = self._sites.get(site_id)
         device = site.devices.get(device_id) if site is not None else None
         if site is not None and device is not None:
-            return site.encoder.telemetry(device, ts, values, quality)
+            return site.encoder.telemetry(device, ts, values, quality, maintenance=maintenance)
         encoder = self._unregistered.get((site_id, device_id))
         if encoder is None:
             log.warning(
@@ -154,7 +158,7 @@ class PlatformDecoder:
             )
             self._unregistered[(site_id, device_id)] = encoder
         self.unregistered_messages += 1
-        return encoder.encode(ts, values, quality)
+        return encoder.encode(ts, values, quality, maintenance=maintenance)
 
     @staticmethod
     def _status(site_id: str, device_id: str, doc: dict[str, Any]) -> str:

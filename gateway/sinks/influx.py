@@ -357,9 +357,12 @@ class InfluxSink:
         ts_ms: int,
         values: Mapping[str, float | int | bool | None],
         quality: Mapping[str, str] | None = None,
+        *,
+        maintenance: bool = False,
     ) -> None:
-        """Queue one telemetry record; points whose quality is not ``"good"`` are skipped."""
-        line = self.encoder.telemetry(device, ts_ms, values, quality)
+        """Queue one telemetry record; points whose quality is not ``"good"`` are skipped (with
+        ``maintenance``: written tagged ``quality=maintenance``, see ``LineEncoder``)."""
+        line = self.encoder.telemetry(device, ts_ms, values, quality, maintenance=maintenance)
         if line is not None:
             self._append(line, "telemetry", device.id, device.measurement)
 

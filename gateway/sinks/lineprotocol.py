@@ -33,13 +33,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from gateway.config import Device, Point, Profile
+from gateway.config import RESERVED_TAGS, Device, Point, Profile
+from gateway.quality import MAINTENANCE as MAINTENANCE_QUALITY
+from gateway.quality import QUALITY_NAMES
 
 __all__ = [
     "ALARM_STATE_CODES",
     "DEVICE_STATUS_FIELDS",
     "GATEWAY_FIELDS",
     "INTEGER_TYPES",
+    "MAINTENANCE",
     "LineEncoder",
     "MeasurementSchema",
     "TelemetryEncoder",
@@ -97,8 +100,6 @@ GATEWAY_FIELDS: Final[Mapping[str, str]] = {
     "influx_rejected": "int",  # lines the server refused (HTTP 400) since start
     "uptime_s": "float",
 }
-#: Tag keys the gateway sets itself; device tags must not use them.
-RESERVED_TAGS: Final = frozenset({"site", "device", "point", "rule", "level"})
 #: Tags every telemetry line carries (device tags come on top, but vary by site).
 TELEMETRY_TAGS: Final = frozenset({"site", "device"})
 ALARM_TAGS: Final = frozenset({"site", "device", "point", "rule", "level"})
@@ -106,6 +107,8 @@ DEVICE_STATUS_TAGS: Final = frozenset({"site", "device"})
 GATEWAY_TAGS: Final = frozenset({"site"})
 
 INTEGER_TYPES: Final = frozenset({"int16", "uint16", "int32", "uint32", "int64", "uint64"})
+#: The ``quality`` tag of the lines of a device in maintenance (calibration): its quality name.
+MAINTENANCE: Final = QUALITY_NAMES[MAINTENANCE_QUALITY]
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 
@@ -198,7 +201,7 @@ class TelemetryEncoder:
     microseconds.
     """
 
-    __slots__ = ("_fields", "device_id", "prefix")
+    __slots__ = ("_fields", "device_id", "maintenance_prefix", "prefix")
 
     def __init__(self, device: Device, site_id: str) -> None:
         self._setup(
@@ -221,6 +224,9 @@ class TelemetryEncoder:
         tag_list = [("site", site_id), ("device", device_id)]
         tag_list.extend((k, v) for k, v in tags.items() if k not in RESERVED_TAGS)
         self.prefix = escape_measurement(measurement) + _tag_set(tag_list)
+        self.maintenance_prefix = escape_measurement(measurement) + _tag_set(
+            [*tag_list, ("quality", MAINTENANCE)]
+        )
         self._fields: dict[str, _FieldSpec] = {
             name: _FieldSpec(escape_key(name) + "=", integer)
             for name, integer in integer_fields.items()
@@ -242,18 +248,25 @@ class TelemetryEncoder:
         ts_ms: int,
         values: Mapping[str, float | int | bool | None],
         quality: Mapping[str, str] | None = None,
+        *,
+        maintenance: bool = False,
     ) -> str | None:
         """One line with a field per good point, or None when no point is good.
 
         A point is written when its value is not None and finite and ``quality[name]`` is
         ``"good"``; with ``quality`` None every point with a value counts as good. A name that is
         not one of the device's points is written as a float (as an integer for a ``bool``).
+
+        A device in maintenance (calibration) reports quality ``"maintenance"`` for the points it
+        read: with ``maintenance`` True those are written instead, on a line tagged
+        ``quality=maintenance``, so calibration gas never mixes into the good series.
         """
         fields: list[str] = []
         append = fields.append
         specs = self._fields
+        wanted = MAINTENANCE if maintenance else "good"
         for name, value in values.items():
-            if value is None or (quality is not None and quality.get(name) != "good"):
+            if value is None or (quality is not None and quality.get(name) != wanted):
                 continue
             spec = specs.get(name)
             if spec is None:
@@ -261,7 +274,7 @@ class TelemetryEncoder:
             text = format_int(value) if spec.integer else format_float(value)
             if text is not None:
                 append(spec.key + text)
-        return _line(self.prefix, fields, ts_ms)
+        return _line(self.maintenance_prefix if maintenance else self.prefix, fields, ts_ms)
 
 
 class LineEncoder:
@@ -288,9 +301,13 @@ class LineEncoder:
         ts_ms: int,
         values: Mapping[str, float | int | bool | None],
         quality: Mapping[str, str] | None = None,
+        *,
+        maintenance: bool = False,
     ) -> str | None:
         """See :meth:`TelemetryEncoder.encode`."""
-        return self.telemetry_encoder(device).encode(ts_ms, values, quality)
+        return self.telemetry_encoder(device).encode(
+            ts_ms, values, quality, maintenance=maintenance
+        )
 
     def alarm(
         self,

@@ -32,6 +32,13 @@ PROFILE_POINTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("ch4_range", "%CH4"),
         ("feed_on", ""),
         ("relay_cut", ""),
+        ("nh3", "ppm"),
+        ("cl2", "ppm"),
+        ("so2", "ppm"),
+        ("no2", "ppm"),
+        ("hcn", "ppm"),
+        ("benzene", "ppm"),
+        ("methanol", "ppm"),
     ),
     "tank": (
         ("level", "m"),

@@ -32,6 +32,8 @@ from rules._binding import (
     TrendSpec,
     format_message,
 )
+from rules._exposure import ExposureSpec, ShiftSchedule
+from tests.rules.exposure_reference import ScalarExposure
 
 NONE, L, LL, H, HH, ACTIVE = range(6)
 SEVERITY = {NONE: 0, L: 1, LL: 2, H: 1, HH: 2, ACTIVE: 1}
@@ -70,8 +72,9 @@ class Alarm:
 class ScalarEngine:
     """Per-alarm loops over the same bindings as :class:`rules.RuleEngine`."""
 
-    def __init__(self, plan: BindingPlan) -> None:
+    def __init__(self, plan: BindingPlan, shifts: ShiftSchedule | None = None) -> None:
         self.alarms = [Alarm(b) for b in plan.bindings]
+        self.exposure = ScalarExposure(plan.bindings, shifts)
         for alarm in self.alarms:
             if isinstance(alarm.binding.spec, TrendSpec):
                 alarm.history = deque(maxlen=alarm.binding.spec.max_samples)
@@ -199,6 +202,11 @@ class ScalarEngine:
                 if p.ref_index >= 0 and not good(values[p.ref_index], quality[p.ref_index]):
                     return alarm.level
             return ACTIVE if all(self.predicate(p, values) for p in spec.predicates) else NONE
+        if isinstance(spec, ExposureSpec):
+            hit, alarm.value, alarm.forecast = self.exposure.row(spec)
+            if hit is None:
+                return alarm.level
+            return ACTIVE if hit else NONE
         assert isinstance(spec, CommSpec)
         up = online[alarm.binding.device_index]
         alarm.value = 1.0 if up else 0.0
@@ -275,6 +283,7 @@ class ScalarEngine:
                 p = spec.point_index
                 if new[p] and good(values[p], quality[p]):
                     alarm.history.append((sample_ts[p], values[p]))
+        self.exposure.tick(now, values, quality)
         for d in range(self.n_devices):
             self.device_suppressed[d] = d in self.has_comm and not online[d]
 

@@ -35,10 +35,11 @@ def points_used(pack: RulePack) -> set[tuple[str, str]]:
     return used
 
 
-def test_five_packs_ship() -> None:
+def test_six_packs_ship() -> None:
     assert {p.pack for p in ALL} == {
         "coal_mine",
         "hazchem_gas",
+        "occupational_exposure",
         "tank_farm",
         "elevator",
         "tower_crane",

@@ -6,7 +6,9 @@ by the gateway's own reader (:class:`~gateway.drivers.modbus.adaptive.AdaptiveRe
 coalesced requests, vectorised decoder) over an in-memory link that answers from the simulator's
 registers. Results go into a :class:`~gateway.points.PointTable`, and after every poll instant
 the gateway's :class:`~gateway.alarm_service.AlarmService` ticks the engine and produces the
-very MQTT messages the gateway would publish. Nothing sleeps: an hour of site time takes seconds.
+very MQTT messages the gateway would publish. The scenario's operator commands (maintenance, …)
+go through the service's command entry at their time, before that instant's tick. Nothing
+sleeps: an hour of site time takes seconds.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class ScenarioRun:
     ticks: int = 0
     polls: int = 0
     failed_polls: int = 0
+    replies: list[dict[str, Any]] = field(default_factory=list)
 
     def events(self) -> list[dict[str, Any]]:
         """The ``P/events/alarm`` payloads, in publication order (flood events included)."""
@@ -132,14 +135,21 @@ class ScenarioRun:
 
 
 def run_scenario(
-    site: SiteConfig, scenario: str, *, seed: int, duration_s: float, prefix: str = "hazard"
+    site: SiteConfig,
+    scenario: str,
+    *,
+    seed: int,
+    duration_s: float,
+    prefix: str = "hazard",
+    operator: bool = True,
 ) -> ScenarioRun:
-    """Play ``scenario`` on ``site`` for ``duration_s`` simulated seconds."""
-    return asyncio.run(_run(site, scenario, seed, duration_s, prefix))
+    """Play ``scenario`` on ``site`` for ``duration_s`` simulated seconds (``operator=False``:
+    without the scenario's operator commands)."""
+    return asyncio.run(_run(site, scenario, seed, duration_s, prefix, operator))
 
 
-async def _run(
-    site: SiteConfig, scenario: str, seed: int, duration_s: float, prefix: str
+async def _run(  # noqa: PLR0917
+    site: SiteConfig, scenario: str, seed: int, duration_s: float, prefix: str, operator: bool
 ) -> ScenarioRun:
     clock = FakeClock(EPOCH)
     sim = SiteSimulator(site, scenario=scenario, seed=seed, clock=clock)
@@ -152,6 +162,7 @@ async def _run(
         Topics(prefix, site.site.id),
         out.messages.append,
         clock=clock,
+        on_transition=out.transitions.append,
     )
     readers = [AdaptiveReader(rows.device) for rows in table.devices]
     n = max(1, len(table.devices))
@@ -160,6 +171,8 @@ async def _run(
         (EPOCH + rows.device.poll_interval * rows.index / n, rows.index, 0)
         for rows in table.devices
     ]
+    commands = list(sim.operator_commands) if operator else []
+    topics = Topics(prefix, site.site.id)
     heapq.heapify(due)
     end = EPOCH + duration_s
     while due and due[0][0] <= end:
@@ -175,7 +188,13 @@ async def _run(
             rows = table.devices[index]
             start = EPOCH + rows.device.poll_interval * index / n
             heapq.heappush(due, (start + (k + 1) * rows.device.poll_interval, index, k + 1))
-        out.transitions.extend(service.tick())
+        while commands and EPOCH + commands[0].at <= now:
+            cmd = commands.pop(0)
+            topic = f"{topics.base}/cmd/{cmd.command}"
+            replies = service.handle_command(topic, json.dumps(dict(cmd.payload)).encode())
+            out.messages.extend(replies)
+            out.replies.extend(json.loads(r.payload) for r in replies)
+        service.tick()  # its transitions, and those of commands, reach out.transitions
         out.ticks += 1
     active = (State.UNACK_ACTIVE, State.ACK_ACTIVE)
     out.active_at_end = {s.id for s in service.engine.active_alarms() if s.state in active}

@@ -1,0 +1,371 @@
+// Alarm console page: one EventSource for live changes, no polling; every text set with
+// textContent (alarm messages come from the field and are never parsed as HTML).
+"use strict";
+(() => {
+  const csrf = document.querySelector('meta[name="csrf"]').content;
+  const maxShelve = Number(document.querySelector('meta[name="max-shelve"]').content);
+  const canAct = document.body.dataset.role === "operator";
+  const $ = (id) => document.getElementById(id);
+  const tbody = $("alarm-rows");
+
+  const board = { alarms: new Map(), devices: new Map(), interlocks: new Map(), rescues: new Map(),
+                  journal: [], link: { connected: false, stale: true } };
+  const rows = new Map();      // alarm key -> <tr>
+  let order = [];              // alarm keys, sorted
+  const sortKeys = new Map();  // alarm key -> [priority, -ts, key]
+  const dirty = new Set();
+  let sidesDirty = false, journalDirty = [], linkDirty = false, everything = false;
+  let loaded = false, frame = 0;
+
+  // ---------------------------------------------------------------- sound
+  let muted = localStorage.getItem("console-muted") === "1";
+  let audio = null;
+  const muteButton = $("mute");
+  const showMute = () => {
+    muteButton.textContent = muted ? "Sound: muted" : "Sound: on";
+    muteButton.setAttribute("aria-pressed", String(muted));
+  };
+  muteButton.addEventListener("click", () => {
+    muted = !muted;
+    localStorage.setItem("console-muted", muted ? "1" : "0");
+    showMute();
+  });
+  document.addEventListener("click", () => { if (audio && audio.state === "suspended") audio.resume(); });
+  showMute();
+  function tone() {
+    document.body.dataset.tones = String(Number(document.body.dataset.tones) + 1);
+    if (muted) return;
+    try {
+      audio = audio || new AudioContext();
+      const t = audio.currentTime;
+      for (let i = 0; i < 3; i++) {  // three short beeps at 880 Hz
+        const osc = audio.createOscillator(), gain = audio.createGain();
+        osc.frequency.value = 880;
+        gain.gain.setValueAtTime(0.25, t + i * 0.3);
+        gain.gain.setValueAtTime(0, t + i * 0.3 + 0.18);
+        osc.connect(gain).connect(audio.destination);
+        osc.start(t + i * 0.3);
+        osc.stop(t + i * 0.3 + 0.2);
+      }
+    } catch (e) { /* no audio device: the row still flashes */ }
+  }
+  const loudNew = (before, after) => after && after.priority === 1 && after.state === "UNACK_ACTIVE" &&
+    !(before && before.state === "UNACK_ACTIVE" && before.priority === 1);
+
+  // ---------------------------------------------------------------- formatting
+  const pad = (n) => String(n).padStart(2, "0");
+  function when(ms) {
+    if (typeof ms !== "number") return "";
+    const d = new Date(ms), now = new Date();
+    const hms = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    return d.toDateString() === now.toDateString() ? hms : `${d.getMonth() + 1}-${pad(d.getDate())} ${hms}`;
+  }
+  const num = (v) => (typeof v === "number" ? String(Number(v.toPrecision(4))) : "—");
+  function el(tag, text, cls) {
+    const e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    if (cls) e.className = cls;
+    return e;
+  }
+  const STATE_TEXT = { UNACK_ACTIVE: "unacknowledged", ACK_ACTIVE: "acknowledged", RTN_UNACK: "returned, unack",
+                       SHELVED: "shelved", SUPPRESSED: "suppressed", OUT_OF_SERVICE: "out of service" };
+  const ACTIONS = [
+    ["ack", "Ack", (s) => s === "UNACK_ACTIVE" || s === "RTN_UNACK"],
+    ["shelve", "Shelve", (s) => ["UNACK_ACTIVE", "ACK_ACTIVE", "RTN_UNACK"].includes(s)],
+    ["unshelve", "Unshelve", (s) => s === "SHELVED"],
+    ["out_of_service", "Out of service", (s) => s !== "OUT_OF_SERVICE"],
+    ["return_to_service", "Return", (s) => s === "OUT_OF_SERVICE"],
+  ];
+
+  // ---------------------------------------------------------------- filters
+  const fSite = $("f-site"), fArea = $("f-area"), fPriority = $("f-priority");
+  const visible = (a) => (!fSite.value || a.site === fSite.value) &&
+    (!fArea.value || a.area === fArea.value) &&
+    (!fPriority.value || (typeof a.priority === "number" && a.priority <= Number(fPriority.value)));
+  for (const f of [fSite, fArea, fPriority]) f.addEventListener("change", () => { everything = true; schedule(); });
+  function fillOptions(select, values) {
+    const have = new Set([...select.options].map((o) => o.value));
+    for (const v of [...values].sort()) if (v && !have.has(v)) select.append(new Option(v, v));
+  }
+
+  // ---------------------------------------------------------------- alarm rows
+  const sortKey = (key, a) => [typeof a.priority === "number" ? a.priority : 99, -(a.ts || 0), key];
+  function before(x, y) {
+    for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return x[i] < y[i];
+    return false;
+  }
+  function position(sk) {  // first index whose key sorts after sk
+    let lo = 0, hi = order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (before(sortKeys.get(order[mid]), sk)) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  }
+  function interlockOf(a) {
+    return a.area ? board.interlocks.get(`${a.site}/${a.area}`) : undefined;
+  }
+  function fillRow(tr, key, a) {
+    tr.className = `p${a.priority} ${a.state}`;
+    tr.dataset.key = key;
+    tr.dataset.state = a.state;
+    tr.replaceChildren();
+    tr.append(el("td", a.priority));
+    tr.append(el("td", STATE_TEXT[a.state] || a.state));
+    const where = el("td", a.site);
+    where.append(el("div", a.area || "", "small"));
+    tr.append(where);
+    const what = el("td", a.title, "title");
+    what.append(el("div", `${a.id}${a.shelved_until ? " · shelved until " + when(a.shelved_until) : ""}`, "small"));
+    tr.append(what);
+    tr.append(el("td", `${num(a.value)} / ${num(a.limit)}`));
+    tr.append(el("td", a.level));
+    tr.append(el("td", when(a.ts)));
+    const power = el("td");
+    const il = interlockOf(a);
+    if (a.power_off === true) power.append(el("span", "power off", "power-off"));
+    else if (il && il.power_off) power.append(el("span", "area off", "power-off"));
+    tr.append(power);
+    const actions = el("td", null, "actions");
+    if (canAct) {
+      for (const [verb, label, allowed] of ACTIONS) {
+        const b = el("button", label);
+        b.type = "button";
+        b.dataset.act = verb;
+        b.disabled = !allowed(a.state);
+        actions.append(b);
+      }
+    }
+    tr.append(actions);
+    tr.hidden = !visible(a);
+  }
+  function renderAlarm(key) {
+    const a = board.alarms.get(key);
+    const old = sortKeys.get(key);
+    if (old) {
+      const i = position(old);
+      if (order[i] === key) order.splice(i, 1); else order = order.filter((k) => k !== key);
+      sortKeys.delete(key);
+    }
+    let tr = rows.get(key);
+    if (!a) {
+      if (tr) { tr.remove(); rows.delete(key); }
+      return;
+    }
+    if (!tr) { tr = document.createElement("tr"); rows.set(key, tr); }
+    fillRow(tr, key, a);
+    const sk = sortKey(key, a);
+    const i = position(sk);
+    order.splice(i, 0, key);
+    sortKeys.set(key, sk);
+    const next = i + 1 < order.length ? rows.get(order[i + 1]) : null;
+    if (tr.nextSibling !== next || tr.parentNode !== tbody) tbody.insertBefore(tr, next);
+  }
+  function renderAllAlarms() {
+    tbody.replaceChildren();
+    rows.clear(); sortKeys.clear(); order = [];
+    const keys = [...board.alarms.keys()];
+    for (const k of keys) sortKeys.set(k, sortKey(k, board.alarms.get(k)));
+    order = keys.sort((x, y) => (before(sortKeys.get(x), sortKeys.get(y)) ? -1 : 1));
+    const frag = document.createDocumentFragment();
+    for (const k of order) {
+      const tr = document.createElement("tr");
+      rows.set(k, tr);
+      fillRow(tr, k, board.alarms.get(k));
+      frag.append(tr);
+    }
+    tbody.append(frag);
+  }
+
+  // ---------------------------------------------------------------- side panes and journal
+  function renderSides() {
+    const il = $("interlocks");
+    il.replaceChildren();
+    for (const [, d] of [...board.interlocks].sort()) {
+      const li = el("li", `${d.site} · ${d.area}: `);
+      li.append(d.power_off ? el("span", "POWER OFF", "power-off") : el("span", "power on"));
+      li.append(el("div", `feed ${d.feed ?? "unknown"} · since ${when(d.since)}` +
+        (d.causes && d.causes.length ? ` · ${d.causes.join(", ")}` : ""), "small"));
+      il.append(li);
+    }
+    if (!board.interlocks.size) il.append(el("li", "none reported", "small"));
+    const rs = $("rescues");
+    rs.replaceChildren();
+    for (const [, d] of [...board.rescues].sort()) {
+      const li = el("li", `${d.site} · ${d.device}`);
+      const rest = Object.entries(d).filter(([k]) => !["site", "device", "ts"].includes(k))
+        .map(([k, v]) => `${k}: ${typeof v === "number" && v > 1e12 ? when(v) : typeof v === "object" ? JSON.stringify(v) : v}`);
+      li.append(el("div", rest.join(" · "), "small"));
+      rs.append(li);
+    }
+    if (!board.rescues.size) rs.append(el("li", "no open rescue", "small"));
+    const dv = $("devices");
+    dv.replaceChildren();
+    for (const [, d] of [...board.devices].sort()) {
+      const state = d.maintenance ? "maintenance" : d.online ? "online" : "offline";
+      const li = el("li");
+      li.dataset.device = `${d.site}/${d.device}`;
+      li.append(el("span", `${d.site} · ${d.device}`), el("span", state, `st-${state}`));
+      dv.append(li);
+    }
+    const sites = new Set(), areas = new Set();
+    for (const a of board.alarms.values()) { sites.add(a.site); if (a.area) areas.add(a.area); }
+    for (const d of board.devices.values()) sites.add(d.site);
+    for (const d of board.interlocks.values()) areas.add(d.area);
+    fillOptions(fSite, sites);
+    fillOptions(fArea, areas);
+  }
+  function journalLine(e) {
+    const who = e.user ? ` ${e.user}` : "";
+    let text;
+    if (e.source === "console") {
+      text = `${when(e.ts)}${who} ${e.action}${e.id ? " " + e.site + "/" + e.id : ""}` +
+        `${e.minutes ? " " + e.minutes + " min" : ""}${e.reason ? " — " + e.reason : ""}: ${e.result}` +
+        `${e.error ? " (" + e.error + ")" : ""}`;
+    } else {
+      text = `${when(e.ts)} ${e.site}/${e.id} ${e.from} → ${e.to}${e.level ? " " + e.level : ""}${who ? " by" + who : ""}`;
+    }
+    const li = el("li", text, e.result === "refused" ? "refused" : "");
+    return li;
+  }
+  function renderJournal(entries, replace) {
+    const ol = $("journal");
+    if (replace) ol.replaceChildren();
+    for (const e of entries) ol.prepend(journalLine(e));
+    while (ol.childElementCount > 500) ol.lastElementChild.remove();
+  }
+  function renderLink() {
+    const l = board.link, span = $("link");
+    if (l.connected && !l.stale) { span.textContent = "live"; span.className = "link live"; }
+    else if (l.connected) { span.textContent = "rebuilding from the broker…"; span.className = "link stale"; }
+    else {
+      span.textContent = `BROKER UNREACHABLE — last known state, stale since ${when(l.since)}`;
+      span.className = "link down";
+    }
+    document.body.classList.toggle("stale-board", !!l.stale);
+  }
+
+  // ---------------------------------------------------------------- applying changes
+  function schedule() { if (!frame) frame = requestAnimationFrame(render); }
+  function render() {
+    frame = 0;
+    if (everything) { renderAllAlarms(); dirty.clear(); sidesDirty = true; everything = false; }
+    for (const k of dirty) renderAlarm(k);
+    dirty.clear();
+    if (sidesDirty) { renderSides(); sidesDirty = false; }
+    if (journalDirty === null) { renderJournal(board.journal, true); journalDirty = []; }
+    else if (journalDirty.length) { renderJournal(journalDirty, false); journalDirty = []; }
+    if (linkDirty) { renderLink(); linkDirty = false; }
+    $("count").textContent = String(board.alarms.size);
+  }
+  const TABLES = { alarm: "alarms", device: "devices", interlock: "interlocks", rescue: "rescues" };
+  function apply(delta) {
+    const { kind, key, doc } = delta;
+    if (kind === "snapshot") {
+      let loud = false;
+      const fresh = new Map(Object.entries(doc.alarms));
+      if (loaded) for (const [k, a] of fresh) if (loudNew(board.alarms.get(k), a)) loud = true;
+      board.alarms = fresh;
+      board.devices = new Map(Object.entries(doc.devices));
+      board.interlocks = new Map(Object.entries(doc.interlocks));
+      board.rescues = new Map(Object.entries(doc.rescues));
+      board.journal = doc.journal;
+      board.link = doc.link;
+      everything = true; journalDirty = null; linkDirty = true; loaded = true;
+      if (loud) tone();
+      return;
+    }
+    if (kind === "link") { board.link = doc; linkDirty = true; return; }
+    if (kind === "journal") {
+      board.journal.push(doc);
+      if (board.journal.length > 500) board.journal.shift();
+      if (journalDirty !== null) journalDirty.push(doc);
+      return;
+    }
+    const table = board[TABLES[kind]];
+    if (!table) return;
+    if (kind === "alarm" && loaded && loudNew(table.get(key), doc)) tone();
+    if (doc === null) table.delete(key); else table.set(key, doc);
+    if (kind === "alarm") dirty.add(key);
+    else {
+      sidesDirty = true;
+      if (kind === "interlock") for (const [k, a] of board.alarms) if (a.site === doc?.site || !doc) dirty.add(k);
+    }
+  }
+  function connect() {
+    const source = new EventSource("/events");
+    source.onmessage = (msg) => {
+      for (const delta of JSON.parse(msg.data)) apply(delta);
+      schedule();
+    };
+    source.onerror = () => {
+      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
+      board.link = { ...board.link, connected: false, stale: true, since: board.link.since || Date.now() };
+      const span = $("link");
+      span.textContent = "CONSOLE SERVER UNREACHABLE — last known state, stale";
+      span.className = "link down";
+      document.body.classList.add("stale-board");
+    };
+  }
+
+  // ---------------------------------------------------------------- actions
+  const toast = $("toast");
+  let toastTimer = 0;
+  function say(text, bad) {
+    toast.textContent = text;
+    toast.className = bad ? "show bad" : "show";
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { toast.className = ""; }, 4000);
+  }
+  async function send(verb, alarm, extra) {
+    let reply;
+    try {
+      const r = await fetch(`/api/alarm/${verb}`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify({ site: alarm.site, id: alarm.id, ...extra }),
+        credentials: "same-origin",
+      });
+      reply = await r.json();
+    } catch (e) {
+      reply = { ok: false, error: "the console server did not answer" };
+    }
+    say(reply.ok ? `${verb.replace(/_/g, " ")}: done` : `${verb.replace(/_/g, " ")} refused: ${reply.error}`, !reply.ok);
+  }
+  const ask = $("ask");
+  let asking = null;
+  const TITLES = { shelve: "Shelve alarm", unshelve: "Unshelve alarm", out_of_service: "Take out of service",
+                   return_to_service: "Return to service" };
+  tbody.addEventListener("click", (ev) => {
+    const b = ev.target.closest("button[data-act]");
+    if (!b) return;
+    const alarm = board.alarms.get(b.closest("tr").dataset.key);
+    if (!alarm) return;
+    const verb = b.dataset.act;
+    if (verb === "ack") { send("ack", alarm, {}); return; }
+    asking = { verb, alarm };
+    $("ask-title").textContent = TITLES[verb];
+    $("ask-alarm").textContent = `${alarm.site} · ${alarm.title} · ${alarm.id}`;
+    $("ask-minutes-row").hidden = verb !== "shelve";
+    $("ask-minutes").required = verb === "shelve";
+    $("ask-reason").value = "";
+    $("ask-reason").required = verb !== "unshelve";
+    ask.showModal();
+  });
+  $("ask-cancel").addEventListener("click", () => { asking = null; ask.close(); });
+  $("ask-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (!asking) return;
+    const extra = { reason: $("ask-reason").value };
+    if (asking.verb === "shelve") {
+      const m = Number($("ask-minutes").value);
+      if (!(m > 0 && m <= maxShelve)) { say(`minutes must be in (0, ${maxShelve}]`, true); return; }
+      extra.minutes = m;
+    }
+    send(asking.verb, asking.alarm, extra);
+    asking = null;
+    ask.close();
+  });
+
+  connect();
+})();

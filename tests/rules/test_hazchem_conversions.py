@@ -1,0 +1,97 @@
+"""Every toxic-gas limit of the hazchem pack is its OEL in mg/m³ converted to ppm at 20 °C.
+
+GB/T 50493-2019 puts the first alarm level at ≤100 % and the second at ≤200 % of the OEL of
+GBZ 2.1-2019 (the MAC where there is one, else the PC-TWA); detectors read ppm. At the GBZ 159
+reference conditions (20 °C, 101.3 kPa) one mole of gas fills 24.04 L, so ppm = mg/m³ × 24.04 /
+molar mass. This test recomputes each limit twice: from the figures its `source` cites, and from
+an independent table (the OELs of DOMAIN.md's GBZ 2.1 list, molar masses summed from atomic
+weights) — and requires the limit at or below the exact value, never above, and not needlessly
+far below it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from rules import load_packs
+from rules._pack import ThresholdRule
+from tests.rules.harness import PACKS, Site, device_points
+
+(HAZCHEM,) = load_packs([PACKS / "hazchem_gas.yaml"])
+MOLAR_VOLUME_20C = 24.04  # L/mol at 20 °C, 101.3 kPa (GBZ 159)
+
+#: Standard atomic weights (IUPAC, conventional values).
+ATOMIC = {"H": 1.008, "C": 12.011, "N": 14.007, "O": 15.999, "S": 32.06, "Cl": 35.45}
+
+#: point → (formula, OEL mg/m³ used for the alarms, which OEL) from GBZ 2.1-2019.
+TOXIC = {
+    "h2s": ({"H": 2, "S": 1}, 10.0, "MAC"),
+    "co": ({"C": 1, "O": 1}, 20.0, "PC-TWA"),
+    "nh3": ({"N": 1, "H": 3}, 20.0, "PC-TWA"),
+    "cl2": ({"Cl": 2}, 1.0, "MAC"),
+    "so2": ({"S": 1, "O": 2}, 5.0, "PC-TWA"),
+    "no2": ({"N": 1, "O": 2}, 5.0, "PC-TWA"),
+    "hcn": ({"H": 1, "C": 1, "N": 1}, 1.0, "MAC"),
+    "benzene": ({"C": 6, "H": 6}, 6.0, "PC-TWA"),
+    "methanol": ({"C": 1, "H": 4, "O": 1}, 25.0, "PC-TWA"),
+}
+#: A rounded-down limit may sit this far below the exact conversion (display resolution).
+MAX_SHORTFALL = 0.03
+
+CITED = re.compile(r"([\d.]+) mg/m³ × 24\.04 / ([\d.]+) = ([\d.]+) ppm")
+
+
+def molar_mass(formula: dict[str, int]) -> float:
+    return sum(ATOMIC[element] * n for element, n in formula.items())
+
+
+def toxic_rules() -> dict[str, ThresholdRule]:
+    out = {}
+    for rule in HAZCHEM.rules:
+        if isinstance(rule, ThresholdRule) and rule.point in TOXIC:
+            out[rule.point] = rule
+    return out
+
+
+def test_every_toxic_gas_has_a_rule() -> None:
+    assert sorted(toxic_rules()) == sorted(TOXIC)
+
+
+@pytest.mark.parametrize("point", sorted(TOXIC))
+@pytest.mark.parametrize(("level", "share"), [("H", 1), ("HH", 2)])
+def test_limit_is_the_converted_oel_and_never_above_it(point: str, level: str, share: int) -> None:
+    formula, oel, which = TOXIC[point]
+    spec = toxic_rules()[point].levels[level]  # type: ignore[index]
+    exact = share * oel * MOLAR_VOLUME_20C / molar_mass(formula)
+    assert spec.limit <= exact, f"{point} {level} {spec.limit} ppm is above {exact:.4f} ppm"
+    assert spec.limit >= exact * (1 - MAX_SHORTFALL), f"{point} {level} needlessly low"
+    # the figures the source cites are the ones the limit comes from
+    (cited,) = CITED.findall(spec.source)
+    mg, mass, ppm = (float(x) for x in cited)
+    assert mg == share * oel
+    assert mass == pytest.approx(molar_mass(formula), abs=0.01)
+    assert ppm == pytest.approx(mg * MOLAR_VOLUME_20C / mass, abs=1e-4)
+    assert spec.limit <= ppm
+    if level == "H":
+        assert which in spec.source
+
+
+def test_every_toxic_gas_alarms_at_its_first_and_second_level() -> None:
+    points = [
+        *device_points("ga-1", 0, "gas", {"position": "tank_farm"}),
+    ]
+    site = Site(points, [HAZCHEM])
+    site.set("ga-1", o2=20.9, lel=0, status=1, fault=0, **dict.fromkeys(TOXIC, 0.0))
+    assert site.tick() == []
+    rules = toxic_rules()
+    for point, rule in rules.items():
+        h = rule.levels["H"].limit  # type: ignore[index]
+        hh = rule.levels["HH"].limit  # type: ignore[index]
+        site.set("ga-1", **{point: h})
+        assert [(t.rule, t.level) for t in site.tick(1)] == [(rule.id, "H")]
+        site.set("ga-1", **{point: hh})
+        assert [(t.rule, t.level) for t in site.tick(1)] == [(rule.id, "HH")]
+        site.set("ga-1", **{point: 0.0})
+        assert [t.to_state.value for t in site.tick(1)] == ["RTN_UNACK"]
