@@ -146,6 +146,13 @@ class IngestProcess:
                 self.proc.wait(10)
         return self.proc.returncode
 
+    def bound(self) -> bool:
+        """The worker is bound to its consumer (it logged ``ingest NAME: stream ...``)."""
+        try:
+            return f"ingest {self.name}: stream " in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+
     def written(self) -> tuple[int, int]:
         """(messages, lines) from the worker's last stats line (0, 0 before the first)."""
         try:
