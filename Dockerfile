@@ -1,4 +1,4 @@
-# hazard-gateway: one image for the gateway and the simulators (docker-compose.yml runs both).
+# hazard-gateway: one image for the gateway, the simulators and the alarm console.
 #   docker build -t hazard-gateway .
 #   docker run --rm hazard-gateway hazardgw check -c examples/site.yaml
 FROM python:3.11-slim
@@ -15,6 +15,7 @@ COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY rules ./rules
 COPY simulators ./simulators
+COPY console ./console
 RUN pip install . \
     && useradd --system --create-home --home-dir /var/lib/hazardgw hazardgw
 

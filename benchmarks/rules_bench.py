@@ -7,10 +7,13 @@ case for the trend ring buffers) and reports the median tick time of
 * a threshold-only engine (threshold rules of the packs): threshold point-evaluations per second;
 * a threshold + rate-of-change engine: the tick budget figure;
 * the full packs (stale, discrete, duration and comm rules as well);
+* the full packs with the daily report's accumulators on (``RuleEngine.enable_daily``);
 * the scalar reference implementation of the tests on a sample of the site, scaled to the size.
 
 Human-readable lines first, then as the last line one JSON object for 100k points with keys
-``points``, ``threshold_evals_per_s``, ``tick_ms_threshold_trend`` and ``speedup_vs_scalar``.
+``points``, ``threshold_evals_per_s``, ``tick_ms_threshold_trend``, ``tick_ms_full``,
+``tick_ms_full_daily``, ``daily_report_overhead`` (the ratio of the two, same run) and
+``speedup_vs_scalar``.
 
 Run: ``.venv/bin/python benchmarks/rules_bench.py`` (``--quick`` for a short run).
 """
@@ -22,6 +25,7 @@ import json
 import statistics
 import sys
 import time
+import zoneinfo
 from collections.abc import Callable, Sequence, Sized
 from pathlib import Path
 
@@ -52,7 +56,8 @@ BASELINE: dict[str, tuple[float, float, float]] = {
     "pressure": (2.0, 0.05, 4.0),
     "moment_pct": (60.0, 1.0, 45.0),
     "wind_ms": (4.0, 0.5, 8.0),
-    "tilt_deg": (0.0, 0.02, 0.8),
+    "tilt_x_deg": (0.0, 0.02, 0.8),
+    "tilt_y_deg": (0.0, 0.02, 0.8),
     "load_t": (3.0, 0.1, 4.0),
     "rated_load_t": (8.0, 0.0, 0.0),
     "speed": (1.0, 0.05, 0.0),
@@ -175,22 +180,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_s = time.perf_counter() - t0
         trend = RuleEngine(points, threshold_trend)
         full = RuleEngine(points, packs)
+        daily = RuleEngine(points, packs)
+        daily.enable_daily(zoneinfo.ZoneInfo("Asia/Shanghai"))
         thr_rows = len(thr.plan.bindings)
         t_thr, _ = time_ticks(vector_tick(thr), Feed(points), ticks, warmup)
         t_trend, _ = time_ticks(vector_tick(trend), Feed(points), ticks, warmup)
         t_full, moves = time_ticks(vector_tick(full), Feed(points), ticks, warmup)
+        t_daily, _ = time_ticks(vector_tick(daily), Feed(points), ticks, warmup)
         evals = thr_rows / t_thr
         print(
             f"{n:>7} points: compile {build_s * 1e3:7.1f} ms | threshold-only "
             f"{t_thr * 1e3:6.3f} ms/tick ({thr_rows} rows, {evals / 1e6:6.1f} M evals/s) | "
             f"threshold+trend {t_trend * 1e3:6.3f} ms ({len(trend.plan.bindings)} rows) | "
             f"full packs {t_full * 1e3:6.3f} ms ({len(full.plan.bindings)} rows, "
-            f"{moves:.1f} transitions/tick)"
+            f"{moves:.1f} transitions/tick) | with the daily report {t_daily * 1e3:6.3f} ms "
+            f"({daily.daily.size if daily.daily else 0} sensors)"
         )
         result = {
             "points": n,
             "threshold_evals_per_s": round(evals),
             "tick_ms_threshold_trend": round(t_trend * 1e3, 3),
+            "tick_ms_full": round(t_full * 1e3, 3),
+            "tick_ms_full_daily": round(t_daily * 1e3, 3),
+            "daily_report_overhead": round(t_daily / t_full, 3),
         }
         last_trend_tick = t_trend
 

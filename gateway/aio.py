@@ -8,11 +8,14 @@ __all__ = ["raise_if_cancelling", "wait_event"]
 
 
 def raise_if_cancelling() -> None:
-    """Re-raise a cancellation that a timeout turned into ``TimeoutError``.
+    """Re-raise a cancellation that a timeout turned into ``TimeoutError``, or that a library
+    dropped.
 
     On Python 3.11, a task cancelled just as its ``asyncio.timeout`` expires sees only
-    ``TimeoutError``; a loop that treats that as "try again" would then never stop. Call this in
-    every ``except TimeoutError`` of a task that must stop when cancelled.
+    ``TimeoutError``, and ``asyncio.wait_for`` (pymodbus awaits every answer through it) returns
+    a result that arrived in the same loop step as a cancellation and drops the cancellation. A
+    loop that goes on would then never stop. Call this in every ``except TimeoutError`` and
+    after every library await of a task that must stop when cancelled.
     """
     task = asyncio.current_task()
     if task is not None and task.cancelling():

@@ -33,6 +33,7 @@ from gateway.points import PointTable
 from gateway.telemetry import Topics
 from rules import (
     AlarmTransition,
+    DailyStats,
     FloodEvent,
     MaintenanceEvent,
     PointRef,
@@ -62,7 +63,11 @@ def build_engine(site: SiteConfig, table: PointTable) -> RuleEngine:
     ]
     overrides = {d.id: d.limits for d in site.devices if d.limits}
     return RuleEngine(
-        refs, load_packs(list(site.rules)), overrides=overrides, n_devices=len(site.devices)
+        refs,
+        load_packs(list(site.rules)),
+        overrides=overrides,
+        n_devices=len(site.devices),
+        shifts=site.exposure.schedule(site.site.timezone),
     )
 
 
@@ -84,6 +89,7 @@ class AlarmService:
         min_tick: float = 0.005,
         on_transition: Callable[[AlarmTransition], None] | None = None,
         on_maintenance: Callable[[MaintenanceEvent], None] | None = None,
+        on_day: Callable[[DailyStats], None] | None = None,
     ) -> None:
         self.engine = engine
         self.table = table
@@ -93,6 +99,7 @@ class AlarmService:
         self.min_tick = min_tick
         self.on_transition = on_transition
         self.on_maintenance = on_maintenance
+        self.on_day = on_day
         #: Last calibration of each device (epoch s; None: unknown), from the site file or a
         #: ``maintenance/end`` command with ``"calibrated": true``.
         self.calibrated_at: dict[str, float | None] = {
@@ -128,6 +135,10 @@ class AlarmService:
         for flood in self.engine.take_flood_events():
             self._publish_flood(flood)
         self._publish_maintenance()
+        for day in self.engine.take_finished_days():
+            if self.on_day is not None:
+                self.on_day(day)
+            self.warn_calibration_due()
         return transitions
 
     def _publish_maintenance(self) -> None:

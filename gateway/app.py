@@ -19,7 +19,9 @@ from gateway import __version__
 from gateway.alarm_service import AlarmService, build_engine
 from gateway.commands import command_reply
 from gateway.config import MqttConfig, SiteConfig
+from gateway.daily_report import DailyReporter
 from gateway.drivers.modbus.link import ModbusLink, link_key
+from gateway.exposure import ExposureKeeper
 from gateway.maintenance import maintenance_status
 from gateway.messages import OutboundMessage
 from gateway.metrics import GatewayReadings, MetricsServer
@@ -29,7 +31,7 @@ from gateway.points import PointTable
 from gateway.poller import DevicePoller, PollResult
 from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, influx_token
 from gateway.telemetry import Topics, device_status_payload, encode_doc, json_payload, telemetry_doc
-from rules import AlarmTransition, MaintenanceEvent
+from rules import AlarmTransition, DailyStats, MaintenanceEvent
 
 __all__ = ["Gateway", "GatewayStats"]
 
@@ -111,7 +113,9 @@ class Gateway:
         self.telemetry_qos = self.mqtt_cfg.telemetry_qos
         self.outbox: AsyncOutbox | None = None
         self.alarms: AlarmService | None = None
+        self.report: DailyReporter | None = None
         self.sink: InfluxSink | None = None
+        self.exposure: ExposureKeeper | None = None
         self.points_per_s = 0.0
         self.metrics: MetricsServer | None = None
         if site.metrics is not None:
@@ -127,7 +131,20 @@ class Gateway:
                 self.publisher.publish,
                 on_transition=self._record_transition,
                 on_maintenance=self._maintenance_changed,
+                on_day=self._day_finished,
             )
+            self.report = DailyReporter(
+                site, engine, self.topics, self.publisher.publish, lines=self._daily_lines
+            )
+            if engine.exposure_points:
+                self.exposure = ExposureKeeper(
+                    engine, site.exposure, site.site.id, self._write_exposure
+                )
+
+    def _write_exposure(self, lines: list[str]) -> None:
+        """Per-shift exposure rows go to the database like alarms (through the outbox)."""
+        if self.sink is not None:
+            self.sink.add_lines(lines)
 
     def _readings(self) -> GatewayReadings:
         """What a metrics scrape reads (at scrape time, on the event loop)."""
@@ -236,6 +253,14 @@ class Gateway:
                 kind="status",
             )
         )
+
+    def _day_finished(self, stats: DailyStats) -> None:
+        if self.report is not None:
+            self.report.finish(stats)
+
+    def _daily_lines(self, lines: Sequence[str]) -> None:
+        if self.sink is not None:
+            self.sink.add_lines(lines)
 
     def _maintenance_changed(self, event: MaintenanceEvent) -> None:
         idx = self._device_index.get(event.device)
@@ -377,11 +402,15 @@ class Gateway:
                             spool=self._spool_influx if self.outbox is not None else None,
                         )
                     )
+                if self.report is not None:
+                    self.report.restore()  # after the sink: a late day's lines reach it
                 if self.metrics is not None:
                     await self._start_metrics(stack)
                 try:
                     await self._run_tasks(stop)
                 finally:  # what the last polls staged goes to disk before the outbox closes
+                    if self.report is not None:
+                        await self.report.close()
                     if self.outbox is not None:
                         try:
                             await self.publisher.commit_staged()
@@ -411,11 +440,17 @@ class Gateway:
         stack.push_async_callback(self.metrics.close)
 
     async def _run_tasks(self, stop: asyncio.Event | None) -> None:
+        if self.exposure is not None:
+            self.exposure.restore()  # before the alarm task's first tick
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.publisher.run(), name="mqtt")
             tg.create_task(self._stats_loop(), name="stats")
             if self.alarms is not None:
                 tg.create_task(self.alarms.run(), name="alarms")
+            if self.report is not None:
+                tg.create_task(self.report.run(), name="daily-report")
+            if self.exposure is not None:
+                tg.create_task(self.exposure.run(), name="exposure")
             for poller in self.pollers:
                 tg.create_task(poller.run(), name=f"poll:{poller.device.id}")
             try:

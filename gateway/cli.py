@@ -410,6 +410,15 @@ def cmd_console_adduser(args: argparse.Namespace) -> int:
 
     from console import UserFile, UserFileError
 
+    users = UserFile(Path(args.users))
+    if args.if_missing:
+        try:
+            if args.name in users.read():
+                print(f"{args.name} is already in {args.users}: left as it is")
+                return 0
+        except UserFileError as exc:
+            print(f"hazardgw console adduser: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -418,7 +427,7 @@ def cmd_console_adduser(args: argparse.Namespace) -> int:
             print("hazardgw console adduser: the passwords differ", file=sys.stderr)
             return EXIT_CONFIG
     try:
-        new = UserFile(Path(args.users)).add(args.name, args.role, password)
+        new = users.add(args.name, args.role, password)
     except UserFileError as exc:
         print(f"hazardgw console adduser: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -445,6 +454,49 @@ def _with_line(sp: argparse.ArgumentParser, timeout: float) -> None:
         "--register", choices=("holding", "input", "coil", "discrete"), default="holding"
     )
     sp.add_argument("--address", type=int, default=0, help="0-based protocol address")
+
+
+def cmd_report_daily(args: argparse.Namespace) -> int:
+    import datetime as dt
+    from pathlib import Path
+
+    from gateway.report import DailyStore, report_directory, write_report
+
+    site = _load(args.config, check_rules=False)
+    try:
+        day = dt.date.fromisoformat(args.date) if args.date else None
+    except ValueError:
+        print(f"--date: expected YYYY-MM-DD, got {args.date!r}", file=sys.stderr)
+        return EXIT_CONFIG
+    directory = report_directory(site)
+    if directory is None:
+        print(
+            f"{args.config}: the site keeps no outbox, so no state directory with daily report "
+            "data (give it an outbox: see docs/config.md)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    store = DailyStore(directory)
+    if day is None:  # the day before today in the site's time zone
+        day = dt.datetime.now(site.site.zone).date() - dt.timedelta(days=1)
+    try:
+        stats = store.load_day(day)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"{directory}: cannot read the data of {day}: {exc}", file=sys.stderr)
+        return 1
+    if stats is None:
+        kept = ", ".join(d.isoformat() for d in store.days()) or "none"
+        print(f"no daily report data for {day} in {directory} (days kept: {kept})", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    try:
+        csv_path, html_path = write_report(stats, site, out)
+    except OSError as exc:
+        print(f"--out: cannot write the report into {out}: {exc}", file=sys.stderr)
+        return 1
+    note = "" if stats.complete else " (the day is not over: the report shows it so far)"
+    print(f"daily report {day} of {site.site.id}{note}:\n  {csv_path}\n  {html_path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -519,6 +571,16 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--folder", default="Hazard gateway")
     push.set_defaults(func=cmd_dashboards)
 
+    sp = sub.add_parser("report", help="reports from the data the gateway keeps")
+    rsub = sp.add_subparsers(dest="report", required=True)
+    daily = rsub.add_parser(
+        "daily", help="the 24-hour report of one day: a CSV and a self-contained HTML page"
+    )
+    with_config(daily)
+    daily.add_argument("--date", help="the local day, YYYY-MM-DD (default: yesterday)")
+    daily.add_argument("--out", required=True, help="directory to write the report into")
+    daily.set_defaults(func=cmd_report_daily)
+
     sp = sub.add_parser("console", help="the control room's alarm console (a web page)")
     sp.add_argument("--mqtt", help="broker URL, mqtt://host:port or mqtts://host:port")
     sp.add_argument("--prefix", default="hazard", help="topic prefix (default hazard)")
@@ -545,6 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--role", choices=("operator", "viewer"), default="operator")
     add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    add.add_argument(
+        "--if-missing", action="store_true", help="leave an existing user as it is (first start)"
     )
     add.set_defaults(func=cmd_console_adduser)
     return p

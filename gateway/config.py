@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -32,6 +31,8 @@ from pydantic import (
 
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.telemetry import RESERVED_DEVICE_IDS
+from rules import DEFAULT_SHIFT_STARTS, ShiftSchedule
+from rules.yamlfile import YamlFileError, load_yaml, read_text_file
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -80,6 +81,12 @@ DEVICE_ID_RE = r"^[a-z0-9_-]+$"
 #: Tag keys the gateway sets itself on database lines; device tags must not use them.
 RESERVED_TAGS = frozenset({"site", "device", "point", "rule", "level", "quality"})
 MAX_ADDRESS = 65535
+#: Shortest poll interval and timeout a device may have (s). Field sensors change far more
+#: slowly; below this a site file only turns the gateway into a request generator.
+MIN_POLL_INTERVAL_S = 0.05
+MIN_TIMEOUT_S = 0.05
+#: Shortest time between two database writes (s).
+MIN_FLUSH_INTERVAL_S = 0.01
 
 
 class _Frozen(BaseModel):
@@ -180,14 +187,29 @@ class DeviceFile(_Frozen):
     profile: str
     connection: Connection
     unit: Annotated[int, Field(ge=0, le=255)] = 1
-    poll_interval: Annotated[float, Field(gt=0, le=3600)] = 1.0
-    timeout: Annotated[float, Field(gt=0, le=60)] = 1.0
+    poll_interval: Annotated[float, Field(ge=MIN_POLL_INTERVAL_S, le=3600)] = 1.0
+    timeout: Annotated[float, Field(ge=MIN_TIMEOUT_S, le=60)] = 1.0
     tags: dict[Annotated[str, Field(pattern=NAME_RE)], str] = Field(default_factory=dict)
     points: list[PointSpec] = Field(default_factory=list)
     limits: dict[str, dict[str, float]] = Field(default_factory=dict)
     max_gap: Annotated[int, Field(ge=0, le=100)] = 8
     #: Last calibration (标校): a date (local midnight of the site's timezone) or a date-time.
-    calibrated_at: dt.datetime | dt.date | None = None
+    calibrated_at: str | None = None
+
+    @field_validator("calibrated_at", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> Any:
+        if isinstance(value, dt.date):  # YAML reads 2026-11-20 as a date (and a datetime)
+            return value.isoformat()
+        if isinstance(value, str):
+            try:
+                dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    "not a date (2026-11-20) or date-time (2026-11-20T09:30, "
+                    "2026-11-20T09:30+08:00)"
+                ) from None
+        return value
 
     @field_validator("id")
     @classmethod
@@ -281,7 +303,7 @@ class InfluxConfig(_Frozen):
     bucket: str
     token_env: str | None = None
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
-    flush_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
+    flush_interval: Annotated[float, Field(ge=MIN_FLUSH_INTERVAL_S, le=60)] = 1.0
 
 
 class MetricsConfig(_Frozen):
@@ -310,12 +332,36 @@ class OutboxConfig(_Frozen):
     max_mb: Annotated[float, Field(gt=0)] = 256.0
 
 
+class ExposureConfig(_Frozen):
+    """Occupational exposure rules (``exposure`` rule packs): the shift calendar and where the
+    exposure state is kept across restarts."""
+
+    #: Shift start times, local ``HH:MM`` in ``site.timezone``, every day.
+    shifts: Annotated[list[str], Field(min_length=1, max_length=24)] = Field(
+        default_factory=lambda: list(DEFAULT_SHIFT_STARTS)
+    )
+    #: The state file (doses, shift, excursions); relative paths to the working directory.
+    state_file: Annotated[str, Field(min_length=1)] = "hazardgw-exposure.npz"
+    #: Seconds between saves of the state (and one at shutdown).
+    save_interval: Annotated[float, Field(ge=5, le=3600)] = 60.0
+
+    @field_validator("shifts")
+    @classmethod
+    def _shift_times(cls, starts: list[str]) -> list[str]:
+        ShiftSchedule(tuple(starts), "UTC")  # raises ValueError naming the bad time
+        return starts
+
+    def schedule(self, timezone: str) -> ShiftSchedule:
+        return ShiftSchedule(tuple(self.shifts), timezone)
+
+
 class SiteFile(_Frozen):
     site: SiteInfo
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     influx: InfluxConfig | None = None
     outbox: OutboxConfig | None = None
     metrics: MetricsConfig | None = None
+    exposure: ExposureConfig = Field(default_factory=ExposureConfig)
     rules: list[str] = Field(default_factory=list)
     devices: list[DeviceFile] = Field(min_length=1)
 
@@ -358,6 +404,7 @@ class SiteConfig:
     devices: tuple[Device, ...]
     source: Path | None = None
     metrics: MetricsConfig | None = None
+    exposure: ExposureConfig = field(default_factory=ExposureConfig)
 
     def device(self, device_id: str) -> Device:
         for dev in self.devices:
@@ -503,24 +550,23 @@ def _resolve_points(
 # --------------------------------------------------------------------------- profiles
 
 
-def _read_yaml(path: Path, what: str) -> Any:
+#: Largest site file read (bytes); a 5 MB device list loads in seconds.
+MAX_SITE_BYTES = 8 * 2**20
+#: Largest device profile read (bytes); the built-in ones are under 10 kB.
+MAX_PROFILE_BYTES = 2**20
+
+
+def _read_yaml(path: Path, what: str, max_bytes: int) -> Any:
+    """Parse a regular file of at most ``max_bytes`` (see :mod:`rules.yamlfile`)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([ConfigIssue(str(path), f"{what} file not found", None)]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            [ConfigIssue(str(path), f"{what} is not UTF-8 text: {exc.reason} at byte {exc.start}")]
-        ) from None
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        raise ConfigError([ConfigIssue(str(path), f"cannot read {what}: {exc}", None)]) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigIssue(where, f"YAML syntax error: {problem}", None)]) from None
+        return load_yaml(read_text_file(path, what, max_bytes), path)
+    except YamlFileError as exc:
+        where = str(path)
+        if exc.where.startswith("line "):  # "line 6 column 1" -> path:6:1
+            line, _, column = exc.where.removeprefix("line ").partition(" column ")
+            where = f"{path}:{line}:{column}"
+        message = exc.problem if exc.allowed in ("valid YAML", "a readable file") else str(exc)
+        raise ConfigError([ConfigIssue(where, message, None)]) from None
 
 
 def load_profile(name_or_path: str, base_dir: Path | None = None) -> Profile:
@@ -533,11 +579,30 @@ def load_profile(name_or_path: str, base_dir: Path | None = None) -> Profile:
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         name = path.stem
-    raw = _read_yaml(path, "profile")
+    raw = _read_yaml(path, "profile", MAX_PROFILE_BYTES)
+    if not isinstance(raw, dict) or not raw.keys() & ProfileFile.model_fields.keys():
+        # not a profile at all (say /etc/shadow): name the file, never echo what it holds
+        shape = type(raw).__name__ if not isinstance(raw, dict) else "mapping without kind:"
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    str(path),
+                    f"not a device profile (a mapping with kind: and points:; got a {shape})",
+                    None,
+                )
+            ]
+        )
     try:
         pf = ProfileFile.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_issues_from_validation(exc, f"{path}:")) from None
+        issues = _issues_from_validation(exc, f"{path}:")
+        # an unknown key is named; its value, from a file of another kind, is not echoed
+        raise ConfigError(
+            [
+                ConfigIssue(i.path, i.message, None) if "unknown key" in i.message else i
+                for i in issues
+            ]
+        ) from None
     points, issues = _resolve_points((), pf.points, f"{path}:points", f"{path}:points")
     if issues:
         raise ConfigError(issues)
@@ -672,9 +737,13 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         candidates = [path] if path.is_absolute() else [(base_dir or Path.cwd()) / path]
         if not path.is_absolute():
             candidates.append(Path(__file__).resolve().parent.parent / path)
-        found = next((c for c in candidates if c.is_file()), None)
+        found = next((c for c in candidates if c.exists()), None)
         if found is None:
             issues.append(ConfigIssue(f"rules[{i}]", "rule pack file not found", rule_path))
+        elif not found.is_file():  # /dev/zero, a FIFO, a directory: never opened
+            issues.append(
+                ConfigIssue(f"rules[{i}]", "not a regular file: a rule pack is a file", rule_path)
+            )
         else:
             rules.append(found)
 
@@ -705,15 +774,15 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         devices=tuple(devices),
         source=source,
         metrics=sf.metrics,
+        exposure=sf.exposure,
     )
 
 
-def _epoch(when: dt.datetime | dt.date | None, zone: dt.tzinfo) -> float | None:
-    """Epoch seconds of a date (its local midnight) or date-time (local when naive)."""
-    if when is None:
+def _epoch(iso: str | None, zone: dt.tzinfo) -> float | None:
+    """Epoch seconds of an ISO date (its local midnight) or date-time (local when naive)."""
+    if iso is None:
         return None
-    if not isinstance(when, dt.datetime):
-        when = dt.datetime(when.year, when.month, when.day)
+    when = dt.datetime.fromisoformat(iso)
     if when.tzinfo is None:
         when = when.replace(tzinfo=zone)
     return when.timestamp()
@@ -722,5 +791,5 @@ def _epoch(when: dt.datetime | dt.date | None, zone: dt.tzinfo) -> float | None:
 def load_site(path: str | os.PathLike[str]) -> SiteConfig:
     """Read, check and resolve a site file. Raises :class:`ConfigError` listing every problem."""
     p = Path(path)
-    raw = _read_yaml(p, "site config")
+    raw = _read_yaml(p, "site config", MAX_SITE_BYTES)
     return parse_site(raw, base_dir=p.resolve().parent, source=p)

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rules.yamlfile import short_repr
+
 __all__ = [
     "ConfigError",
     "ConfigIssue",
@@ -42,10 +44,7 @@ class ConfigIssue:
     def __str__(self) -> str:
         if self.value is None:
             return f"{self.path}: {self.message}"
-        shown = repr(self.value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        return f"{self.path}: {self.message} (got {shown})"
+        return f"{self.path}: {self.message} (got {short_repr(self.value)})"
 
 
 class ConfigError(GatewayError):

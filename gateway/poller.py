@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from gateway.aio import raise_if_cancelling
 from gateway.drivers.modbus.adaptive import AdaptiveReader
 from gateway.drivers.modbus.decoder import DeviceDecoder
 from gateway.drivers.modbus.link import ModbusLink
@@ -97,6 +98,7 @@ class DevicePoller:
                 values, good, requests = await self.poll_once()
             except DeviceError as exc:
                 error = exc
+            raise_if_cancelling()  # a library that swallowed a cancel must not keep us polling
             done = loop.time()
             self.on_result(
                 PollResult(

@@ -10,6 +10,7 @@ See ``docs/rules.md`` for rule kinds, the pack format, binding, overrides and th
 """
 
 from ._binding import COMM_POINT, Binding, BindingPlan, bind
+from ._daily import DAILY_FIELDS, DailyAccumulator, DailyStats, SensorRef, day_bounds
 from ._engine import MAX_MAINTENANCE_MINUTES, MAX_SHELVE_MINUTES, RuleEngine
 from ._errors import (
     AlarmCommandError,
@@ -19,7 +20,13 @@ from ._errors import (
     UnknownAlarm,
     UnknownDevice,
 )
-from ._exposure import MOLAR_VOLUME_20C, ShiftExposure, ShiftSchedule, mg_m3_to_ppm
+from ._exposure import (
+    DEFAULT_SHIFT_STARTS,
+    MOLAR_VOLUME_20C,
+    ShiftExposure,
+    ShiftSchedule,
+    mg_m3_to_ppm,
+)
 from ._flood import FLOOD_END_BELOW, FLOOD_START_ABOVE, FLOOD_WINDOW_S
 from ._model import (
     AlarmState,
@@ -35,6 +42,8 @@ from ._trend import least_squares_slope
 
 __all__ = [
     "COMM_POINT",
+    "DAILY_FIELDS",
+    "DEFAULT_SHIFT_STARTS",
     "FLOOD_END_BELOW",
     "FLOOD_START_ABOVE",
     "FLOOD_WINDOW_S",
@@ -46,6 +55,8 @@ __all__ = [
     "AlarmTransition",
     "Binding",
     "BindingPlan",
+    "DailyAccumulator",
+    "DailyStats",
     "FloodEvent",
     "InvalidCommand",
     "Level",
@@ -55,12 +66,14 @@ __all__ = [
     "RulePack",
     "RulesConfigError",
     "RulesError",
+    "SensorRef",
     "ShiftExposure",
     "ShiftSchedule",
     "State",
     "UnknownAlarm",
     "UnknownDevice",
     "bind",
+    "day_bounds",
     "least_squares_slope",
     "load_packs",
     "mg_m3_to_ppm",

@@ -69,6 +69,8 @@ class ThresholdSpec:
     point_index: int
     #: ``{Level code: (limit, reset)}`` for the configured levels.
     levels: Mapping[int, tuple[float, float]]
+    #: A second point: the rule compares the magnitude √(a² + b²) (two tilt axes), or -1.
+    magnitude_index: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,10 @@ class BoundPredicate:
     factor: float
     bit: int
     values: tuple[float, ...]
+    #: Compare ``|value|``.
+    magnitude: bool = False
+    #: One of the row's alternatives (at least one must hold) rather than a test all must pass.
+    alternative: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,6 +506,11 @@ class _Binder:
             unit = rule.unit if rule.unit is not None else self.points[index].unit
             path = f"{dev.name}.{rule.id}"
             if isinstance(rule, ThresholdRule):
+                other = -1
+                if rule.magnitude_with is not None:
+                    if rule.magnitude_with not in dev.points:
+                        continue
+                    other = dev.points[rule.magnitude_with]
                 level_changes = self.changes(dev.name, rule.id)
                 if level_changes:
                     levels = _threshold_levels(rule, level_changes, path)
@@ -526,7 +537,7 @@ class _Binder:
                         name,
                         unit=unit,
                         block=BlockKind.THRESHOLD,
-                        spec=ThresholdSpec(index, coded),
+                        spec=ThresholdSpec(index, coded, other),
                         level_name="",
                         priorities=tuple(priorities),
                         limits=tuple(limits),
@@ -639,17 +650,25 @@ class _Binder:
         self, rule: ConditionRule, dev: _Device
     ) -> Iterable[tuple[tuple[int, ...], Binding]]:
         preds = rule.predicates()
-        needed = {name for p in preds for name in p.points_used}
+        alternatives = rule.alternatives()
+        needed = {name for p in (*preds, *alternatives) for name in p.points_used}
         report = rule.report_point or preds[0].point
         if not needed <= dev.points.keys() or report not in dev.points:
             return
         changes = _scalar_overrides(rule, self.changes(dev.name, rule.id), f"{dev.name}.{rule.id}")
         hold = changes.get("for_s", changes.get("on_delay_s", rule.hold_s()))
-        bound = tuple(_bind_predicate(p, dev.points) for p in preds)
+        bound = tuple(_bind_predicate(p, dev.points) for p in preds) + tuple(
+            _bind_predicate(p, dev.points, alternative=True) for p in alternatives
+        )
         report_index = dev.points[report]
         limit = math.nan
         for p in bound:
-            if p.point_index == report_index and p.op in COMPARISONS and p.ref_index < 0:
+            if (
+                p.point_index == report_index
+                and p.op in COMPARISONS
+                and p.ref_index < 0
+                and not p.alternative
+            ):
                 limit = p.value
                 break
         unit = rule.unit if rule.unit is not None else self.points[report_index].unit
@@ -729,7 +748,9 @@ def _conflict_keys(row: Binding) -> tuple[tuple[Any, ...], ...]:
     return ((row.rule_type, row.device, row.point),)
 
 
-def _bind_predicate(p: Predicate, points: Mapping[str, int]) -> BoundPredicate:
+def _bind_predicate(
+    p: Predicate, points: Mapping[str, int], *, alternative: bool = False
+) -> BoundPredicate:
     return BoundPredicate(
         point_index=points[p.point],
         op=p.op,
@@ -738,6 +759,8 @@ def _bind_predicate(p: Predicate, points: Mapping[str, int]) -> BoundPredicate:
         factor=p.factor,
         bit=-1 if p.bit is None else p.bit,
         values=tuple(p.values or ()),
+        magnitude=p.abs,
+        alternative=alternative,
     )
 
 

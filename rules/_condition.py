@@ -1,8 +1,9 @@
 """Discrete and duration rules: conjunctions of predicates over the points of one device.
 
 A discrete rule has one predicate (bit set, code equal, code in a set, flag); a duration rule has
-several and an on-delay (``for_s``) — the condition must hold that long. Both compile into one flat
-predicate table evaluated at once, then reduced per row with ``logical_and.reduceat``.
+several (``all``, plus optionally ``any``: at least one of them) and an on-delay (``for_s``) — the
+condition must hold that long. Both compile into one flat predicate table evaluated at once, then
+reduced per row with ``logical_and.reduceat`` (and ``logical_or.reduceat`` for ``any``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ class ConditionBlock:
         self._value = np.array([p.value for p in preds], dtype=np.float64)
         self._factor = np.array([p.factor for p in preds], dtype=np.float64)
         self._bit = np.array([max(p.bit, 0) for p in preds], dtype=np.int64)
+        self._magnitude = np.array([p.magnitude for p in preds], dtype=np.bool_)
+        self._alternative = np.array([p.alternative for p in preds], dtype=np.bool_)
+        self._row_has_alternative = (
+            np.logical_or.reduceat(self._alternative, self._starts)
+            if preds
+            else np.zeros(0, dtype=np.bool_)
+        )
         width = max((len(p.values) for p in preds), default=1) or 1
         self._sets = np.full((len(preds), width), np.nan)
         for i, p in enumerate(preds):
@@ -72,6 +80,7 @@ class ConditionBlock:
             return
         v = values[self._point]
         good = (quality[self._point] == 0) & ~np.isnan(v)
+        v = np.where(self._magnitude, np.abs(v), v)
         ref_v = values[self._ref]
         good &= ~self._has_ref | ((quality[self._ref] == 0) & ~np.isnan(ref_v))
         rhs = np.where(self._has_ref, ref_v * self._factor, self._value)
@@ -87,7 +96,10 @@ class ConditionBlock:
             else:
                 member = (v[idx, None] == self._sets[idx]).any(axis=1)
                 holds[idx] = member if op == "in" else ~member
-        row_holds = np.logical_and.reduceat(holds, self._starts)
+        # a row holds when every test of `all` holds and, if it has `any`, one of those does
+        row_holds = np.logical_and.reduceat(holds | self._alternative, self._starts)
+        row_any = np.logical_or.reduceat(holds & self._alternative, self._starts)
+        row_holds &= row_any | ~self._row_has_alternative
         row_good = np.logical_and.reduceat(good, self._starts)
         level = np.where(row_holds, ACTIVE, np.int8(0)).astype(np.int8)
         np.copyto(raw, np.where(row_good, level, eff))

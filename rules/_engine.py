@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -13,6 +14,7 @@ from ._arrays import F64, I8, BoolArray, IdxArray
 from ._availability import CommBlock, StaleBlock
 from ._binding import Binding, BindingPlan, BlockKind, bind
 from ._condition import ConditionBlock
+from ._daily import DEFAULT_BIN_S, DailyAccumulator, DailyStats, SensorRef
 from ._errors import InvalidCommand, RulesConfigError, UnknownAlarm, UnknownDevice
 from ._exposure import ExposureBlock, ShiftExposure, ShiftSchedule, load_state, save_state
 from ._flood import FloodDetector
@@ -88,6 +90,9 @@ class RuleEngine:
         self.maintenance_until: F64 = np.full(plan.n_devices, np.nan)
         self._maintenance: dict[int, MaintenanceEvent] = {}
         self._maintenance_events: list[MaintenanceEvent] = []
+        self._points = tuple(points)
+        self.daily: DailyAccumulator | None = None
+        self._finished_days: list[DailyStats] = []
 
     # -- introspection ---------------------------------------------------------------------
     @property
@@ -120,6 +125,19 @@ class RuleEngine:
         """Maintenance start/end events since the last call (oldest first)."""
         events, self._maintenance_events = self._maintenance_events, []
         return events
+
+    # -- the daily report --------------------------------------------------------------------
+    def enable_daily(self, zone: dt.tzinfo, *, bin_s: float = DEFAULT_BIN_S) -> DailyAccumulator:
+        """Keep the daily report's accumulators (see :mod:`rules._daily`) from the next tick on:
+        one sensor per point with a threshold rule or a feed check. Days run from local
+        midnight in ``zone``; finished ones are queued for :meth:`take_finished_days`."""
+        self.daily = _daily_accumulator(self.plan.bindings, self._points, zone, bin_s)
+        return self.daily
+
+    def take_finished_days(self) -> list[DailyStats]:
+        """Days that reached their local midnight since the last call (oldest first)."""
+        days, self._finished_days = self._finished_days, []
+        return days
 
     def take_flood_events(self) -> list[FloodEvent]:
         """Flood start/end events since the last call (oldest first)."""
@@ -227,9 +245,20 @@ class RuleEngine:
         event = self._flood.record(now, activations)
         if event is not None:
             self._flood_events.append(event)
+        if self.daily is not None:
+            finished = self.daily.update(
+                now, values, quality, new_sample, book.eff, book.device_maintenance
+            )
+            if finished is not None:
+                self._finished_days.append(finished)
         return transitions
 
     # -- occupational exposure -------------------------------------------------------------
+    @property
+    def exposure_points(self) -> int:
+        """Number of (exposure rule, point) pairs whose dose the engine keeps."""
+        return self._exposure.n_channels
+
     @property
     def shifts(self) -> ShiftSchedule:
         """The shift calendar exposure rules close their shifts by."""
@@ -394,3 +423,64 @@ def _device_ids(
     for b in rows:
         ids[b.device_index] = b.device
     return tuple(ids)
+
+
+#: Level code at and above which a methane threshold alarm demands power-off (HH, the power-off
+#: level of the coal-mine pack: "For methane, H is the alarm level, HH the power-off level").
+_POWER_OFF_LEVEL: Final = 4
+
+
+def _row_point(b: Binding) -> int:
+    """The point row an alarm reports on (-1 for device-level alarms)."""
+    spec = b.spec
+    index = getattr(spec, "point_index", None)
+    if index is None:
+        index = getattr(spec, "report_index", None)
+    return -1 if index is None else int(index)
+
+
+def _power_off_code(b: Binding) -> int:
+    return _POWER_OFF_LEVEL if b.block == BlockKind.THRESHOLD and b.rule_id.startswith("ch4") else 0
+
+
+def _is_feed_check(b: Binding) -> bool:
+    return b.rule_type == "feed_check" or b.level_name.startswith("FEED")
+
+
+def _daily_accumulator(
+    bindings: Sequence[Binding], points: Sequence[PointRef], zone: dt.tzinfo, bin_s: float
+) -> DailyAccumulator:
+    over = [(r, _row_point(b)) for r, b in enumerate(bindings) if b.block == BlockKind.THRESHOLD]
+    feed = [(r, _row_point(b)) for r, b in enumerate(bindings) if _is_feed_check(b)]
+    power = [(r, _row_point(b), _power_off_code(b)) for r, b in enumerate(bindings)]
+    power = [(r, p, c) for r, p, c in power if c > 0 and p >= 0]
+    sensor_points = sorted({p for _, p in over + feed if p >= 0})
+    index = {p: i for i, p in enumerate(sensor_points)}
+    sensors = [
+        SensorRef(p, points[p].device_index, points[p].device, points[p].point, points[p].unit)
+        for p in sensor_points
+    ]
+
+    def rows(pairs: Sequence[tuple[int, int]]) -> tuple[IdxArray, IdxArray]:
+        kept = [(r, index[p]) for r, p in pairs if p in index]
+        return (
+            np.array([r for r, _ in kept], dtype=np.intp),
+            np.array([s for _, s in kept], dtype=np.intp),
+        )
+
+    over_rows, over_sensor = rows(over)
+    feed_rows, feed_sensor = rows(feed)
+    power_rows, power_sensor = rows([(r, p) for r, p, _ in power])
+    power_code = np.array([c for r, p, c in power if p in index], dtype=np.int8)
+    return DailyAccumulator(
+        sensors,
+        over_rows=over_rows,
+        over_sensor=over_sensor,
+        power_rows=power_rows,
+        power_code=power_code,
+        power_sensor=power_sensor,
+        feed_rows=feed_rows,
+        feed_sensor=feed_sensor,
+        zone=zone,
+        bin_s=bin_s,
+    )

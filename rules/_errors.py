@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .yamlfile import short_repr
+
 __all__ = [
     "AlarmCommandError",
     "InvalidCommand",
@@ -42,7 +44,7 @@ class RulesConfigError(RulesError, ValueError):
         self.value = value
         self.allowed = allowed
         where = f"{source}: {path}" if path else source
-        super().__init__(f"{where}: got {value!r}; {allowed}")
+        super().__init__(f"{where}: got {short_repr(value)}; {allowed}")
 
 
 class AlarmCommandError(RulesError):

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,6 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ._errors import RulesConfigError
+from .yamlfile import YamlFileError, load_yaml, read_text_file
 
 __all__ = [
     "POSITION_TAG",
@@ -187,6 +187,9 @@ class ThresholdRule(_PointRule):
 
     type: Literal["threshold"]
     levels: dict[Literal["LL", "L", "H", "HH"], LevelSpec]
+    #: Compare the magnitude √(point² + magnitude_with²) of two points (the axes of a tilt
+    #: sensor) instead of one value; the alarm sits on ``point``.
+    magnitude_with: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")] | None = None
     deadband: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
     on_delay_s: Seconds = 0.0
     off_delay_s: Seconds = 0.0
@@ -197,6 +200,8 @@ class ThresholdRule(_PointRule):
     def _ordered(self) -> ThresholdRule:
         if not self.levels:
             raise ValueError("a threshold rule needs at least one of LL, L, H, HH")
+        if self.magnitude_with is not None and (self.point is None or self.point == "*"):
+            raise ValueError("'magnitude_with' needs one named 'point' (the other axis)")
         problem = check_threshold_levels(self.resolved_levels())
         if problem is not None:
             level, key, value, allowed = problem
@@ -283,9 +288,13 @@ class Predicate(_Model):
     factor: FiniteFloat = 1.0
     bit: Annotated[int, Field(ge=0, le=63)] | None = None
     values: list[FiniteFloat] | None = None
+    #: Compare the magnitude ``|value|`` (a signed speed, say) instead of the value.
+    abs: bool = False
 
     @model_validator(mode="after")
     def _operands(self) -> Predicate:
+        if self.abs and self.op not in COMPARISONS:
+            raise ValueError(f"'abs' applies to the comparisons {', '.join(COMPARISONS)} only")
         if self.op in COMPARISONS:
             if (self.value is None) == (self.ref is None):
                 raise ValueError(f"op {self.op!r} needs exactly one of 'value' or 'ref'")
@@ -316,7 +325,12 @@ class ConditionRule(_RuleBase):
     off_delay_s: Seconds = 0.0
 
     def predicates(self) -> tuple[Predicate, ...]:
+        """Tests that must all hold."""
         raise NotImplementedError
+
+    def alternatives(self) -> tuple[Predicate, ...]:
+        """Tests of which at least one must hold as well (none: no such clause)."""
+        return ()
 
     def hold_s(self) -> float:
         raise NotImplementedError
@@ -339,16 +353,21 @@ class DiscreteRule(ConditionRule):
 
 
 class DurationRule(ConditionRule):
-    """All predicates (points of one device) hold for ``for_s`` seconds."""
+    """All predicates of ``all`` — and at least one of ``any``, when given — (points of one
+    device) hold for ``for_s`` seconds."""
 
     type: Literal["duration"]
     all: Annotated[list[Predicate], Field(min_length=1, max_length=16)]
+    any: Annotated[list[Predicate], Field(min_length=1, max_length=16)] | None = None
     for_s: Seconds
 
     overridable: ClassVar[tuple[str, ...]] = ("for_s",)
 
     def predicates(self) -> tuple[Predicate, ...]:
         return tuple(self.all)
+
+    def alternatives(self) -> tuple[Predicate, ...]:
+        return tuple(self.any or ())
 
     def hold_s(self) -> float:
         return self.for_s
@@ -494,6 +513,11 @@ def parse_pack(data: Any, source: str) -> RulePack:
     """Validate an already-parsed YAML document as a rule pack."""
     if not isinstance(data, Mapping):
         raise RulesConfigError(source, "", type(data).__name__, "a rule pack is a mapping")
+    if not data.keys() & {"pack", "title", "rules"}:
+        # not a rule pack at all (say /etc/shadow): never echo what the file holds
+        raise RulesConfigError(
+            source, "", "a mapping without pack:", "a rule pack has pack:, title: and rules:"
+        )
     try:
         pack = RulePack.model_validate({**data, "file": source})
     except ValidationError as exc:
@@ -519,6 +543,10 @@ def _check_positions(pack: RulePack, source: str) -> None:
                     )
 
 
+#: Largest rule pack file read (bytes); the shipped packs are under 20 kB.
+MAX_PACK_BYTES = 2**20
+
+
 def load_packs(paths: Iterable[Path | str]) -> list[RulePack]:
     """Load and validate rule packs from YAML files.
 
@@ -531,18 +559,9 @@ def load_packs(paths: Iterable[Path | str]) -> list[RulePack]:
         path = Path(raw_path)
         source = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise RulesConfigError(
-                source, "", str(path), f"a readable file ({exc.strerror})"
-            ) from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1} column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise RulesConfigError(source, where, problem, "valid YAML") from None
+            data = load_yaml(read_text_file(path, "rule pack", MAX_PACK_BYTES), path)
+        except YamlFileError as exc:
+            raise RulesConfigError(source, exc.where, exc.problem, exc.allowed) from None
         pack = parse_pack(data, source)
         for index, rule in enumerate(pack.rules):
             if rule.id in owner:

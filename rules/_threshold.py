@@ -49,6 +49,9 @@ class ThresholdBlock:
         self._t_ll = self._lim_ll.copy()
         self._t_h = self._lim_h.copy()
         self._t_hh = self._lim_hh.copy()
+        other = np.array([b.spec.magnitude_index for b in bindings], dtype=np.intp)  # type: ignore[union-attr]
+        self._mag_rows: IdxArray = np.flatnonzero(other >= 0)
+        self._mag_other: IdxArray = other[self._mag_rows]
         self._b = np.empty(n, dtype=np.bool_)
         self._acc = np.empty(n, dtype=np.int8)
         self._q = np.empty(n, dtype=np.uint8)
@@ -67,6 +70,11 @@ class ThresholdBlock:
         ``value_out``; rows whose point is not good (or NaN) hold their effective level."""
         v = value_out
         np.take(values, self.point_index, out=v)
+        mag = self._mag_rows
+        if mag.size:  # two-axis rows compare the magnitude; a bad second axis holds the row
+            second = values[self._mag_other]
+            second = np.where(quality[self._mag_other] == 0, second, np.nan)
+            v[mag] = np.hypot(v[mag], second)
         b, acc, q = self._b, self._acc, self._q
         # acc = 3*(v >= t_h) + (v >= t_hh) + (v <= t_l) + (v <= t_ll)  →  codes L=1 LL=2 H=3 HH=4
         np.greater_equal(v, self._t_h, out=b)

@@ -215,9 +215,14 @@ class TowerCraneModel(SignalModel):
         rated = self.rated(self.radius)
         self.rated_load = rated
         self.moment = np.round(self.load_measured * self.radius / (rated * self.radius) * 100, 2)
-        self.tilt = np.clip(
-            p["tilt0"] + 0.001 * self.wind**2 + 0.002 * self.moment + self._tilt_noise, -9.99, 9.99
+        # two tilt axes: the wind leans the tower along x, the load moment along the jib (slew)
+        jib = np.radians(self.slew)
+        lean = 0.002 * self.moment
+        self.tilt_x = np.clip(
+            p["tilt0"] + 0.001 * self.wind**2 + lean * np.cos(jib) + self._tilt_noise, -9.99, 9.99
         )
+        self.tilt_y = np.clip(lean * np.sin(jib) + 0.7 * self._tilt_noise, -9.99, 9.99)
+        self.tilt = np.hypot(self.tilt_x, self.tilt_y)
         bits = (
             (self.moment >= 100.0) * (1 << ALARM_BITS["moment"])
             + (self.wind >= p["wind_alarm"]) * (1 << ALARM_BITS["wind"])
@@ -239,7 +244,8 @@ class TowerCraneModel(SignalModel):
             "slew_deg": self.slew,
             "wind_ms": self.wind,
             "beaufort": beaufort(self.wind),
-            "tilt_deg": self.tilt,
+            "tilt_x_deg": self.tilt_x,
+            "tilt_y_deg": self.tilt_y,
             "alarm_bits": self.alarm_bits,
             "moment_prealarm": self.moment >= 90.0,
             "wind_prealarm": self.wind >= 0.9 * p["wind_alarm"],

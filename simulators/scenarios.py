@@ -263,6 +263,34 @@ def elevator_trapped(ctx: ScenarioContext) -> None:
 
 
 @scenario(
+    "elevator-faults",
+    "each car in turn: two journeys at 125 % of rated speed (up and down) from t=10 s, a door "
+    "stuck half-closed for 60 s from ~70 s, doors that will not open at a landing with a "
+    "passenger inside (alarm button after 20 s) from ~140 s for 60 s, an overshoot onto the "
+    "final limit (top, bottom for every second car) from ~230 s, a departure with the doors "
+    "open from ~290 s, a 40 s power failure at 340 s",
+)
+def elevator_faults(ctx: ScenarioContext) -> None:
+    """Arm the elevator model's faults, one after another, on every elevator (the overshoot
+    alternates: the first car overtravels the top landing, the second the bottom one, …)."""
+    for i, device in enumerate(ctx.of_kind("elevator")):
+        ctx.model(device.id).set(
+            overshoot_end=1.0 if i % 2 == 0 else -1.0,
+            overspeed_at=10.0,
+            door_stuck_at=70.0,
+            stuck_for=60.0,
+            landing_trap_at=140.0,
+            trap_for=60.0,
+            button_after=20.0,
+            overshoot_at=230.0,
+            overshoot_for=20.0,
+            door_open_move_at=290.0,
+            power_loss_at=340.0,
+            power_for=40.0,
+        )
+
+
+@scenario(
     "crane-overload",
     "from t=15 s a heavy lift's load rises 0.5 % of rated a second from 80 %: moment passes "
     "90 % at ~35 s, 100 % at ~55 s, 110 % at ~75 s, holds at 120 %",

@@ -80,10 +80,15 @@ def test_compose_config_is_valid(cmd: list[str] | None, env_file: Path) -> None:
         "grafana",
         "simulators",
         "gateway",
+        "console",
     }
     token = resolved["services"]["influxdb"]["environment"]["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"]
     assert resolved["services"]["gateway"]["environment"]["INFLUX_TOKEN"] == token
     assert resolved["services"]["grafana"]["environment"]["INFLUX_TOKEN"] == token
+    console = resolved["services"]["console"]["environment"]
+    env = env_example()
+    assert console["CONSOLE_OPERATOR_PASSWORD"] == env["CONSOLE_OPERATOR_PASSWORD"]
+    assert console["HAZARDGW_CONSOLE_SECRET"] == env["CONSOLE_SESSION_SECRET"]
 
 
 @pytest.mark.parametrize("cmd", compose_commands() or [None], ids=lambda c: " ".join(c or ["none"]))
@@ -155,3 +160,18 @@ def test_compose_site_matches_the_example_and_the_env() -> None:
     gateway = compose_doc()["services"]["gateway"]
     assert "INFLUX_TOKEN" in gateway["environment"]
     assert str(COMPOSE_SITE.relative_to(ROOT)) in gateway["command"]
+
+
+def test_console_service_makes_its_first_operator_and_serves_the_broker() -> None:
+    """The console's command, run by a shell in the image: the first operator from .env (kept
+    afterwards), then the console on the compose broker; the image holds the package."""
+    service = compose_doc()["services"]["console"]
+    script = service["command"][-1]
+    assert "hazardgw console adduser" in script and "--if-missing" in script
+    assert "--password-stdin" in script and "printenv CONSOLE_OPERATOR_PASSWORD" in script
+    assert "--mqtt mqtt://mosquitto:1883" in script and "--listen 0.0.0.0:8080" in script
+    users = "/var/lib/hazardgw/console-users"
+    assert script.count(f"--users {users}") == 2
+    assert any(v.endswith(":/var/lib/hazardgw") for v in service["volumes"])
+    assert "COPY console ./console" in (ROOT / "Dockerfile").read_text()
+    assert service["ports"] == ["${CONSOLE_PORT:-8080}:8080"]

@@ -13,7 +13,7 @@
   const rows = new Map();      // alarm key -> <tr>
   let order = [];              // alarm keys, sorted
   const sortKeys = new Map();  // alarm key -> [priority, -ts, key]
-  const dirty = new Set();
+  let dirty = new Set();
   let sidesDirty = false, journalDirty = [], linkDirty = false, everything = false;
   let loaded = false, frame = 0;
 
@@ -82,7 +82,7 @@
   const visible = (a) => (!fSite.value || a.site === fSite.value) &&
     (!fArea.value || a.area === fArea.value) &&
     (!fPriority.value || (typeof a.priority === "number" && a.priority <= Number(fPriority.value)));
-  for (const f of [fSite, fArea, fPriority]) f.addEventListener("change", () => { everything = true; schedule(); });
+  for (const f of [fSite, fArea, fPriority]) f.addEventListener("change", () => { shownDirty = true; schedule(); });
   function fillOptions(select, values) {
     const have = new Set([...select.options].map((o) => o.value));
     for (const v of [...values].sort()) if (v && !have.has(v)) select.append(new Option(v, v));
@@ -116,6 +116,7 @@
     where.append(el("div", a.area || "", "small"));
     tr.append(where);
     const what = el("td", a.title, "title");
+    what.title = `${a.title}\n${a.message || ""}`;
     what.append(el("div", `${a.id}${a.shelved_until ? " · shelved until " + when(a.shelved_until) : ""}`, "small"));
     tr.append(what);
     tr.append(el("td", `${num(a.value)} / ${num(a.limit)}`));
@@ -137,9 +138,16 @@
       }
     }
     tr.append(actions);
-    tr.hidden = !visible(a);
   }
-  function renderAlarm(key) {
+  // The list is windowed: only the rows in view (and a few around them) are in the DOM, so
+  // thousands of active alarms cost what the visible ones cost. Rows have one fixed height.
+  const ROW_H = 48, OVERSCAN = 8;
+  const scroller = tbody.closest(".scroll");
+  const topPad = document.createElement("tr"), bottomPad = document.createElement("tr");
+  topPad.className = bottomPad.className = "pad";
+  let shown = [];              // keys passing the filters, in order
+  let shownDirty = true;
+  function reorder(key) {      // move one key to its sorted place (or out, if gone)
     const a = board.alarms.get(key);
     const old = sortKeys.get(key);
     if (old) {
@@ -147,35 +155,45 @@
       if (order[i] === key) order.splice(i, 1); else order = order.filter((k) => k !== key);
       sortKeys.delete(key);
     }
-    let tr = rows.get(key);
-    if (!a) {
-      if (tr) { tr.remove(); rows.delete(key); }
-      return;
+    if (a) {
+      const sk = sortKey(key, a);
+      order.splice(position(sk), 0, key);
+      sortKeys.set(key, sk);
     }
-    if (!tr) { tr = document.createElement("tr"); rows.set(key, tr); }
-    fillRow(tr, key, a);
-    const sk = sortKey(key, a);
-    const i = position(sk);
-    order.splice(i, 0, key);
-    sortKeys.set(key, sk);
-    const next = i + 1 < order.length ? rows.get(order[i + 1]) : null;
-    if (tr.nextSibling !== next || tr.parentNode !== tbody) tbody.insertBefore(tr, next);
+    shownDirty = true;
   }
-  function renderAllAlarms() {
-    tbody.replaceChildren();
-    rows.clear(); sortKeys.clear(); order = [];
+  function resort() {
+    sortKeys.clear();
     const keys = [...board.alarms.keys()];
     for (const k of keys) sortKeys.set(k, sortKey(k, board.alarms.get(k)));
     order = keys.sort((x, y) => (before(sortKeys.get(x), sortKeys.get(y)) ? -1 : 1));
-    const frag = document.createDocumentFragment();
-    for (const k of order) {
-      const tr = document.createElement("tr");
-      rows.set(k, tr);
-      fillRow(tr, k, board.alarms.get(k));
-      frag.append(tr);
-    }
-    tbody.append(frag);
+    shownDirty = true;
   }
+  function renderWindow(refill) {
+    if (shownDirty) {
+      shown = order.filter((k) => visible(board.alarms.get(k)));
+      shownDirty = false;
+    }
+    const first = Math.max(0, Math.floor(scroller.scrollTop / ROW_H) - OVERSCAN);
+    const last = Math.min(shown.length, first + Math.ceil(scroller.clientHeight / ROW_H) + 2 * OVERSCAN);
+    const want = shown.slice(first, last);
+    const keep = new Set(want);
+    for (const [k] of rows) if (!keep.has(k)) rows.delete(k);
+    const trs = want.map((k) => {
+      let tr = rows.get(k);
+      if (!tr) { tr = document.createElement("tr"); rows.set(k, tr); fillRow(tr, k, board.alarms.get(k)); }
+      else if (refill.has(k)) fillRow(tr, k, board.alarms.get(k));
+      return tr;
+    });
+    topPad.style.height = `${first * ROW_H}px`;
+    bottomPad.style.height = `${(shown.length - last) * ROW_H}px`;
+    const now = tbody.children;
+    let same = now.length === trs.length + 2;
+    for (let i = 0; same && i < trs.length; i++) same = now[i + 1] === trs[i];
+    if (!same) tbody.replaceChildren(topPad, ...trs, bottomPad);
+  }
+  scroller.addEventListener("scroll", () => schedule(), { passive: true });
+  window.addEventListener("resize", () => schedule());
 
   // ---------------------------------------------------------------- side panes and journal
   function renderSides() {
@@ -228,11 +246,12 @@
     const li = el("li", text, e.result === "refused" ? "refused" : "");
     return li;
   }
+  const JOURNAL_SHOWN = 200;
   function renderJournal(entries, replace) {
     const ol = $("journal");
     if (replace) ol.replaceChildren();
-    for (const e of entries) ol.prepend(journalLine(e));
-    while (ol.childElementCount > 500) ol.lastElementChild.remove();
+    for (const e of entries.slice(-JOURNAL_SHOWN)) ol.prepend(journalLine(e));
+    while (ol.childElementCount > JOURNAL_SHOWN) ol.lastElementChild.remove();
   }
   function renderLink() {
     const l = board.link, span = $("link");
@@ -249,14 +268,20 @@
   function schedule() { if (!frame) frame = requestAnimationFrame(render); }
   function render() {
     frame = 0;
-    if (everything) { renderAllAlarms(); dirty.clear(); sidesDirty = true; everything = false; }
-    for (const k of dirty) renderAlarm(k);
-    dirty.clear();
+    let refill = dirty;
+    if (everything) {
+      resort(); rows.clear(); refill = new Set(); sidesDirty = true; everything = false;
+    } else {
+      for (const k of dirty) reorder(k);
+    }
+    renderWindow(refill);
+    dirty = new Set();
     if (sidesDirty) { renderSides(); sidesDirty = false; }
     if (journalDirty === null) { renderJournal(board.journal, true); journalDirty = []; }
     else if (journalDirty.length) { renderJournal(journalDirty, false); journalDirty = []; }
     if (linkDirty) { renderLink(); linkDirty = false; }
-    $("count").textContent = String(board.alarms.size);
+    $("count").textContent = shown.length === board.alarms.size
+      ? String(board.alarms.size) : `${shown.length} of ${board.alarms.size}`;
   }
   const TABLES = { alarm: "alarms", device: "devices", interlock: "interlocks", rescue: "rescues" };
   function apply(delta) {

@@ -80,7 +80,7 @@ def line_kind(measurement: str) -> EntryKind:
     match measurement:
         case "alarm":
             return "alarm"
-        case "device_status":
+        case "device_status" | "exposure" | "daily":  # shift and day records: kept like status
             return "status"
         case _:
             return "telemetry"

@@ -12,6 +12,8 @@ profile ``measurement``     site, device, + device tags      one per *good* poin
 ``device_status``           site, device                     online (0/1 int), latency_ms (float),
                                                              errors (int)
 ``gateway``                 site                             see :data:`GATEWAY_FIELDS`
+``exposure``                site, device, point, rule,       see :data:`EXPOSURE_FIELDS` (one
+                            substance                        line per point per closed shift)
 ==========================  ===============================  ====================================
 
 Field types are fixed per point so a series never changes type (InfluxDB rejects a write whose
@@ -36,10 +38,12 @@ from typing import Final
 from gateway.config import RESERVED_TAGS, Device, Point, Profile
 from gateway.quality import MAINTENANCE as MAINTENANCE_QUALITY
 from gateway.quality import QUALITY_NAMES
+from rules import DAILY_FIELDS, ShiftExposure
 
 __all__ = [
     "ALARM_STATE_CODES",
     "DEVICE_STATUS_FIELDS",
+    "EXPOSURE_FIELDS",
     "GATEWAY_FIELDS",
     "INTEGER_TYPES",
     "MAINTENANCE",
@@ -47,9 +51,11 @@ __all__ = [
     "MeasurementSchema",
     "TelemetryEncoder",
     "alarm_line",
+    "daily_line",
     "device_status_line",
     "escape_key",
     "escape_measurement",
+    "exposure_lines",
     "format_float",
     "format_int",
     "gateway_line",
@@ -100,11 +106,28 @@ GATEWAY_FIELDS: Final[Mapping[str, str]] = {
     "influx_rejected": "int",  # lines the server refused (HTTP 400) since start
     "uptime_s": "float",
 }
+#: Fields of ``exposure`` (one line per exposure rule and point per closed shift, at the shift's
+#: start): name -> "int" | "float". Concentrations and limits are in the point's unit.
+EXPOSURE_FIELDS: Final[Mapping[str, str]] = {
+    "twa": "float",  # the shift's dose / 8 h (GBZ 2.1-2019 8-h TWA of the working day)
+    "twa_pct": "float",  # twa in % of PC-TWA (absent for a MAC-only substance)
+    "stel_max": "float",  # highest 15-min TWA in the shift
+    "peak": "float",  # highest reading in the shift
+    "excursions": "int",  # excursions above 3 × PC-TWA begun in the shift
+    "measured_s": "float",  # seconds with good readings
+    "shift_s": "float",  # length of the shift
+    "pc_twa": "float",  # limits as applied (absent when the substance has none)
+    "pc_stel": "float",
+    "mac": "float",
+}
+EXPOSURE_TAGS: Final = frozenset({"site", "device", "point", "rule", "substance"})
 #: Tags every telemetry line carries (device tags come on top, but vary by site).
 TELEMETRY_TAGS: Final = frozenset({"site", "device"})
 ALARM_TAGS: Final = frozenset({"site", "device", "point", "rule", "level"})
 DEVICE_STATUS_TAGS: Final = frozenset({"site", "device"})
 GATEWAY_TAGS: Final = frozenset({"site"})
+#: The daily report (24 h): one line per sensor and day, stamped with the day's local midnight.
+DAILY_TAGS: Final = frozenset({"site", "device", "point"})
 
 INTEGER_TYPES: Final = frozenset({"int16", "uint16", "int32", "uint32", "int64", "uint64"})
 #: The ``quality`` tag of the lines of a device in maintenance (calibration): its quality name.
@@ -385,6 +408,42 @@ def alarm_line(
     return f"{prefix} {','.join(fields)} {int(ts_ms)}"
 
 
+def exposure_lines(site_id: str, shift: ShiftExposure) -> list[str]:
+    """``exposure`` lines of one closed shift: one per exposure channel that had a good reading
+    in it, stamped with the shift's start (ms). Fields without a value (NaN) are left out."""
+    ts_ms = round(shift.start * 1000)
+    lines: list[str] = []
+    for c, device in enumerate(shift.devices):
+        measured = float(shift.measured_s[c])
+        if not measured > 0:
+            continue
+        prefix = "exposure" + _tag_set(
+            [
+                ("site", site_id),
+                ("device", device),
+                ("point", shift.points[c]),
+                ("rule", shift.rules[c]),
+                ("substance", shift.substances[c]),
+            ]
+        )
+        twa, pc_twa = float(shift.twa[c]), float(shift.pc_twa[c])
+        values = {
+            "twa": twa,
+            "twa_pct": 100.0 * twa / pc_twa if pc_twa > 0 else math.nan,
+            "stel_max": float(shift.stel_max[c]),
+            "peak": float(shift.peak[c]),
+            "measured_s": measured,
+            "shift_s": shift.end - shift.start,
+            "pc_twa": pc_twa,
+            "pc_stel": float(shift.pc_stel[c]),
+            "mac": float(shift.mac[c]),
+        }
+        fields = [f"{k}={text}" for k, v in values.items() if (text := format_float(v)) is not None]
+        fields.append(f"excursions={int(shift.excursions[c])}i")
+        lines.append(f"{prefix} {','.join(fields)} {ts_ms}")
+    return lines
+
+
 def device_status_line(
     site_id: str, ts_ms: int, *, device: str, online: bool, latency_ms: float | None, errors: int
 ) -> str:
@@ -415,6 +474,23 @@ def gateway_line(
     return _line("gateway" + _tag_set([("site", site_id)]), out, ts_ms)
 
 
+def daily_line(
+    site_id: str, ts_ms: int, *, device: str, point: str, fields: Mapping[str, float | int]
+) -> str | None:
+    """One ``daily`` line (fields of :data:`rules.DAILY_FIELDS` with their types; NaN left out,
+    e.g. the mean of a sensor with no sample)."""
+    out: list[str] = []
+    for name, kind in DAILY_FIELDS.items():
+        value = fields.get(name)
+        if value is None:
+            continue
+        text = format_int(value) if kind == "int" else format_float(value)
+        if text is not None:
+            out.append(f"{escape_key(name)}={text}")
+    prefix = "daily" + _tag_set([("site", site_id), ("device", device), ("point", point)])
+    return _line(prefix, out, ts_ms)
+
+
 @dataclass(frozen=True, slots=True)
 class MeasurementSchema:
     """What the gateway writes under one measurement: tag keys and fields with their types."""
@@ -426,8 +502,8 @@ class MeasurementSchema:
 
 def schema_for(profiles: Iterable[Profile]) -> dict[str, MeasurementSchema]:
     """The measurements, tags and fields written for devices of these profiles, plus ``alarm``,
-    ``device_status`` and ``gateway``. Device tags are site-specific and not included: a board
-    that must work for every site filters on ``site`` and ``device`` only."""
+    ``device_status``, ``gateway`` and ``exposure``. Device tags are site-specific and not
+    included: a board that must work for every site filters on ``site`` and ``device`` only."""
     out: dict[str, MeasurementSchema] = {}
     for profile in profiles:
         fields = {p.name: "int" if is_integer_point(p) else "float" for p in profile.points}
@@ -440,4 +516,6 @@ def schema_for(profiles: Iterable[Profile]) -> dict[str, MeasurementSchema]:
         "device_status", DEVICE_STATUS_TAGS, DEVICE_STATUS_FIELDS
     )
     out["gateway"] = MeasurementSchema("gateway", GATEWAY_TAGS, GATEWAY_FIELDS)
+    out["daily"] = MeasurementSchema("daily", DAILY_TAGS, DAILY_FIELDS)
+    out["exposure"] = MeasurementSchema("exposure", EXPOSURE_TAGS, EXPOSURE_FIELDS)
     return out

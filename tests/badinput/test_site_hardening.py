@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config import parse_site
+from gateway.config import MIN_POLL_INTERVAL_S, MIN_TIMEOUT_S, parse_site
 from gateway.errors import ConfigError
 from gateway.telemetry import RESERVED_DEVICE_IDS
 
@@ -89,3 +89,30 @@ def test_two_units_behind_one_host_are_two_devices() -> None:
     twin["connection"]["host"] = "localhost"
     doc["devices"].append(twin)
     assert len(parse_site(doc).devices) == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("poll_interval", 1e-300),
+        ("poll_interval", MIN_POLL_INTERVAL_S / 2),
+        ("poll_interval", 0),
+        ("timeout", 1e-300),
+        ("timeout", MIN_TIMEOUT_S / 2),
+    ],
+)
+def test_intervals_and_timeouts_below_the_floor_are_refused(key: str, value: float) -> None:
+    text = refused(site_with(**{key: value}))
+    assert f"devices[0].{key}" in text and "greater than or equal" in text
+
+
+def test_intervals_at_the_floor_are_accepted() -> None:
+    dev = parse_site(site_with(poll_interval=MIN_POLL_INTERVAL_S, timeout=MIN_TIMEOUT_S)).devices[0]
+    assert (dev.poll_interval, dev.timeout) == (MIN_POLL_INTERVAL_S, MIN_TIMEOUT_S)
+
+
+def test_a_database_flush_interval_below_the_floor_is_refused() -> None:
+    doc = copy.deepcopy(SITE)
+    doc["influx"] = {"url": "http://127.0.0.1:8086", "org": "o", "bucket": "b"}
+    doc["influx"]["flush_interval"] = 1e-300
+    assert "influx.flush_interval" in refused(doc)

@@ -65,3 +65,15 @@ def test_console_verb_reports_bad_options_with_exit_2(capsys: pytest.CaptureFixt
     assert "--mqtt: expected mqtt://host:port" in err
     assert "--users: required" in err
     assert "--listen: expected host:port" in err
+
+
+def test_adduser_if_missing_keeps_an_existing_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "users"
+    UserFile(path).add("operator", "operator", "changed-later")
+    monkeypatch.setattr("sys.stdin", io.StringIO("first-start-password\n"))
+    argv = ["console", "adduser", "operator", "--users", str(path), "--password-stdin"]
+    assert main([*argv, "--if-missing"]) == 0
+    assert "left as it is" in capsys.readouterr().out
+    assert UserFile(path).verify("operator", "changed-later") is not None

@@ -182,9 +182,39 @@ def test_checker_catches_names_nobody_writes() -> None:
 
 
 def test_schema_comes_from_the_profiles() -> None:
-    assert set(SCHEMA) == {"gas", "tank", "elevator", "crane", "alarm", "device_status", "gateway"}
+    assert set(SCHEMA) == {
+        "gas",
+        "tank",
+        "elevator",
+        "crane",
+        "alarm",
+        "device_status",
+        "gateway",
+        "daily",
+        "exposure",
+    }
     assert {"ch4", "co", "o2", "h2s"} <= set(SCHEMA["gas"].fields)
     assert {"moment_pct", "wind_ms", "load_t"} <= set(SCHEMA["crane"].fields)
+
+
+def test_exposure_panels_read_the_shift_rows() -> None:
+    """The gas board shows the per-shift exposure rows; the checker knows their fields and
+    tags."""
+    texts = [q.text for q in QUERIES if q.board == "gas.json"]
+    assert any('r._measurement == "exposure"' in t and "twa_pct" in t for t in texts)
+    assert any('r._measurement == "exposure"' in t and "pivot(" in t for t in texts)
+    bad = (
+        '  |> filter(fn: (r) => r._measurement == "exposure" and r._field == "twa_percent")\n'
+        '  |> filter(fn: (r) => r.quality == "good")\n'
+    )
+    problems = "\n".join(check_flux(bad, SCHEMA))
+    assert "field 'twa_percent'" in problems
+    assert "tag r.quality" in problems
+    good = (
+        '  |> filter(fn: (r) => r._measurement == "exposure" and r._field == "stel_max")\n'
+        '  |> filter(fn: (r) => r.substance == "NH3" and r.rule == "nh3_exposure")\n'
+    )
+    assert check_flux(good, SCHEMA) == []
 
 
 @pytest.mark.parametrize("query", QUERIES, ids=lambda q: f"{q.board}:{q.where}")

@@ -91,8 +91,15 @@ class ScalarEngine:
         self.flood_events: list[FloodEvent] = []
 
     # -- evaluation per rule type ----------------------------------------------------------
-    def threshold_level(self, alarm: Alarm, spec: ThresholdSpec, values: Sequence[float]) -> int:
+    @staticmethod
+    def threshold_value(spec: ThresholdSpec, values: Sequence[float]) -> float:
         v = values[spec.point_index]
+        if spec.magnitude_index >= 0:
+            v = math.hypot(v, values[spec.magnitude_index])
+        return v
+
+    def threshold_level(self, alarm: Alarm, spec: ThresholdSpec, values: Sequence[float]) -> int:
+        v = self.threshold_value(spec, values)
         for code in (HH, H, LL, L):
             if code not in spec.levels:
                 continue
@@ -142,6 +149,8 @@ class ScalarEngine:
     @staticmethod
     def predicate(p: BoundPredicate, values: Sequence[float]) -> bool:
         v = values[p.point_index]
+        if p.magnitude:
+            v = abs(v)
         rhs = values[p.ref_index] * p.factor if p.ref_index >= 0 else p.value
         if p.op == "eq":
             return v == rhs
@@ -177,9 +186,10 @@ class ScalarEngine:
     ) -> int:
         spec = alarm.binding.spec
         if isinstance(spec, ThresholdSpec):
-            p = spec.point_index
-            alarm.value = values[p]
-            if not good(values[p], quality[p]):
+            p, m = spec.point_index, spec.magnitude_index
+            second_bad = m >= 0 and not good(values[m], quality[m])
+            alarm.value = math.nan if second_bad else self.threshold_value(spec, values)
+            if second_bad or not good(values[p], quality[p]):
                 return alarm.level
             return self.threshold_level(alarm, spec, values)
         if isinstance(spec, TrendSpec):
@@ -201,7 +211,12 @@ class ScalarEngine:
                     return alarm.level
                 if p.ref_index >= 0 and not good(values[p.ref_index], quality[p.ref_index]):
                     return alarm.level
-            return ACTIVE if all(self.predicate(p, values) for p in spec.predicates) else NONE
+            tests = [p for p in spec.predicates if not p.alternative]
+            alternatives = [p for p in spec.predicates if p.alternative]
+            holds = all(self.predicate(p, values) for p in tests)
+            if alternatives:
+                holds = holds and any(self.predicate(p, values) for p in alternatives)
+            return ACTIVE if holds else NONE
         if isinstance(spec, ExposureSpec):
             hit, alarm.value, alarm.forecast = self.exposure.row(spec)
             if hit is None:

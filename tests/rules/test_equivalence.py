@@ -77,7 +77,8 @@ GRIDS: dict[str, tuple[float, float, float]] = {
     "slew_deg": (0.0, 359.5, 0.5),
     "wind_ms": (0.0, 16.0, 0.25),
     "beaufort": (0.0, 9.0, 1.0),
-    "tilt_deg": (-1.5, 1.5, 0.125),
+    "tilt_x_deg": (-1.5, 1.5, 0.125),
+    "tilt_y_deg": (-1.5, 1.5, 0.125),
     "alarm_bits": (0.0, 255.0, 1.0),
     "sensor_fault": (0.0, 1.0, 1.0),
 }
@@ -285,6 +286,11 @@ def threshold_rule(draw: st.DrawFn, rid: str) -> dict[str, Any]:
         "title": rid,
         "kind": "x",
         "point": draw(st.sampled_from(GENERIC_POINTS)),
+        **(
+            {"magnitude_with": draw(st.sampled_from(GENERIC_POINTS))}
+            if draw(st.integers(0, 3)) == 0
+            else {}
+        ),
         "deadband": g(draw(st.integers(0, 3))),
         "on_delay_s": draw(st.sampled_from(DELAYS)),
         "off_delay_s": draw(st.sampled_from(DELAYS)),
@@ -335,6 +341,7 @@ def predicate(draw: st.DrawFn) -> dict[str, Any]:
     if op in ("in", "not_in"):
         values = draw(st.lists(st.integers(-6, 6).map(g), min_size=1, max_size=4))
         return {"point": point, "op": op, "values": values}
+    magnitude = {"abs": True} if draw(st.integers(0, 3)) == 0 else {}
     if draw(st.integers(0, 3)) == 0:
         ref = draw(st.sampled_from(GENERIC_POINTS))
         return {
@@ -342,8 +349,9 @@ def predicate(draw: st.DrawFn) -> dict[str, Any]:
             "op": op,
             "ref": ref,
             "factor": draw(st.sampled_from((0.5, 1.0, 2.0))),
+            **magnitude,
         }
-    return {"point": point, "op": op, "value": g(draw(st.integers(-8, 8)))}
+    return {"point": point, "op": op, "value": g(draw(st.integers(-8, 8))), **magnitude}
 
 
 @st.composite
@@ -361,6 +369,11 @@ def condition_rule(draw: st.DrawFn, rid: str) -> dict[str, Any]:
         **base,
         "type": "duration",
         "all": draw(st.lists(predicate(), min_size=1, max_size=3)),
+        **(
+            {"any": draw(st.lists(predicate(), min_size=1, max_size=3))}
+            if draw(st.booleans())
+            else {}
+        ),
         "for_s": draw(st.sampled_from((0.0, 1.0, 3.0))),
     }
 

@@ -27,7 +27,8 @@ def points_used(pack: RulePack) -> set[tuple[str, str]]:
     used = set()
     for rule in pack.rules:
         if isinstance(rule, ConditionRule):
-            names = {n for p in rule.predicates() for n in p.points_used}
+            tests = (*rule.predicates(), *rule.alternatives())
+            names = {n for p in tests for n in p.points_used}
             names |= {rule.report_point} if rule.report_point else set()
         else:
             names = set(getattr(rule, "point_names", ())) - {"*"}

@@ -1,4 +1,4 @@
-"""Behaviour of the tank-farm, hazchem-gas, elevator and tower-crane packs."""
+"""Behaviour of the tank-farm, hazchem-gas and tower-crane packs (elevators: test_elevator.py)."""
 
 from __future__ import annotations
 
@@ -9,63 +9,7 @@ from tests.rules.harness import PACKS, Site, device_points
 
 TANK = load_packs([PACKS / "tank_farm.yaml"])
 HAZCHEM = load_packs([PACKS / "hazchem_gas.yaml"])
-ELEVATOR = load_packs([PACKS / "elevator.yaml"])
 CRANE = load_packs([PACKS / "tower_crane.yaml"])
-
-ELEVATOR_IDLE = {
-    "floor": 3,
-    "direction": 0,
-    "running": 0,
-    "door_open": 1,
-    "door_closed": 0,
-    "leveling": 1,
-    "occupied": 0,
-    "speed": 0.0,
-    "rated_speed": 1.75,
-    "fault_code": 0,
-    "safety_circuit": 1,
-}
-
-
-def elevator() -> Site:
-    site = Site(device_points("lift-a", 0, "elevator"), ELEVATOR)
-    site.set("lift-a", **ELEVATOR_IDLE)
-    assert site.tick() == []
-    return site
-
-
-def test_trapped_passenger_after_thirty_seconds() -> None:
-    site = elevator()
-    # stops between floors with the doors closed and someone inside
-    site.set("lift-a", floor=7, running=0, leveling=0, door_open=0, door_closed=1, occupied=1)
-    assert site.tick() == []
-    out = site.run(29)
-    assert [t.level for t in out] == ["STOPPED_OUT_ZONE"]  # after its own 10 s
-    (t,) = site.run(1)
-    assert (t.id, t.level, t.priority) == ("lift-a/floor/elevator_trapped", "TRAPPED", 1)
-    assert t.value == 7 and "near floor 7" in t.message
-    # the passenger gets out: trapped clears
-    site.set("lift-a", occupied=0)
-    assert [(t.level, t.to_state) for t in site.run(1)] == [("TRAPPED", State.RTN_UNACK)]
-
-
-def test_no_trapped_alarm_in_the_landing_zone() -> None:
-    site = elevator()
-    site.set("lift-a", running=0, leveling=1, door_open=0, door_closed=1, occupied=1)
-    assert site.run(120) == []
-
-
-def test_door_open_while_running_and_overspeed() -> None:
-    site = elevator()
-    site.set("lift-a", running=1, direction=1, door_open=1, door_closed=0, speed=1.0)
-    assert site.tick() == []  # 1 s debounce
-    levels = [t.level for t in site.tick(1)]
-    assert levels == ["MOVING_DOOR_OPEN", "DOOR_OPEN_RUNNING"]  # row order: report point
-    site.set("lift-a", door_open=0, door_closed=1, speed=2.1)  # > 1.15 × 1.75
-    out = site.tick(1)
-    assert [(t.level, t.to_state) for t in out if t.to_state is State.UNACK_ACTIVE] == [
-        ("OVERSPEED", State.UNACK_ACTIVE)
-    ]
 
 
 def crane() -> Site:
@@ -80,7 +24,8 @@ def crane() -> Site:
         slew_deg=90,
         wind_ms=3,
         beaufort=2,
-        tilt_deg=0.1,
+        tilt_x_deg=0.1,
+        tilt_y_deg=0.0,
         alarm_bits=0,
         sensor_fault=0,
     )
@@ -92,15 +37,47 @@ def crane() -> Site:
     ("moment", "expected"),
     [
         (89.5, set()),
-        (90.0, {("crane_moment", "H")}),
-        (100.0, {("crane_moment", "HH")}),
-        (110.0, {("crane_moment", "HH"), ("crane_moment_cut", "HH")}),
+        (90.0, {("crane_moment", "H", 3)}),
+        (99.9, {("crane_moment", "H", 3)}),
+        (100.0, {("crane_moment", "HH", 1)}),  # the cut (GB 5144 §6.1.2)
+        (109.9, {("crane_moment", "HH", 1)}),
+        (110.0, {("crane_moment", "HH", 1), ("crane_moment_limiter_failed", "LIMITER_FAILED", 1)}),
     ],
 )
-def test_moment_pre_alarm_alarm_and_cut(moment: float, expected: set[tuple[str, str]]) -> None:
+def test_moment_pre_alarm_cut_and_failed_limiter(
+    moment: float, expected: set[tuple[str, str, int]]
+) -> None:
     site = crane()
     site.set("tc-1", moment_pct=moment)
-    assert {(t.rule, t.level) for t in site.tick(1)} == expected
+    assert {(t.rule, t.level, t.priority) for t in site.tick(1)} == expected
+
+
+@pytest.mark.parametrize(
+    ("load", "expected"),
+    [
+        (7.1, set()),
+        (7.2, {"crane_load_pre"}),
+        (8.0, {"crane_load_pre", "crane_overload"}),
+        (8.8, {"crane_load_pre", "crane_overload", "crane_load_limiter_failed"}),
+    ],
+)
+def test_load_pre_alarm_cut_and_failed_limiter(load: float, expected: set[str]) -> None:
+    site = crane()  # rated 8 t at this radius
+    site.set("tc-1", load_t=load)
+    assert {t.rule for t in site.tick(1)} == expected
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "level"),
+    [(0.4, 0.0, None), (0.0, -0.5, "H"), (0.3, 0.4, "H"), (-0.71, 0.71, "HH"), (0.8, 0.6, "HH")],
+)
+def test_tilt_alarm_is_on_the_magnitude_of_both_axes(x: float, y: float, level: str | None) -> None:
+    site = crane()
+    site.set("tc-1", tilt_x_deg=x, tilt_y_deg=y)
+    got = [(t.rule, t.level) for t in site.tick(1)]
+    assert got == ([("crane_tilt", level)] if level else [])
+    if level:
+        assert site.engine.active_alarms()[0].value == pytest.approx((x * x + y * y) ** 0.5)
 
 
 def test_load_against_rated_load_and_alarm_bits() -> None:

@@ -46,6 +46,7 @@ DURATION_S = {
     "gas-leak": 300.0,
     "tank-overfill": 620.0,
     "elevator-trapped": 90.0,
+    "elevator-faults": 420.0,
     "crane-overload": 100.0,
     "high-wind": 240.0,
     "calibration": 420.0,

@@ -152,6 +152,7 @@ class ModbusLink:
             self.close()
             raise_if_cancelling()
             raise DeviceOffline(device, f"cannot connect to {self.key}: {exc!r}") from exc
+        raise_if_cancelling()  # pymodbus's wait_for drops a cancel that met the connection
         if not ok:
             self.close()
             raise DeviceOffline(device, f"cannot connect to {self.key}")
@@ -227,6 +228,9 @@ class ModbusLink:
             try:
                 async with asyncio.timeout(timeout):
                     rr = await call(req.address, count=req.count, device_id=unit)
+                # On Python 3.11 pymodbus's wait_for returns an answer that arrived in the same
+                # loop step as a cancellation and drops the cancellation: re-raise it.
+                raise_if_cancelling()
             except (TimeoutError, ModbusIOException) as exc:
                 if self._serial:
                     self._resync = True  # a late reply may still be on its way
@@ -238,6 +242,7 @@ class ModbusLink:
                 ) from exc
             except (ModbusException, OSError, ValueError) as exc:
                 self.close()
+                raise_if_cancelling()
                 raise DeviceOffline(device, f"{req} failed: {exc}", address=req.address) from exc
             finally:
                 end = time.monotonic()
