@@ -15,8 +15,9 @@ that exist); each round publishes ``--records`` telemetry records per device (se
 connections at once), then starts the workers; the clock runs from the moment every worker is
 bound to the consumer (so a Python process's start-up is not counted) until the consumer has
 nothing pending nor unacknowledged. ``points_per_s`` = points acknowledged in that window / its
-length. Each round writes its own sites (``r1-...``, ``r2-...``), so ``lost`` (points published but not in the database) is counted per
-round with a query. The machine's load (``uptime``) is printed with the numbers.
+length. Each round writes its own sites (``r1-...``, ``r2-...``), so ``lost`` (points published
+but not in the database) is counted per round with a query. The machine's load (``uptime``)
+is printed with the numbers.
 
 Prints human lines, then one JSON line last:
 
