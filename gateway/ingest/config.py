@@ -29,7 +29,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.config import InfluxConfig, SiteConfig, _issues_from_validation, _read_yaml, load_site
+from gateway.config import (
+    MAX_SITE_BYTES,
+    InfluxConfig,
+    SiteConfig,
+    _issues_from_validation,
+    _read_yaml,
+    load_site,
+)
 from gateway.errors import ConfigError, ConfigIssue
 
 __all__ = ["IngestConfig", "IngestFile", "NatsConfig", "load_ingest", "parse_ingest"]
@@ -137,7 +144,7 @@ def load_ingest(
 ) -> IngestConfig:
     """Read and check an ingest file. Raises :class:`ConfigError` listing every problem."""
     p = Path(path)
-    raw = _read_yaml(p, "ingest config")
+    raw = _read_yaml(p, "ingest config", MAX_SITE_BYTES)
     return parse_ingest(
         raw, base_dir=p.resolve().parent, source=p, nats_urls=nats_urls, stream=stream
     )
