@@ -23,7 +23,8 @@ COPY examples ./examples
 COPY deploy ./deploy
 COPY dashboards ./dashboards
 
-# The outbox (deploy/site.compose.yaml: /var/lib/hazardgw/outbox.sqlite3) lives in this volume.
+# The outbox lives in this volume: a site file without outbox.path keeps it in $STATE_DIRECTORY.
+ENV STATE_DIRECTORY=/var/lib/hazardgw
 VOLUME ["/var/lib/hazardgw"]
 USER hazardgw
 

@@ -41,10 +41,14 @@ def start_simulators(
 def start_gateway(
     site: Path, log: Path, *, argv: Sequence[str] | None = None, cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """The gateway on ``site`` (``argv`` replaces the command, e.g. to run it under a profiler)."""
+    """The gateway on ``site`` (``argv`` replaces the command, e.g. to run it under a profiler).
+
+    Its state directory (the outbox of a site without ``outbox.path``) is ``state/`` next to
+    ``log``: each run starts with an empty outbox of its own."""
     cmd = list(argv) if argv is not None else [*GATEWAY, "run", "-c", str(site)]
+    env = {**_ENV, "STATE_DIRECTORY": str(log.parent / "state")}
     return subprocess.Popen(
-        [*cmd, "--log-level", "WARNING"], stderr=log.open("w"), env=_ENV, cwd=cwd
+        [*cmd, "--log-level", "WARNING"], stderr=log.open("w"), env=env, cwd=cwd
     )
 
 

@@ -20,6 +20,13 @@ telemetry lost in between); others are counted in ``alarm_unmatched``. Every pro
 this machine, so the clocks agree. ``gateway_alarm_latency_p99_ms`` is the gateway's own figure
 from its retained status (poll response to hand-off to the publisher, first raises only).
 
+``power_off_latency_p99_ms`` is the same measure for the power-off interlock: from the telemetry
+``ts`` of the sample that crosses a power-off limit (``bench_p0_high`` demands power-off of its
+device's area; every generated device is its own area) to the retained ``P/interlock/{area}``
+update that turns ``power_off`` on, as received here (``power_off_samples`` of them in the window;
+the full load runs meanwhile). Target ≤ 50 ms; the regulation's budget for the whole interlock is
+2 s.
+
 Prints human lines, then one JSON line last:
 
     {"devices", "points", "points_per_s", "requests_per_s", "gateway_cpu_s_per_10k_points",
@@ -34,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -116,7 +125,7 @@ def write_site(
         lines.append(
             f"  - {{id: dev{i:05d}, profile: bench_profile.yaml, connection: "
             f"{{transport: tcp, host: 127.0.0.1, port: {port}}}, unit: 1, "
-            f"poll_interval: {interval}, timeout: 1.0}}"
+            f"poll_interval: {interval}, timeout: 1.0, tags: {{area: a{i:05d}}}}}"
         )
     site = workdir / "site.yaml"
     site.write_text("\n".join(lines) + "\n")
@@ -135,8 +144,12 @@ class Counter:
         self.alarm_points: set[str] = set()
         # (device, point) -> recent (telemetry ts ms, value); raises waiting for their telemetry
         self.history: dict[tuple[str, str], deque[tuple[int, float]]] = {}
-        self.pending: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        self.pending: dict[
+            tuple[str, str], list[tuple[float, float, list[tuple[float, float]]]]
+        ] = {}
         self.latencies: list[tuple[float, float]] = []  # (received wall s, latency ms)
+        self.power_off: list[tuple[float, float]] = []  # (received wall s, latency ms)
+        self.power_off_limit = math.inf  # the power-off limit of the (device, point) of a cause
         self.raised: list[float] = []  # received wall s of every raise
         self.telemetry_ms: list[tuple[float, float]] = []  # (received wall s, latency ms)
         self.unmatched: list[float] = []  # received wall s of raises that could not be timed
@@ -148,6 +161,7 @@ class Counter:
                 ("hazard/bench/+/telemetry", 0),
                 ("hazard/bench/gateway/status", 1),
                 ("hazard/bench/events/alarm", 1),
+                ("hazard/bench/interlock/+", 1),
             ]
         )
         self.client.loop_start()
@@ -175,15 +189,29 @@ class Counter:
             if doc.get("to") == "UNACK_ACTIVE" and doc.get("from") in ("NORMAL", "RTN_UNACK"):
                 self.raised.append(received)
                 self._match((doc["device"], doc["point"]), received, float(doc["limit"]))
+        elif "/interlock/" in msg.topic:
+            # a new demand: power_off on, since = this update (not a change of feed or causes)
+            if doc["power_off"] and doc["since"] == doc["ts"] and doc["causes"]:
+                device, point, _rule = doc["causes"][0].split("/")
+                key = (device, point)
+                self._match(key, received, self.power_off_limit, self.power_off)
         else:
             self.status = doc
 
-    def _match(self, key: tuple[str, str], received: float, limit: float) -> None:
-        """Latency of one raise against the telemetry of the poll that crossed ``limit``."""
+    def _match(
+        self,
+        key: tuple[str, str],
+        received: float,
+        limit: float,
+        into: list[tuple[float, float]] | None = None,
+    ) -> None:
+        """Latency of one raise (or power-off, ``into`` its list) against the telemetry of the
+        poll that crossed ``limit``."""
+        into = self.latencies if into is None else into
         hist = self.history.get(key)
         if not hist or hist[-1][1] < limit:  # the crossing poll's telemetry is not here yet
             if len(self.pending.setdefault(key, [])) < 4:
-                self.pending[key].append((received, limit))
+                self.pending[key].append((received, limit, into))
             else:
                 self.unmatched.append(received)
             return
@@ -194,7 +222,7 @@ class Counter:
             # no sample before the crossing, or telemetry lost in between
             self.unmatched.append(received)
             return
-        self.latencies.append((received, received * 1000.0 - hist[i][0]))
+        into.append((received, received * 1000.0 - hist[i][0]))
 
     def read(self) -> tuple[int, int]:
         with self.lock:
@@ -235,6 +263,7 @@ def main() -> None:
     counter = Counter(broker.port, args.poll_interval)
     if rules is not None:
         counter.alarm_points = {"p0", "p1"}  # the points benchmarks/bench_rules.yaml binds
+        counter.power_off_limit = 50.0  # bench_p0_high's power-off level
     profiled = None
     if args.profile:
         prof = str(work / "gateway.prof")
@@ -292,13 +321,18 @@ def main() -> None:
     pps = points / elapsed
     window = [lat for at, lat in counter.latencies if wall0 <= at <= wall1]
     raised = [at for at in counter.raised if wall0 <= at <= wall1]
-    left = [at for waiting in counter.pending.values() for at, _ in waiting]
+    left = [at for waiting in counter.pending.values() for at, _, _ in waiting]
     unmatched = [at for at in counter.unmatched + left if wall0 <= at <= wall1]
     lat = np.array(window or [np.nan])
     tele = np.array([ms for at, ms in counter.telemetry_ms if wall0 <= at <= wall1] or [np.nan])
 
     def pct(q: float) -> float | None:
         return round(float(np.percentile(lat, q)), 1) if window else None
+
+    cut = [ms for at, ms in counter.power_off if wall0 <= at <= wall1]
+
+    def cut_pct(q: float) -> float | None:
+        return round(float(np.percentile(np.array(cut), q)), 1) if cut else None
 
     cpu = cpu1 - cpu0
     result = {
@@ -320,6 +354,11 @@ def main() -> None:
         "alarm_latency_samples": len(window),
         "alarm_unmatched": len(unmatched),
         "gateway_alarm_latency_p99_ms": status.get("alarm_latency_p99_ms"),
+        "power_off_latency_p50_ms": cut_pct(50),
+        "power_off_latency_p99_ms": cut_pct(99),
+        "power_off_latency_max_ms": cut_pct(100),
+        "power_off_samples": len(cut),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "telemetry_latency_p50_ms": round(float(np.percentile(tele, 50)), 1),
         "telemetry_latency_p99_ms": round(float(np.percentile(tele, 99)), 1),
         "rss_mb": round(rss_peak, 1),
@@ -334,7 +373,9 @@ def main() -> None:
         print(
             f"alarms raised {result['alarms_per_s']}/s; subscriber-measured latency "
             f"p50 {result['alarm_latency_p50_ms']} ms, p99 {result['alarm_latency_p99_ms']} ms "
-            f"({len(window)} matched, {len(unmatched)} unmatched)"
+            f"({len(window)} matched, {len(unmatched)} unmatched); power-off interlock "
+            f"p50 {result['power_off_latency_p50_ms']} ms, "
+            f"p99 {result['power_off_latency_p99_ms']} ms ({len(cut)} matched)"
         )
     print(json.dumps(result))
 

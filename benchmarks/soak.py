@@ -18,10 +18,14 @@ outbox before that status, so:
 
 Mosquitto itself may lose a message it acknowledged in the instant before a SIGKILL (it saves
 every second); see tests/chaos/harness.py. ``rss_growth_pct`` compares the gateway's RSS after
-the warm-up with its RSS after the final drain. Prints human lines, then one JSON line last.
+the warm-up with its RSS after the final drain; at each of ``--checkpoints`` (seconds into the
+chaos phase: 5, 15, 30 and 60 min by default) it records the gateway's RSS, the outbox depth of
+the newest status and the deepest one since the previous checkpoint (``checkpoint {...}`` lines
+as they happen, and ``checkpoints`` in the JSON), so a leak can be told from a working set that
+settles. Prints human lines, then one JSON line last.
 
 Usage: benchmarks/soak.py [--seconds T] [--devices N] [--points M] [--restart-every S]
-                          [--outage S]
+                          [--outage S] [--checkpoints 300,900,1800,3600]
 """
 
 from __future__ import annotations
@@ -167,7 +171,13 @@ def main() -> None:
     ap.add_argument("--drain-timeout", type=float, default=120.0)
     ap.add_argument("--outbox-mb", type=float, default=256.0)
     ap.add_argument("--sim-procs", type=int, default=1)
+    ap.add_argument(
+        "--checkpoints",
+        default="300,900,1800,3600",
+        help="seconds into the chaos phase at which to record RSS and the outbox depth",
+    )
     args = ap.parse_args()
+    checkpoints = sorted(float(x) for x in args.checkpoints.split(",") if x.strip())
 
     work = Path(tempfile.mkdtemp(prefix="hazardgw-soak-"))
     broker = PersistentMosquitto(work).start()
@@ -179,6 +189,7 @@ def main() -> None:
     proc = psutil.Process(gw.pid)
     restarts = 0
     max_depth = 0
+    rss_points: list[dict[str, Any]] = []
     try:
         time.sleep(args.warmup)
         if gw.poll() is not None:
@@ -187,15 +198,34 @@ def main() -> None:
         rss_peak = rss_start
         t0 = time.monotonic()
         next_kill = t0 + args.restart_every
+        pending = [c for c in checkpoints if c <= args.seconds]
+        depth_since = 0  # the deepest outbox reported since the previous checkpoint
         while time.monotonic() - t0 < args.seconds:
             time.sleep(0.5)
-            rss_peak = max(rss_peak, proc.memory_info().rss / 2**20)
+            rss = proc.memory_info().rss / 2**20
+            rss_peak = max(rss_peak, rss)
             status = tally.newest_status()
             if status:
                 max_depth = max(max_depth, int(status.get("outbox_depth", 0)))
+                depth_since = max(depth_since, int(status.get("outbox_depth", 0)))
+            if pending and time.monotonic() - t0 >= pending[0]:
+                mark = pending.pop(0)
+                point = {
+                    "at_s": mark,
+                    "rss_mb": round(rss, 1),
+                    "outbox_depth": int(status.get("outbox_depth", 0)) if status else None,
+                    "outbox_bytes": int(status.get("outbox_bytes", 0)) if status else None,
+                    "status_age_s": round(time.time() - status["ts"] / 1000, 1) if status else None,
+                    "outbox_depth_max_since_last": depth_since,
+                    "broker_restarts": restarts,
+                    "load_1min": round(psutil.getloadavg()[0], 2),
+                }
+                rss_points.append(point)
+                depth_since = 0
+                print("checkpoint " + json.dumps(point), flush=True)
             if time.monotonic() >= next_kill:
                 broker.kill()
-                print(f"broker SIGKILLed ({restarts + 1}); down for {args.outage:g} s")
+                print(f"broker SIGKILLed ({restarts + 1}); down for {args.outage:g} s", flush=True)
                 time.sleep(args.outage)
                 broker.start()
                 restarts += 1
@@ -249,6 +279,7 @@ def main() -> None:
         "rss_peak_mb": round(rss_peak, 1),
         "rss_end_mb": round(rss_end, 1),
         "rss_growth_pct": round(100.0 * (rss_end - rss_start) / rss_start, 1),
+        "checkpoints": rss_points,
     }
     print(f"work dir: {work}")
     print(

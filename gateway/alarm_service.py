@@ -4,9 +4,11 @@ Each poll wakes the alarm task; it ticks the engine over the whole point table (
 pass, at most every ``min_tick`` seconds, and at least once a second for time-based rules) and
 publishes every transition: retained state on ``P/alarms/{device}/{point}/{rule}`` (an empty
 retained payload deletes a cleared, acknowledged alarm) and the transition on
-``P/events/alarm``, both at QoS 1. Ack and shelve commands arrive on ``P/cmd/alarm/ack`` and
-``P/cmd/alarm/shelve``, maintenance commands on ``P/cmd/device/maintenance`` (and ``/end``);
-each gets a reply on ``P/cmd/reply`` and a bad one changes nothing.
+``P/events/alarm``, both at QoS 1; in the same tick, the retained power-off state of every area
+that changed on ``P/interlock/{area}`` and unexpected power losses on ``P/events/alarm``. Ack and
+shelve commands arrive on ``P/cmd/alarm/ack`` and ``P/cmd/alarm/shelve``, maintenance commands
+on ``P/cmd/device/maintenance`` (and ``/end``); each gets a reply on ``P/cmd/reply`` and a bad
+one changes nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from collections.abc import Callable
 import numpy as np
 
 from gateway.aio import wait_event
-from gateway.alarms import MAX_COMMAND_BYTES, flood_message, handle_command, transition_messages
+from gateway.alarms import (
+    MAX_COMMAND_BYTES,
+    flood_message,
+    handle_command,
+    interlock_message,
+    power_loss_message,
+    transition_messages,
+)
 from gateway.config import SiteConfig
 from gateway.maintenance import (
     calibration_due,
@@ -33,6 +42,7 @@ from gateway.points import PointTable
 from gateway.telemetry import Topics
 from rules import (
     AlarmTransition,
+    AreaInterlock,
     DailyStats,
     FloodEvent,
     MaintenanceEvent,
@@ -62,13 +72,27 @@ def build_engine(site: SiteConfig, table: PointTable) -> RuleEngine:
         for p in rows.device.points
     ]
     overrides = {d.id: d.limits for d in site.devices if d.limits}
-    return RuleEngine(
+    reasons = {d.id: d.limits_reason for d in site.devices if d.limits_reason}
+    engine = RuleEngine(
         refs,
         load_packs(list(site.rules)),
         overrides=overrides,
         n_devices=len(site.devices),
+        limits_reasons=reasons,
         shifts=site.exposure.schedule(site.site.timezone),
     )
+    for lo in engine.plan.loosened:
+        log.warning(
+            "%s: %s %s %s %g is looser than the table's %g (limits_reason: %s)",
+            lo.device,
+            lo.rule,
+            lo.level,
+            lo.key,
+            lo.value,
+            lo.table,
+            lo.reason,
+        )
+    return engine
 
 
 #: Transitions into UNACK_ACTIVE that are a fresh raise (not an escalation or a shelve ending).
@@ -88,6 +112,7 @@ class AlarmService:
         clock: Callable[[], float] = time.time,
         min_tick: float = 0.005,
         on_transition: Callable[[AlarmTransition], None] | None = None,
+        on_interlock: Callable[[AreaInterlock], None] | None = None,
         on_maintenance: Callable[[MaintenanceEvent], None] | None = None,
         on_day: Callable[[DailyStats], None] | None = None,
     ) -> None:
@@ -98,6 +123,7 @@ class AlarmService:
         self.clock = clock
         self.min_tick = min_tick
         self.on_transition = on_transition
+        self.on_interlock = on_interlock
         self.on_maintenance = on_maintenance
         self.on_day = on_day
         #: Last calibration of each device (epoch s; None: unknown), from the site file or a
@@ -132,6 +158,21 @@ class AlarmService:
         transitions = self.engine.tick(now, t.values, t.quality, t.sample_ts, t.device_online)
         for tr in transitions:
             self._publish_transition(tr)
+        for area in self.engine.take_interlock_changes():
+            if self.on_interlock is not None:
+                self.on_interlock(area)
+            self.publish(interlock_message(self.topics.base, area))
+            log.log(
+                logging.WARNING if area.power_off else logging.INFO,
+                "interlock %s: power_off %s, feed %s, causes %s",
+                area.area,
+                area.power_off,
+                area.feed,
+                ", ".join(area.causes) or "none",
+            )
+        for loss in self.engine.take_power_losses():
+            log.warning("%s", loss.message)
+            self.publish(power_loss_message(self.topics.base, loss))
         for flood in self.engine.take_flood_events():
             self._publish_flood(flood)
         self._publish_maintenance()

@@ -32,7 +32,9 @@ from rules import (
     AlarmCommandError,
     AlarmState,
     AlarmTransition,
+    AreaInterlock,
     FloodEvent,
+    PowerLossEvent,
     State,
 )
 
@@ -45,6 +47,9 @@ __all__ = [
     "event_message",
     "flood_message",
     "handle_command",
+    "interlock_message",
+    "interlock_topic",
+    "power_loss_message",
     "state_message",
     "state_messages",
     "transition_messages",
@@ -105,6 +110,10 @@ def _state_fields(record: AlarmTransition | AlarmState, state: State) -> dict[st
     }
     if record.forecast_s is not None:
         doc["forecast_s"] = _num(record.forecast_s)
+    if record.power_off is not None:
+        doc["power_off"] = record.power_off
+    if record.stale:
+        doc["stale"] = True
     return doc
 
 
@@ -165,6 +174,40 @@ def flood_message(base: str, event: FloodEvent) -> OutboundMessage:
         "ts": _ms(event.ts),
         "count": event.count,
         "window_s": event.window_s,
+        "message": event.message,
+    }
+    return OutboundMessage(f"{base}/events/alarm", _dumps(doc).encode(), QOS_ALARM, False, "event")
+
+
+def interlock_topic(base: str, area: str) -> str:
+    """``P/interlock/{area}``: the retained power-off state of one area."""
+    return f"{base}/interlock/{area}"
+
+
+def interlock_message(base: str, state: AreaInterlock) -> OutboundMessage:
+    """The retained ``P/interlock/{area}`` message:
+    ``{"ts", "power_off", "causes": [alarm ids], "feed": "on"|"off"|"unknown", "since"}``."""
+    doc = {
+        "ts": _ms(state.ts),
+        "power_off": state.power_off,
+        "causes": list(state.causes),
+        "feed": state.feed,
+        "since": _ms(state.since),
+    }
+    return OutboundMessage(
+        interlock_topic(base, state.area), _dumps(doc).encode(), QOS_ALARM, True, "alarm"
+    )
+
+
+def power_loss_message(base: str, event: PowerLossEvent) -> OutboundMessage:
+    """An unexpected power loss (feed off with no power-off demanded), on ``P/events/alarm``
+    with ``"type": "unexpected_power_loss"``."""
+    doc = {
+        "type": "unexpected_power_loss",
+        "id": f"interlock/{event.area}",
+        "area": event.area,
+        "points": list(event.points),
+        "ts": _ms(event.ts),
         "message": event.message,
     }
     return OutboundMessage(f"{base}/events/alarm", _dumps(doc).encode(), QOS_ALARM, False, "event")

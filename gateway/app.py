@@ -9,13 +9,14 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from gateway import __version__
+from gateway.aio import raise_if_cancelling
 from gateway.alarm_service import AlarmService, build_engine
 from gateway.commands import command_reply
 from gateway.config import MqttConfig, SiteConfig
@@ -29,6 +30,7 @@ from gateway.mqtt import MqttPublisher
 from gateway.outbox import AsyncOutbox, OutboxEntry, OutboxError
 from gateway.points import PointTable
 from gateway.poller import DevicePoller, PollResult
+from gateway.redact import SECRETS, secret_from_env
 from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, influx_token
 from gateway.telemetry import Topics, device_status_payload, encode_doc, json_payload, telemetry_doc
 from rules import AlarmTransition, DailyStats, MaintenanceEvent
@@ -75,6 +77,10 @@ class Gateway:
     ) -> None:
         self.site = site
         self.mqtt_cfg = mqtt or site.mqtt
+        # every secret the gateway will use is masked in logs and payloads from the start
+        secret_from_env(self.mqtt_cfg.password_env)
+        secret_from_env(site.influx.token_env if site.influx else None)
+        SECRETS.install()
         self.topics = Topics(self.mqtt_cfg.topic_prefix, site.site.id)
         self.table = PointTable(site.devices)
         self.stats = GatewayStats()
@@ -340,6 +346,19 @@ class Gateway:
             "alarm_latency_p99_ms": (
                 _round3(self.alarms.take_latency_p99_ms()) if self.alarms else None
             ),
+            # per-device limits looser than a pack's table, each with the device's reason
+            "loosened_limits": [
+                {
+                    "device": lo.device,
+                    "rule": lo.rule,
+                    "level": lo.level,
+                    "key": lo.key,
+                    "table": lo.table,
+                    "value": lo.value,
+                    "reason": lo.reason,
+                }
+                for lo in (self.alarms.engine.plan.loosened if self.alarms else ())
+            ],
         }
         self.publisher.publish(
             OutboundMessage(
@@ -372,7 +391,8 @@ class Gateway:
             )
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Run until ``stop`` is set (or the task is cancelled)."""
+        """Run until ``stop`` is set, then stop as :meth:`_shutdown` says (or until cancelled:
+        then at once, delivering nothing more)."""
         log.info(
             "gateway %s: %d devices on %d links, %d points; MQTT %s",
             self.site.site.id,
@@ -381,14 +401,18 @@ class Gateway:
             self.table.size,
             " ".join(self.mqtt_cfg.brokers),
         )
+        if self.site.outbox is None:
+            log.warning(
+                "outbox off (outbox.enabled: false): what the broker or the database cannot take "
+                "is kept in memory only, and lost when the gateway stops or is killed"
+            )
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if self.site.outbox is not None:
+                    path = Path(self.site.outbox.path or "")
+                    log.info("outbox %s (bound %g MB)", path, self.site.outbox.max_mb)
                     self.outbox = await stack.enter_async_context(
-                        AsyncOutbox(
-                            Path(self.site.outbox.path),
-                            max_bytes=int(self.site.outbox.max_mb * 2**20),
-                        )
+                        AsyncOutbox(path, max_bytes=int(self.site.outbox.max_mb * 2**20))
                     )
                     self.publisher.outbox = self.outbox
                 if self.site.influx is not None:
@@ -419,7 +443,6 @@ class Gateway:
         except* _Stop:
             pass
         finally:
-            await self.publisher.close()
             for link in self.links.values():
                 with contextlib.suppress(Exception):
                     link.close()
@@ -444,20 +467,96 @@ class Gateway:
             self.exposure.restore()  # before the alarm task's first tick
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.publisher.run(), name="mqtt")
-            tg.create_task(self._stats_loop(), name="stats")
+            helpers = [tg.create_task(self._stats_loop(), name="stats")]
             if self.alarms is not None:
-                tg.create_task(self.alarms.run(), name="alarms")
+                helpers.append(tg.create_task(self.alarms.run(), name="alarms"))
             if self.report is not None:
-                tg.create_task(self.report.run(), name="daily-report")
+                helpers.append(tg.create_task(self.report.run(), name="daily-report"))
             if self.exposure is not None:
-                tg.create_task(self.exposure.run(), name="exposure")
-            for poller in self.pollers:
+                helpers.append(tg.create_task(self.exposure.run(), name="exposure"))
+            polls = [
                 tg.create_task(poller.run(), name=f"poll:{poller.device.id}")
+                for poller in self.pollers
+            ]
             try:
                 await (stop or asyncio.Event()).wait()
+                await self._shutdown(polls, helpers)
             finally:  # stopped or cancelled: no reconnects while the tasks wind down
                 self.publisher.stop()
             raise _Stop
+
+    async def _shutdown(
+        self, polls: Sequence[asyncio.Task[None]], helpers: Sequence[asyncio.Task[None]]
+    ) -> None:
+        """Stop polling at once, then deliver what is pending while the broker and the database
+        answer, for up to ``shutdown_timeout`` seconds from the stop signal. What is left stays
+        in the outbox (without one, it is lost, and said so)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.site.shutdown_timeout
+        for link in self.links.values():
+            link.stop_reads()  # no request goes out after the signal; one on the wire finishes
+        for poller in self.pollers:
+            poller.stop()
+        log.info(
+            "stopping: polls stopped; delivering what is pending for up to %g s",
+            self.site.shutdown_timeout,
+        )
+        await _wait_tasks(polls, deadline)
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        if self.alarms is not None:
+            self.alarms.tick()  # the last samples' transitions
+        now = time.monotonic()
+        snap = self.stats.snapshot()
+        elapsed = max(now - self.stats.started, 1e-9)
+        snap["points_per_s"] = self.stats.points / elapsed
+        snap["requests_per_s"] = self.stats.requests / elapsed
+        self._publish_stats(snap, now)  # the final counts, behind every record they count
+        drained = True
+        try:
+            async with asyncio.timeout_at(deadline):
+                if self.outbox is not None:
+                    await self.publisher.commit_staged()
+                waits: list[Awaitable[object]] = [self.publisher.wait_drained()]
+                if self.sink is not None:
+                    waits.append(self.sink.flush())
+                await asyncio.gather(*waits)
+        except TimeoutError:
+            raise_if_cancelling()
+            drained = False
+        except OutboxError as exc:
+            log.error("could not commit the last messages to the outbox: %s", exc)
+            drained = False
+        mqtt_left = self.publisher.backlog
+        db_left = self.sink.buffered if self.sink is not None else 0
+        if drained:
+            log.info("stopping: everything delivered to the broker and the database")
+        else:
+            where = "kept in the outbox" if self.outbox is not None else "lost (no outbox)"
+            log.warning(
+                "stopping after shutdown_timeout (%g s): %d MQTT messages and %d database lines "
+                "not delivered, %s",
+                self.site.shutdown_timeout,
+                mqtt_left,
+                db_left,
+                where,
+            )
+        remaining = deadline - loop.time()
+        if self.sink is not None:
+            self.sink.close_timeout = max(0.0, remaining)
+        await self.publisher.close(timeout=min(2.0, max(0.0, remaining)))
+
+
+async def _wait_tasks(tasks: Sequence[asyncio.Task[None]], deadline: float) -> None:
+    """Wait for tasks until ``deadline`` (loop time); cancel those still running then."""
+    if not tasks:
+        return
+    timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _round3(x: float | None) -> float | None:

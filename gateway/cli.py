@@ -81,12 +81,30 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 async def _run_until_signal(coro_factory: object) -> None:
+    """Run ``coro_factory(stop)``; SIGINT or SIGTERM sets ``stop`` (an orderly stop), a second
+    one cancels the run (stop now, delivering nothing more)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    forced = False
+
+    def on_signal() -> None:
+        nonlocal forced
+        if not stop.is_set():
+            stop.set()
+        elif main is not None and not forced:
+            forced = True
+            log.warning("second stop signal: stopping now, without waiting for deliveries")
+            main.cancel()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await coro_factory(stop)  # type: ignore[operator]
+            loop.add_signal_handler(sig, on_signal)
+    try:
+        await coro_factory(stop)  # type: ignore[operator]
+    except asyncio.CancelledError:
+        if not forced:
+            raise
 
 
 # ---------------------------------------------------------------------------- verbs
@@ -100,6 +118,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"site {site.site.id} ({site.site.name or 'no name'}): OK")
     print(f"  MQTT {' '.join(site.mqtt.brokers)} prefix {site.mqtt.topic_prefix}/{site.site.id}")
     print(f"  InfluxDB {site.influx.url if site.influx else '(none)'}")
+    if site.outbox is not None:
+        print(f"  outbox {site.outbox.path} (bound {site.outbox.max_mb:g} MB)")
+    else:
+        print("  outbox OFF (outbox.enabled: false): undelivered messages are lost on a stop")
+    print(f"  shutdown_timeout {site.shutdown_timeout:g} s")
     print(f"  rule packs: {', '.join(p.name for p in site.rules) or '(none)'}")
     print(f"  {len(site.devices)} devices, {n_points} points")
     total_requests = 0
@@ -469,13 +492,6 @@ def cmd_report_daily(args: argparse.Namespace) -> int:
         print(f"--date: expected YYYY-MM-DD, got {args.date!r}", file=sys.stderr)
         return EXIT_CONFIG
     directory = report_directory(site)
-    if directory is None:
-        print(
-            f"{args.config}: the site keeps no outbox, so no state directory with daily report "
-            "data (give it an outbox: see docs/config.md)",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
     store = DailyStore(directory)
     if day is None:  # the day before today in the site's time zone
         day = dt.datetime.now(site.site.zone).date() - dt.timedelta(days=1)

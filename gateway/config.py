@@ -41,9 +41,11 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "Device",
+    "OutboxConfig",
     "Point",
     "Profile",
     "SiteConfig",
+    "default_outbox_path",
     "load_site",
     "parse_site",
 ]
@@ -192,6 +194,8 @@ class DeviceFile(_Frozen):
     tags: dict[Annotated[str, Field(pattern=NAME_RE)], str] = Field(default_factory=dict)
     points: list[PointSpec] = Field(default_factory=list)
     limits: dict[str, dict[str, float]] = Field(default_factory=dict)
+    #: Why this device's limits are looser than its rule pack's table (required for that).
+    limits_reason: Annotated[str, Field(min_length=3, max_length=500)] | None = None
     max_gap: Annotated[int, Field(ge=0, le=100)] = 8
     #: Last calibration (标校): a date (local midnight of the site's timezone) or a date-time.
     calibrated_at: str | None = None
@@ -227,6 +231,12 @@ class DeviceFile(_Frozen):
         clash = RESERVED_TAGS & tags.keys()
         if clash:
             raise ValueError(f"tag names {sorted(clash)} are reserved by the gateway")
+        area = tags.get("area")
+        if area is not None and not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", area):
+            raise ValueError(
+                f"tags.area {area!r} names the MQTT topic P/interlock/{{area}}: use 1-64 of "
+                "A-Z a-z 0-9 _ . -"
+            )
         return tags
 
 
@@ -328,8 +338,35 @@ class MetricsConfig(_Frozen):
 
 
 class OutboxConfig(_Frozen):
-    path: str = "hazardgw-outbox.sqlite3"
+    """The durable outbox. On unless ``enabled: false``; without ``path``, see
+    :func:`default_outbox_path`. In a :class:`SiteConfig` the path is always resolved."""
+
+    enabled: bool = True
+    path: Annotated[str, Field(min_length=1)] | None = None
     max_mb: Annotated[float, Field(gt=0)] = 256.0
+
+
+STATE_DIR_ENV = "STATE_DIRECTORY"
+"""Set by systemd (``StateDirectory=``): where a service keeps its state."""
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+
+
+def state_directory(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the gateway keeps state when the site file does not say: ``$STATE_DIRECTORY`` (its
+    first entry; systemd may list several, colon-separated), else ``$XDG_STATE_HOME/hazardgw``,
+    else ``~/.local/state/hazardgw``."""
+    env = os.environ if environ is None else environ
+    systemd = env.get(STATE_DIR_ENV, "").split(":")[0]
+    if systemd:
+        return Path(systemd)
+    xdg = env.get("XDG_STATE_HOME")
+    base = Path(xdg) if xdg else Path(env.get("HOME") or Path.home()) / ".local" / "state"
+    return base / "hazardgw"
+
+
+def default_outbox_path(site_id: str, environ: Mapping[str, str] | None = None) -> Path:
+    """The outbox of a site whose file gives no ``outbox.path``: one file per site id."""
+    return state_directory(environ) / f"outbox-{site_id}.sqlite3"
 
 
 class ExposureConfig(_Frozen):
@@ -359,7 +396,8 @@ class SiteFile(_Frozen):
     site: SiteInfo
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     influx: InfluxConfig | None = None
-    outbox: OutboxConfig | None = None
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    shutdown_timeout: Annotated[float, Field(gt=0, le=600)] = DEFAULT_SHUTDOWN_TIMEOUT
     metrics: MetricsConfig | None = None
     exposure: ExposureConfig = Field(default_factory=ExposureConfig)
     rules: list[str] = Field(default_factory=list)
@@ -380,6 +418,7 @@ class Device:
     points: tuple[Point, ...]
     limits: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     max_gap: int = 8
+    limits_reason: str | None = None
     #: Last calibration as Unix epoch seconds (None: not given in the site file).
     calibrated_at: float | None = None
 
@@ -400,9 +439,11 @@ class SiteConfig:
     mqtt: MqttConfig
     influx: InfluxConfig | None
     outbox: OutboxConfig | None
+    """None: turned off (``outbox: {enabled: false}``); else ``path`` is set."""
     rules: tuple[Path, ...]
     devices: tuple[Device, ...]
     source: Path | None = None
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     metrics: MetricsConfig | None = None
     exposure: ExposureConfig = field(default_factory=ExposureConfig)
 
@@ -727,6 +768,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
                 points=points,
                 limits={k: dict(v) for k, v in dev.limits.items()},
                 max_gap=dev.max_gap,
+                limits_reason=dev.limits_reason,
                 calibrated_at=_epoch(dev.calibrated_at, sf.site.zone),
             )
         )
@@ -769,13 +811,28 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         site=sf.site,
         mqtt=sf.mqtt,
         influx=sf.influx,
-        outbox=sf.outbox,
+        outbox=_resolve_outbox(sf.outbox, sf.site.id, base_dir),
         rules=tuple(rules),
         devices=tuple(devices),
         source=source,
+        shutdown_timeout=sf.shutdown_timeout,
         metrics=sf.metrics,
         exposure=sf.exposure,
     )
+
+
+def _resolve_outbox(cfg: OutboxConfig, site_id: str, base_dir: Path | None) -> OutboxConfig | None:
+    """None when turned off; else the config with an absolute ``path`` (a relative one is taken
+    relative to the site file, like every other file it names)."""
+    if not cfg.enabled:
+        return None
+    if cfg.path is None:
+        path = default_outbox_path(site_id)
+    else:
+        path = Path(cfg.path).expanduser()
+        if not path.is_absolute():
+            path = (base_dir or Path.cwd()) / path
+    return cfg.model_copy(update={"path": str(path)})
 
 
 def _epoch(iso: str | None, zone: dt.tzinfo) -> float | None:

@@ -49,19 +49,13 @@ class DailyReporter:
         self.lines = lines
         self.clock = clock
         self.save_interval = save_interval
-        directory = report_directory(site)
-        self.store = DailyStore(directory) if directory is not None else None
-        if self.store is None:
-            log.warning(
-                "daily report: the site keeps no outbox, so no state directory: the day is kept "
-                "in memory only (a restart loses it) and no report files are written"
-            )
+        self.store = DailyStore(report_directory(site))
         self._writing: set[asyncio.Task[None]] = set()
         self.reported: list[DailyStats] = []
 
     def restore(self) -> None:
         """Continue the saved day (or report it, if its midnight has passed)."""
-        saved = self.store.load_today() if self.store is not None else None
+        saved = self.store.load_today()
         if saved is None:
             return
         late = self.daily.restore(saved, self.clock())
@@ -75,11 +69,7 @@ class DailyReporter:
         """Report a finished day: files, ``P/report/daily`` and the database's ``daily`` lines."""
         self.reported.append(stats)
         day = stats.day.isoformat()
-        files = (
-            [self.store.directory / f"{day}.{ext}" for ext in ("npz", "csv", "html")]
-            if self.store is not None
-            else []
-        )
+        files = [self.store.directory / f"{day}.{ext}" for ext in ("npz", "csv", "html")]
         doc = summary_doc(stats, self.site.site.id, files=files)
         self.publish(
             OutboundMessage(
@@ -107,8 +97,6 @@ class DailyReporter:
         task.add_done_callback(self._writing.discard)
 
     def _write_files(self, stats: DailyStats, today: DailyStats | None) -> None:
-        if self.store is None:
-            return
         try:
             self.store.save_day(stats)
             write_report(stats, self.site, self.store.directory)
@@ -119,7 +107,7 @@ class DailyReporter:
 
     def save(self) -> None:
         """Save the day so far (atomically)."""
-        if self.daily.day is None or self.store is None:
+        if self.daily.day is None:
             return
         try:
             self.store.save_today(self.daily.snapshot())
@@ -128,13 +116,12 @@ class DailyReporter:
 
     async def run(self) -> None:
         """Save the day so far every ``save_interval`` seconds (in a worker thread)."""
-        store = self.store
-        while store is not None:
+        while True:
             await asyncio.sleep(self.save_interval)
             if self.daily.day is not None:
                 snapshot = self.daily.snapshot()
                 try:
-                    await asyncio.to_thread(store.save_today, snapshot)
+                    await asyncio.to_thread(self.store.save_today, snapshot)
                 except OSError as exc:
                     log.error("daily report: cannot save the day so far: %s", exc)
 

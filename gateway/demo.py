@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -286,6 +287,10 @@ async def run_demo(
         if mqtt_url is None:
             mqtt_url = await stack.enter_async_context(embedded_broker(_free_port()))
         site = demo_site(site_path, mqtt_url)
+        if site.outbox is not None:  # a show, not a site: its outbox goes with it
+            demo_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hazardgw-")))
+            outbox = site.outbox.model_copy(update={"path": str(demo_dir / "outbox.sqlite3")})
+            site = dataclasses.replace(site, outbox=outbox)
         topics = Topics(site.mqtt.topic_prefix, site.site.id)
         # The scenario plays `speed` times faster than the wall clock, so a viewer sees the
         # alarms rise, get acknowledged and clear within a few minutes; polling stays real time.

@@ -4,9 +4,10 @@
 
     GatewayError
     ├── ConfigError          a site file or profile is wrong; carries every ConfigIssue
-    └── DeviceError          a field device could not be read (device id, address, cause)
-        ├── DeviceOffline    connection refused, reset or timed out
-        └── DeviceException  the device answered with a Modbus exception code
+    ├── DeviceError          a field device could not be read (device id, address, cause)
+    │   ├── DeviceOffline    connection refused, reset or timed out
+    │   └── DeviceException  the device answered with a Modbus exception code
+    └── ReadsStopped         a read was not sent: the gateway is stopping (not a device fault)
 
 Library errors (pymodbus, aiomqtt, influxdb-client) are mapped to these once, at the boundary,
 with ``raise ... from``.
@@ -26,6 +27,7 @@ __all__ = [
     "DeviceException",
     "DeviceOffline",
     "GatewayError",
+    "ReadsStopped",
 ]
 
 
@@ -77,3 +79,13 @@ class DeviceException(DeviceError):
     ) -> None:
         self.code = code
         super().__init__(device, message, address=address)
+
+
+class ReadsStopped(GatewayError):
+    """A read was not sent because the link stopped taking requests (the gateway is stopping).
+
+    Not a :class:`DeviceError`: the device did nothing wrong and must not be marked offline."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        super().__init__(f"{device}: not read, the gateway is stopping")

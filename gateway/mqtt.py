@@ -32,6 +32,7 @@ from gateway.commands import command_reply, entry_refusal
 from gateway.config import MqttConfig
 from gateway.messages import OutboundMessage
 from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, OutboxError, StoredEntry
+from gateway.redact import SECRETS, secret_from_env
 from gateway.telemetry import Topics, json_payload
 
 __all__ = ["MqttPublisher", "MqttStats", "broker_address", "failover_delay"]
@@ -141,12 +142,15 @@ class MqttPublisher:
         self.outbox = outbox
         self._staged: dict[str, list[OutboxEntry]] = {}
         self._durable_wake = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
+        self._committing = 0  # MQTT entries of a commit in progress
         self._retained: dict[str, OutboundMessage] = {}
         self._wake = asyncio.Event()  # QoS 0 queued
         self._wake1 = asyncio.Event()  # QoS 1 queued (in memory, no outbox)
         self._connected_event = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._stopping = False
+        self._inflight = 0  # taken from the in-memory queues, not yet acknowledged
         self.brokers = tuple(broker_address(url) for url in cfg.brokers)
         self._broker = 0  # index into brokers of the node in use (or tried next)
 
@@ -165,6 +169,7 @@ class MqttPublisher:
     # ------------------------------------------------------------------ producer side
 
     def publish(self, msg: OutboundMessage) -> None:
+        msg = SECRETS.message(msg)  # whatever a payload quotes, a known secret is not sent
         if msg.retain:
             self._retained[msg.topic] = msg
         if msg.qos == 0:
@@ -200,7 +205,14 @@ class MqttPublisher:
         """MQTT messages not yet acknowledged by the broker (queued, staged or in the outbox)."""
         durable = self.outbox.depth(MQTT_STREAM) if self.outbox is not None else 0
         staged = len(self._staged.get(MQTT_STREAM, ()))
-        return len(self._qos0) + len(self._qos1) + staged + durable
+        queued = len(self._qos0) + len(self._qos1) + self._inflight
+        return queued + staged + self._committing + durable
+
+    async def wait_drained(self, poll_s: float = 0.02) -> None:
+        """Return once the broker has every message published so far (``backlog`` is 0);
+        QoS 0 messages count as delivered once written to the connection."""
+        while self.backlog:  # noqa: ASYNC110 (acks come from several places; this runs once, at stop)
+            await asyncio.sleep(poll_s)
 
     async def _durable_writer(self) -> None:
         """Commit staged entries to the outbox in call order, whatever the broker is doing."""
@@ -222,23 +234,29 @@ class MqttPublisher:
                 failing = False
 
     async def commit_staged(self) -> None:
-        """Commit what is staged now, all streams in one transaction; returns once committed.
+        """Commit what is staged now, all streams in one transaction; returns once committed,
+        together with anything another caller was committing at the time (so after it returns,
+        everything staged before the call is in the outbox).
 
         On failure the entries stay staged, ahead of anything staged meanwhile."""
-        if not self._staged or self.outbox is None:
-            return
-        batch, self._staged = self._staged, {}
-        outbox = self.outbox
-        try:
-            # AsyncOutbox commits every put pending when its flusher runs in one transaction.
-            # gather() starts these puts in consecutive steps of the loop, before the flusher
-            # can run, so they share one.
-            await asyncio.gather(*(outbox.put_many(s, es) for s, es in batch.items()))
-        except OutboxError:  # (a cancelled put keeps its entries: they are committed anyway)
-            for stream, entries in self._staged.items():
-                batch.setdefault(stream, []).extend(entries)
-            self._staged = batch
-            raise
+        async with self._commit_lock:
+            if not self._staged or self.outbox is None:
+                return
+            batch, self._staged = self._staged, {}
+            outbox = self.outbox
+            self._committing = len(batch.get(MQTT_STREAM, ()))
+            try:
+                # AsyncOutbox commits every put pending when its flusher runs in one
+                # transaction. gather() starts these puts in consecutive steps of the loop,
+                # before the flusher can run, so they share one.
+                await asyncio.gather(*(outbox.put_many(s, es) for s, es in batch.items()))
+            except OutboxError:  # (a cancelled put keeps its entries: they are committed anyway)
+                for stream, entries in self._staged.items():
+                    batch.setdefault(stream, []).extend(entries)
+                self._staged = batch
+                raise
+            finally:
+                self._committing = 0
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         async with asyncio.timeout(timeout):
@@ -253,7 +271,7 @@ class MqttPublisher:
 
     def _make_client(self) -> aiomqtt.Client:
         user = os.environ.get(self.cfg.username_env) if self.cfg.username_env else None
-        password = os.environ.get(self.cfg.password_env) if self.cfg.password_env else None
+        password = secret_from_env(self.cfg.password_env)
         will = aiomqtt.Will(self.topics.gateway_status, self._status(False), qos=1, retain=True)
         return aiomqtt.Client(
             self.host,
@@ -363,10 +381,17 @@ class MqttPublisher:
         """Publish the oldest ``size`` messages of ``queue`` at once (paho writes them in order);
         whatever failed goes back to the front, in order, and the error ends the connection."""
         batch = [queue.popleft() for _ in range(min(size, len(queue)))]
-        results = await asyncio.gather(
-            *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in batch),
-            return_exceptions=True,
-        )
+        self._inflight += len(batch)
+        try:
+            results = await asyncio.gather(
+                *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in batch),
+                return_exceptions=True,
+            )
+        except BaseException:  # cancelled: the batch is not known to be delivered
+            queue.extendleft(reversed(batch))
+            raise
+        finally:
+            self._inflight -= len(batch)
         failed = [m for m, r in zip(batch, results, strict=True) if _failed(r)]
         self.stats.sent += len(batch) - len(failed)
         if failed:
@@ -394,12 +419,13 @@ class MqttPublisher:
             for reply in replies:
                 self.publish(reply)
 
-    async def close(self) -> None:
-        """Publish ``online: false`` and disconnect cleanly (best effort)."""
+    async def close(self, timeout: float = 2.0) -> None:
+        """Publish ``online: false`` while still connected (best effort, for up to ``timeout``
+        seconds): a clean disconnect does not fire the will."""
         client = self._client
-        if client is not None:
+        if client is not None and self.stats.connected and timeout > 0:
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(2):
+                async with asyncio.timeout(timeout):
                     await client.publish(
                         self.topics.gateway_status, self._status(False), qos=1, retain=True
                     )

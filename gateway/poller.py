@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from gateway.aio import raise_if_cancelling
+from gateway.aio import raise_if_cancelling, wait_event
 from gateway.drivers.modbus.adaptive import AdaptiveReader
 from gateway.drivers.modbus.decoder import DeviceDecoder
 from gateway.drivers.modbus.link import ModbusLink
 from gateway.drivers.modbus.planner import ReadPlan
-from gateway.errors import DeviceError
+from gateway.errors import DeviceError, ReadsStopped
 from gateway.points import DeviceRows
 
 __all__ = ["DevicePoller", "PollResult"]
@@ -67,6 +67,12 @@ class DevicePoller:
         self.start_delay = start_delay
         self.reader = AdaptiveReader(self.device)
         self.failures = 0
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        """Start no more polls: :meth:`run` returns once a poll in progress has been handed on
+        (or at once, between polls). With :meth:`ModbusLink.stop_reads` no request is sent."""
+        self._stop.set()
 
     @property
     def plan(self) -> ReadPlan:
@@ -85,10 +91,10 @@ class DevicePoller:
         loop = asyncio.get_running_loop()
         interval = self.device.poll_interval
         next_at = loop.time() + self.start_delay
-        while True:
+        while not self._stop.is_set():
             delay = next_at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            if delay > 0 and await wait_event(self._stop, delay):
+                return
             started = loop.time()
             lag = max(0.0, started - next_at)
             error: DeviceError | None = None
@@ -98,6 +104,8 @@ class DevicePoller:
                 values, good, requests = await self.poll_once()
             except DeviceError as exc:
                 error = exc
+            except ReadsStopped:
+                return  # stopping: nothing was read, nothing to report
             raise_if_cancelling()  # a library that swallowed a cancel must not keep us polling
             done = loop.time()
             self.on_result(

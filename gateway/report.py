@@ -10,12 +10,13 @@ not lose it::
     {state dir}/daily-{site id}/YYYY-MM-DD.csv    its report, one row per sensor
     {state dir}/daily-{site id}/YYYY-MM-DD.html   its report as one self-contained page
 
-``{state dir}`` is the directory of the outbox file (``outbox.path``); a site without an outbox
-keeps its day in memory only. At local midnight (site ``timezone``) the gateway writes the
-finished day's files, publishes the retained summary on ``P/report/daily`` and one ``daily`` line
-per sensor for the database (through the sink, so through the outbox: a database that is down
-gets them later). ``hazardgw report daily -c site.yaml --date YYYY-MM-DD --out DIR`` renders any
-kept day (today's so far too) from these files alone; it needs neither broker nor database.
+``{state dir}`` is the directory of the outbox file (``outbox.path``, by default the gateway's
+state directory), or the state directory itself when the outbox is turned off. At local
+midnight (site ``timezone``) the gateway writes the finished day's files, publishes the retained
+summary on ``P/report/daily`` and one ``daily`` line per sensor for the database (through the
+sink, so through the outbox: a database that is down gets them later). ``hazardgw report daily
+-c site.yaml --date YYYY-MM-DD --out DIR`` renders any kept day (today's so far too) from these
+files alone; it needs neither broker nor database.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from gateway.config import SiteConfig
+from gateway.config import SiteConfig, state_directory
 from gateway.sinks.lineprotocol import daily_line
 from rules import DAILY_FIELDS, DailyStats
 
@@ -52,14 +53,12 @@ TODAY: Final = "today.npz"
 CSV_FIELDS: Final = tuple(DAILY_FIELDS)
 
 
-def report_directory(site: SiteConfig) -> Path | None:
-    """``daily-{site id}`` beside the outbox file; None when the site keeps no outbox (then
-    there is no state directory, and the report is not kept on disk)."""
-    outbox = site.outbox
-    path = getattr(outbox, "path", None) if outbox is not None else None
-    if not path or not getattr(outbox, "enabled", True):
-        return None
-    return Path(path).resolve().parent / f"daily-{site.site.id}"
+def report_directory(site: SiteConfig) -> Path:
+    """``daily-{site id}`` beside the outbox file, or in the gateway's state directory
+    (:func:`gateway.config.state_directory`) when the outbox is turned off."""
+    outbox = site.outbox.path if site.outbox is not None else None
+    base = Path(outbox).parent if outbox is not None else state_directory()
+    return base.resolve() / f"daily-{site.site.id}"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

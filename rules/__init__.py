@@ -9,7 +9,7 @@ Load rule packs, bind them to the point table and tick::
 See ``docs/rules.md`` for rule kinds, the pack format, binding, overrides and the alarm lifecycle.
 """
 
-from ._binding import COMM_POINT, Binding, BindingPlan, bind
+from ._binding import AREA_TAG, COMM_POINT, Binding, BindingPlan, LoosenedLimit, bind
 from ._daily import DAILY_FIELDS, DailyAccumulator, DailyStats, SensorRef, day_bounds
 from ._engine import MAX_MAINTENANCE_MINUTES, MAX_SHELVE_MINUTES, RuleEngine
 from ._errors import (
@@ -28,6 +28,7 @@ from ._exposure import (
     mg_m3_to_ppm,
 )
 from ._flood import FLOOD_END_BELOW, FLOOD_START_ABOVE, FLOOD_WINDOW_S
+from ._interlock import FEED_STATES, AreaInterlock, PowerLossEvent
 from ._model import (
     AlarmState,
     AlarmTransition,
@@ -41,9 +42,11 @@ from ._pack import RulePack, load_packs, parse_pack
 from ._trend import least_squares_slope
 
 __all__ = [
+    "AREA_TAG",
     "COMM_POINT",
     "DAILY_FIELDS",
     "DEFAULT_SHIFT_STARTS",
+    "FEED_STATES",
     "FLOOD_END_BELOW",
     "FLOOD_START_ABOVE",
     "FLOOD_WINDOW_S",
@@ -53,6 +56,7 @@ __all__ = [
     "AlarmCommandError",
     "AlarmState",
     "AlarmTransition",
+    "AreaInterlock",
     "Binding",
     "BindingPlan",
     "DailyAccumulator",
@@ -60,8 +64,10 @@ __all__ = [
     "FloodEvent",
     "InvalidCommand",
     "Level",
+    "LoosenedLimit",
     "MaintenanceEvent",
     "PointRef",
+    "PowerLossEvent",
     "RuleEngine",
     "RulePack",
     "RulesConfigError",

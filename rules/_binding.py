@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import RulesConfigError
-from ._exposure import CHECK_LEVELS, CHECK_SUFFIXES, ExposureSpec, exposure_checks, limit_in_unit
+from ._exposure import (
+    CHECK_LEVELS,
+    CHECK_SUFFIXES,
+    Check,
+    ExposureSpec,
+    exposure_checks,
+    limit_in_unit,
+)
 from ._model import LEVEL_NAMES, Level, PointRef
 from ._pack import (
     COMPARISONS,
@@ -23,6 +30,7 @@ from ._pack import (
     CommRule,
     ConditionRule,
     ExposureRule,
+    FeedCheckRule,
     Predicate,
     RateOfChangeRule,
     RulePack,
@@ -32,6 +40,7 @@ from ._pack import (
 )
 
 __all__ = [
+    "AREA_TAG",
     "COMM_POINT",
     "Binding",
     "BindingPlan",
@@ -39,6 +48,8 @@ __all__ = [
     "BoundPredicate",
     "CommSpec",
     "ConditionSpec",
+    "FeedSpec",
+    "LoosenedLimit",
     "StaleSpec",
     "ThresholdSpec",
     "TrendSpec",
@@ -48,6 +59,8 @@ __all__ = [
 
 #: Pseudo point name of device-level (communication) alarms: ``{device}/_device/{rule}``.
 COMM_POINT = "_device"
+#: The device tag that groups devices into power-off areas (``P/interlock/{area}``).
+AREA_TAG = "area"
 
 Overrides = Mapping[str, Mapping[str, Mapping[str, Any]]]
 
@@ -61,7 +74,8 @@ class BlockKind:
     CONDITION = 3
     COMM = 4
     EXPOSURE = 5
-    ALL = (THRESHOLD, TREND, STALE, CONDITION, COMM, EXPOSURE)
+    FEED = 6
+    ALL = (THRESHOLD, TREND, STALE, CONDITION, COMM, EXPOSURE, FEED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +99,8 @@ class TrendSpec:
     #: +1 rising, -1 falling, 0 no forecast.
     forecast_direction: int
     forecast_within_s: float
+    #: Tests (points of the same device) that must all hold for the alarm to be raised.
+    conditions: tuple[BoundPredicate, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +135,28 @@ class CommSpec:
     pass
 
 
-Spec = ThresholdSpec | TrendSpec | StaleSpec | ConditionSpec | CommSpec | ExposureSpec
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """A feed (馈电) point checked against its area's power-off demand."""
+
+    point_index: int
+
+
+Spec = ThresholdSpec | TrendSpec | StaleSpec | ConditionSpec | CommSpec | ExposureSpec | FeedSpec
+
+
+@dataclass(frozen=True, slots=True)
+class LoosenedLimit:
+    """A per-device limit looser than its pack's table, allowed by the device's
+    ``limits_reason`` (logged at start and shown in the gateway status)."""
+
+    device: str
+    rule: str
+    level: str
+    key: str
+    table: float
+    value: float
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +181,13 @@ class Binding:
     limits: tuple[float, ...]
     suppressible: bool
     spec: Spec
+    #: Level code from which this alarm demands power-off of its area (0: never; 4 HH, 3 H,
+    #: 5 ACTIVE for lockout rules).
+    power_off_code: int = 0
+    #: The device's ``area`` tag (power-off demands and feed checks are per area).
+    area: str | None = None
+    #: Never suppressed by communication loss (power-off alarms, the methane table).
+    never_hidden: bool = False
 
     @property
     def pack_rule_id(self) -> str:
@@ -166,6 +210,8 @@ class BindingPlan:
     n_devices: int
     #: ``(device, point)`` pairs no rule binds to (for the gateway to log once).
     unbound_points: tuple[tuple[str, str], ...]
+    #: Per-device limits looser than the table, each with the device's reason.
+    loosened: tuple[LoosenedLimit, ...] = ()
 
     def block_slice(self, block: int) -> slice:
         start = next((i for i, b in enumerate(self.bindings) if b.block >= block), None)
@@ -202,7 +248,11 @@ _DEFAULT_MESSAGES = {
     "duration": "{title}: {device}/{point} {level}",
     "comm": "{title}: {device} offline",
     "exposure": "{title}: {device}/{point} {level} {value} {unit} (limit {limit} {unit})",
+    "feed_check": "{title}: {device}/{point} power still on in a power-off area",
 }
+
+#: Exposure substances by their last check: with a STEL, with the excursion limits, MAC only.
+_EXPOSURE_CLASS = {Check.STEL: 0, Check.EXCURSION: 1, Check.MAC: 2}
 
 _LEVEL_CODES = {"L": Level.L, "LL": Level.LL, "H": Level.H, "HH": Level.HH}
 
@@ -257,10 +307,25 @@ def _override_value(path: str, value: Any, allowed: str) -> float:
     return float(value)
 
 
+def _looser(name: str, key: str, table: float, value: float) -> bool:
+    """Whether ``value`` for ``key`` (limit or reset) of level ``name`` is looser than
+    ``table``: a high level raised later or cleared earlier, a low level the other way round."""
+    del key
+    return value > table if name in HIGH_LEVELS else value < table
+
+
 def _threshold_levels(
-    rule: ThresholdRule, changes: Mapping[str, Any], path: str
+    rule: ThresholdRule,
+    changes: Mapping[str, Any],
+    path: str,
+    *,
+    device: str = "",
+    table_rule: bool = False,
+    reason: str | None = None,
+    loosened: list[LoosenedLimit] | None = None,
 ) -> dict[str, tuple[float, float]]:
     levels = rule.resolved_levels()
+    table = dict(levels)
     for name, change in changes.items():
         key_path = f"{path}.{name}"
         if name not in levels:
@@ -296,6 +361,22 @@ def _threshold_levels(
             else:
                 new_reset = reset
         levels[name] = (new_limit, new_reset)
+        if table_rule:
+            for i, key in ((0, "limit"), (1, "reset")):
+                was, now = table[name][i], levels[name][i]
+                if not _looser(name, key, was, now):
+                    continue
+                if not reason:
+                    raise RulesConfigError(
+                        "overrides",
+                        f"{key_path}" + (".reset" if key == "reset" else ""),
+                        now,
+                        f"a {key} no looser than the table's {was:g} of rule {rule.id!r} "
+                        f"({rule.levels[name].source}); a looser one needs "  # type: ignore[index]
+                        f'`limits_reason: "<why>"` on device {device!r}',
+                    )
+                if loosened is not None:
+                    loosened.append(LoosenedLimit(device, rule.id, name, key, was, now, reason))
     problem = check_threshold_levels(levels)
     if problem is not None:
         level, key, value, allowed = problem
@@ -333,12 +414,16 @@ class _Binder:
         packs: Sequence[RulePack],
         overrides: Overrides,
         n_devices: int | None,
+        limits_reasons: Mapping[str, str],
     ) -> None:
         self.points = points
         self.devices = _devices(points)
         self.packs = packs
         self.rules = [(pack, rule) for pack in packs for rule in pack.rules if rule.enabled]
         self.rule_ids = {rule.id for pack in packs for rule in pack.rules}
+        self.table_rules = frozenset().union(*(pack.table_rules() for pack in packs))
+        self.limits_reasons = limits_reasons
+        self.loosened: list[LoosenedLimit] = []
         self.overrides = overrides
         max_index = max((d.index for d in self.devices.values()), default=-1)
         self.n_devices = max_index + 1 if n_devices is None else n_devices
@@ -470,7 +555,9 @@ class _Binder:
         unbound = tuple(
             (ref.device, ref.point) for ref in self.points if (ref.device, ref.point) not in bound
         )
-        return BindingPlan(tuple(rows), len(self.points), self.n_devices, unbound)
+        return BindingPlan(
+            tuple(rows), len(self.points), self.n_devices, unbound, tuple(self.loosened)
+        )
 
     def _bind_rule(self, rule: Any, dev: _Device) -> Iterable[tuple[tuple[int, ...], Binding]]:
         if isinstance(rule, CommRule):
@@ -490,11 +577,15 @@ class _Binder:
                     single=(rule.priority, math.nan),
                     on_delay=changes.get("on_delay_s", rule.on_delay_s),
                     off_delay=rule.off_delay_s,
+                    power_off_code=int(Level.ACTIVE) if rule.power_off else 0,
                 ),
             )
             return
         if isinstance(rule, ConditionRule):
             yield from self._bind_condition(rule, dev)
+            return
+        if isinstance(rule, FeedCheckRule):
+            yield from self._bind_feed(rule, dev)
             return
         names = rule.point_names
         if names == ("*",):
@@ -513,7 +604,15 @@ class _Binder:
                     other = dev.points[rule.magnitude_with]
                 level_changes = self.changes(dev.name, rule.id)
                 if level_changes:
-                    levels = _threshold_levels(rule, level_changes, path)
+                    levels = _threshold_levels(
+                        rule,
+                        level_changes,
+                        path,
+                        device=dev.name,
+                        table_rule=rule.id in self.table_rules,
+                        reason=self.limits_reasons.get(dev.name),
+                        loosened=self.loosened,
+                    )
                 else:
                     levels = self._levels_cache.get(rule.id) or self._levels_cache.setdefault(
                         rule.id, rule.resolved_levels()
@@ -529,6 +628,8 @@ class _Binder:
                         limits[code] = levels[n][0]
                 least = min(coded, key=lambda c: (c % 2 == 0, c))  # L or H before LL / HH
                 priorities[0] = priorities[least]
+                po_level = rule.power_off_level
+                po_code = int(_LEVEL_CODES[po_level]) if po_level is not None else 0
                 yield (
                     (index,),
                     self._binding(
@@ -543,9 +644,13 @@ class _Binder:
                         limits=tuple(limits),
                         on_delay=rule.on_delay_s,
                         off_delay=rule.off_delay_s,
+                        power_off_code=po_code,
+                        never_hidden=po_code != 0 or rule.id in self.table_rules,
                     ),
                 )
             elif isinstance(rule, RateOfChangeRule):
+                if not {n for c in rule.conditions for n in c.points_used} <= dev.points.keys():
+                    continue
                 changes = _scalar_overrides(rule, self.changes(dev.name, rule.id), path)
                 rise = changes.get("rise_per_min", rule.rise_per_min)
                 fall = changes.get("fall_per_min", rule.fall_per_min)
@@ -560,6 +665,7 @@ class _Binder:
                     fc.limit if fc else None,
                     (1 if fc.direction == "rising" else -1) if fc else 0,
                     fc.within_s if fc else 0.0,
+                    tuple(_bind_predicate(c, dev.points) for c in rule.conditions),
                 )
                 if rise is not None:
                     limit = rise
@@ -623,11 +729,14 @@ class _Binder:
                     "converted to ppm at 20 °C)",
                 )
             limits[key] = converted
-        for check in exposure_checks(rule.pc_twa, rule.pc_stel, rule.mac):
+        checks = exposure_checks(rule.pc_twa, rule.pc_stel, rule.mac)
+        for check in checks:
             spec = ExposureSpec(index, rule.id, rule.substance, int(check), **limits)
             limit_reached = check != check.TWA_FORECAST
             yield (
-                (index, int(check)),
+                # rows by check, then substance class (STEL, excursion, MAC), then point: each
+                # check's rows and channels are then contiguous (slices, no gathers per tick)
+                (int(check), _EXPOSURE_CLASS[checks[-1]], index),
                 self._binding(
                     rule,
                     dev,
@@ -685,8 +794,38 @@ class _Binder:
                 single=(rule.priority, limit),
                 on_delay=hold,
                 off_delay=rule.off_delay_s,
+                power_off_code=int(Level.ACTIVE) if rule.power_off else 0,
+                never_hidden=rule.power_off,
             ),
         )
+
+    def _bind_feed(
+        self, rule: FeedCheckRule, dev: _Device
+    ) -> Iterable[tuple[tuple[int, ...], Binding]]:
+        """One feed check per feed point of a device with an ``area`` tag."""
+        if dev.tags.get(AREA_TAG) is None:
+            return
+        changes = _scalar_overrides(rule, self.changes(dev.name, rule.id), f"{dev.name}.{rule.id}")
+        for name in rule.point_names:
+            index = dev.points.get(name)
+            if index is None:
+                continue
+            yield (
+                (index,),
+                self._binding(
+                    rule,
+                    dev,
+                    name,
+                    unit=rule.unit if rule.unit is not None else self.points[index].unit,
+                    block=BlockKind.FEED,
+                    spec=FeedSpec(index),
+                    level_name=rule.level,
+                    single=(rule.priority, 1.0),
+                    on_delay=changes.get("for_s", rule.for_s),
+                    off_delay=rule.off_delay_s,
+                    never_hidden=True,
+                ),
+            )
 
     def _binding(
         self,
@@ -704,7 +843,16 @@ class _Binder:
         priorities: tuple[int, ...] = (),
         limits: tuple[float, ...] = (),
         rule_id: str | None = None,
+        power_off_code: int = 0,
+        never_hidden: bool = False,
     ) -> Binding:
+        if power_off_code and dev.tags.get(AREA_TAG) is None:
+            raise RulesConfigError(
+                "site",
+                f"devices[{dev.index}].tags.{AREA_TAG} (device {dev.name!r})",
+                None,
+                f"an {AREA_TAG} tag: rule {rule.id!r} demands power-off of the device's area",
+            )
         if single is not None:
             priority, limit = single
             priorities = (priority, 0, 0, 0, 0, priority)
@@ -726,8 +874,13 @@ class _Binder:
             off_delay_s=float(off_delay),
             priorities=priorities,
             limits=limits,
-            suppressible=block != BlockKind.COMM and dev.name in self.comm_devices,
+            suppressible=block != BlockKind.COMM
+            and not never_hidden
+            and dev.name in self.comm_devices,
             spec=spec,
+            power_off_code=power_off_code,
+            area=dev.tags.get(AREA_TAG),
+            never_hidden=never_hidden or bool(power_off_code),
         )
 
 
@@ -769,13 +922,16 @@ def bind(
     packs: Sequence[RulePack],
     overrides: Overrides | None = None,
     n_devices: int | None = None,
+    limits_reasons: Mapping[str, str] | None = None,
 ) -> BindingPlan:
     """Bind every enabled rule of ``packs`` to the matching points, applying site overrides.
 
     Rules of a pack with ``positions`` bind only devices whose ``position`` tag is one of them.
     Raises :class:`RulesConfigError` for an override naming an unknown device, rule or level, one
     whose rule does not bind to that device, or one that breaks the level ordering; for a device
-    whose ``position`` no position-scoped pack of its kind lists; and for two rules of different
-    packs that make the same check on the same reading (naming both).
+    whose ``position`` no position-scoped pack of its kind lists; for two rules of different
+    packs that make the same check on the same reading (naming both); for a limit looser than a
+    position-table rule's without a reason in ``limits_reasons`` (``{device: reason}``); and for
+    a power-off rule on a device with no ``area`` tag.
     """
-    return _Binder(points, packs, overrides or {}, n_devices).bind()
+    return _Binder(points, packs, overrides or {}, n_devices, limits_reasons or {}).bind()

@@ -13,10 +13,10 @@ from typing import Final
 
 import numpy as np
 
-from ._arrays import ACTIVE, F64, I8, U8, IdxArray
+from ._arrays import ACTIVE, F64, I8, U8, BoolArray, IdxArray
 from ._binding import Binding, BoundPredicate, ConditionSpec
 
-__all__ = ["INT_LIMIT", "ConditionBlock"]
+__all__ = ["INT_LIMIT", "ConditionBlock", "PredicateTable"]
 
 #: Values at or beyond this magnitude count as 0 for bit tests (no undefined int casts).
 INT_LIMIT: Final = float(2**62)
@@ -32,23 +32,23 @@ _COMPARE = {
 }
 
 
-class ConditionBlock:
-    """Condition rows (discrete and duration rules). A row whose points are not all good (or
-    whose referenced points are not) holds its level."""
+class PredicateTable:
+    """Rows of predicates, evaluated together: a row holds when every test of its ``all`` part
+    holds and, if it has alternatives, at least one of those does; a row is good when every
+    point it tests (and every referenced point) is good. Rows may be empty (they hold)."""
 
-    def __init__(self, bindings: Sequence[Binding]) -> None:
-        self.size = len(bindings)
+    def __init__(self, rows: Sequence[Sequence[BoundPredicate]]) -> None:
+        self.size = len(rows)
         preds: list[BoundPredicate] = []
         starts: list[int] = []
-        report: list[int] = []
-        for binding in bindings:
-            spec = binding.spec
-            assert isinstance(spec, ConditionSpec)
-            starts.append(len(preds))
-            preds.extend(spec.predicates)
-            report.append(spec.report_index)
+        nonempty: list[int] = []
+        for i, row in enumerate(rows):
+            if row:
+                nonempty.append(i)
+                starts.append(len(preds))
+                preds.extend(row)
+        self._rows: IdxArray = np.array(nonempty, dtype=np.intp)
         self._starts: IdxArray = np.array(starts, dtype=np.intp)
-        self.report_index: IdxArray = np.array(report, dtype=np.intp)
         self._point = np.array([p.point_index for p in preds], dtype=np.intp)
         ref = np.array([p.ref_index for p in preds], dtype=np.intp)
         self._has_ref = ref >= 0
@@ -75,9 +75,12 @@ class ConditionBlock:
         }
         self._holds = np.zeros(len(preds), dtype=np.bool_)
 
-    def evaluate(self, values: F64, quality: U8, *, eff: I8, raw: I8, value_out: F64) -> None:
-        if self.size == 0:
-            return
+    def evaluate(self, values: F64, quality: U8) -> tuple[BoolArray, BoolArray]:
+        """``(holds, good)`` per row."""
+        row_holds = np.ones(self.size, dtype=np.bool_)
+        row_good = np.ones(self.size, dtype=np.bool_)
+        if self._rows.size == 0:
+            return row_holds, row_good
         v = values[self._point]
         good = (quality[self._point] == 0) & ~np.isnan(v)
         v = np.where(self._magnitude, np.abs(v), v)
@@ -96,11 +99,34 @@ class ConditionBlock:
             else:
                 member = (v[idx, None] == self._sets[idx]).any(axis=1)
                 holds[idx] = member if op == "in" else ~member
-        # a row holds when every test of `all` holds and, if it has `any`, one of those does
-        row_holds = np.logical_and.reduceat(holds | self._alternative, self._starts)
-        row_any = np.logical_or.reduceat(holds & self._alternative, self._starts)
-        row_holds &= row_any | ~self._row_has_alternative
-        row_good = np.logical_and.reduceat(good, self._starts)
+        # every test of `all` holds and, if the row has `any`, one of those does
+        all_hold = np.logical_and.reduceat(holds | self._alternative, self._starts)
+        any_holds = np.logical_or.reduceat(holds & self._alternative, self._starts)
+        row_holds[self._rows] = all_hold & (any_holds | ~self._row_has_alternative)
+        row_good[self._rows] = np.logical_and.reduceat(good, self._starts)
+        return row_holds, row_good
+
+
+class ConditionBlock:
+    """Condition rows (discrete and duration rules). A row whose points are not all good (or
+    whose referenced points are not) holds its level."""
+
+    def __init__(self, bindings: Sequence[Binding]) -> None:
+        self.size = len(bindings)
+        rows: list[tuple[BoundPredicate, ...]] = []
+        report: list[int] = []
+        for binding in bindings:
+            spec = binding.spec
+            assert isinstance(spec, ConditionSpec)
+            rows.append(spec.predicates)
+            report.append(spec.report_index)
+        self._table = PredicateTable(rows)
+        self.report_index: IdxArray = np.array(report, dtype=np.intp)
+
+    def evaluate(self, values: F64, quality: U8, *, eff: I8, raw: I8, value_out: F64) -> None:
+        if self.size == 0:
+            return
+        row_holds, row_good = self._table.evaluate(values, quality)
         level = np.where(row_holds, ACTIVE, np.int8(0)).astype(np.int8)
         np.copyto(raw, np.where(row_good, level, eff))
         np.copyto(value_out, values[self.report_index])

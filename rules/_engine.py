@@ -18,6 +18,7 @@ from ._daily import DEFAULT_BIN_S, DailyAccumulator, DailyStats, SensorRef
 from ._errors import InvalidCommand, RulesConfigError, UnknownAlarm, UnknownDevice
 from ._exposure import ExposureBlock, ShiftExposure, ShiftSchedule, load_state, save_state
 from ._flood import FloodDetector
+from ._interlock import AreaInterlock, InterlockBlock, PowerLossEvent
 from ._lifecycle import AlarmBook
 from ._model import (
     AlarmState,
@@ -60,9 +61,11 @@ class RuleEngine:
         packs: Sequence[RulePack],
         overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
         n_devices: int | None = None,
+        *,
+        limits_reasons: Mapping[str, str] | None = None,
         shifts: ShiftSchedule | None = None,
     ) -> None:
-        self.plan: BindingPlan = bind(points, packs, overrides, n_devices)
+        self.plan: BindingPlan = bind(points, packs, overrides, n_devices, limits_reasons)
         plan = self.plan
         self.n_points = plan.n_points
         self.n_devices = plan.n_devices
@@ -73,6 +76,8 @@ class RuleEngine:
         self._stale = StaleBlock(rows[self._slices[BlockKind.STALE]])
         self._condition = ConditionBlock(rows[self._slices[BlockKind.CONDITION]])
         self._comm = CommBlock(rows[self._slices[BlockKind.COMM]])
+        self._interlock = InterlockBlock(rows, self._slices[BlockKind.FEED])
+        self._before_feed = slice(0, self._slices[BlockKind.FEED].start)
         self._exposure = ExposureBlock(rows[self._slices[BlockKind.EXPOSURE]], shifts)
         self._book = AlarmBook(rows, plan.n_devices)
         self._has_comm: BoolArray = np.zeros(plan.n_devices, dtype=np.bool_)
@@ -84,6 +89,8 @@ class RuleEngine:
         self._start: float | None = None
         self._flood = FloodDetector()
         self._flood_events: list[FloodEvent] = []
+        self._interlock_changes: list[AreaInterlock] = []
+        self._power_losses: list[PowerLossEvent] = []
         self._device_ids: tuple[str, ...] = _device_ids(rows, points, plan.n_devices)
         self._device_of = {d: i for i, d in enumerate(self._device_ids) if d}
         #: Per device: when its maintenance ends by itself (NaN: not in maintenance).
@@ -104,6 +111,26 @@ class RuleEngine:
     def in_flood(self) -> bool:
         """Whether an alarm flood is in progress."""
         return self._flood.active
+
+    @property
+    def areas(self) -> tuple[str, ...]:
+        """Power-off areas: ``area`` tags of devices with power-off or feed-check rules."""
+        return self._interlock.areas
+
+    def take_interlock_changes(self) -> list[AreaInterlock]:
+        """Areas whose power-off state, causes or feed changed since the last call (every area
+        after the first tick), oldest first."""
+        changes, self._interlock_changes = self._interlock_changes, []
+        return changes
+
+    def take_power_losses(self) -> list[PowerLossEvent]:
+        """Unexpected power losses (feed off with no demand) since the last call."""
+        events, self._power_losses = self._power_losses, []
+        return events
+
+    def interlocks(self, now: float) -> list[AreaInterlock]:
+        """The current state of every area (e.g. to republish after a reconnect)."""
+        return self._interlock.states(now)
 
     @property
     def in_maintenance(self) -> BoolArray:
@@ -222,7 +249,24 @@ class RuleEngine:
         )
         book.forecast[exp] = self._exposure.forecast
 
-        changed, previous = book.apply_delays(raw, now)
+        head = self._before_feed
+        changed, previous = book.apply_delays(raw[head], now, head)
+        interlock = self._interlock
+        in_maintenance = book.in_maintenance()
+        interlock.compute_demand(book.eff, in_maintenance)
+        feed = s[BlockKind.FEED]
+        interlock.evaluate_feed(
+            values,
+            quality,
+            in_maintenance[feed],
+            eff=book.eff[feed],
+            raw=raw[feed],
+            value_out=book.value[feed],
+        )
+        fed, fed_previous = book.apply_delays(raw[feed], now, feed)
+        if fed.size:
+            changed = np.concatenate((changed, fed))
+            previous = np.concatenate((previous, fed_previous))
         if changed.size:
             in_thr = changed < thr.stop
             rows = changed[in_thr]
@@ -236,6 +280,9 @@ class RuleEngine:
         if expired.size or toggled.size:
             dirty = np.unique(np.concatenate((changed, expired, toggled)))
         transitions = book.announce(dirty, now)
+        areas, losses = interlock.update(now, values, quality)
+        self._interlock_changes.extend(areas)
+        self._power_losses.extend(losses)
 
         activations = sum(
             1
@@ -425,11 +472,6 @@ def _device_ids(
     return tuple(ids)
 
 
-#: Level code at and above which a methane threshold alarm demands power-off (HH, the power-off
-#: level of the coal-mine pack: "For methane, H is the alarm level, HH the power-off level").
-_POWER_OFF_LEVEL: Final = 4
-
-
 def _row_point(b: Binding) -> int:
     """The point row an alarm reports on (-1 for device-level alarms)."""
     spec = b.spec
@@ -440,7 +482,9 @@ def _row_point(b: Binding) -> int:
 
 
 def _power_off_code(b: Binding) -> int:
-    return _POWER_OFF_LEVEL if b.block == BlockKind.THRESHOLD and b.rule_id.startswith("ch4") else 0
+    """The level code from which the alarm demands power-off (the pack's ``power_off`` levels
+    and fault-lockout rules; 0: never)."""
+    return b.power_off_code
 
 
 def _is_feed_check(b: Binding) -> bool:

@@ -292,11 +292,16 @@ class ExposureBlock:
         self._twa = np.array([s.pc_twa for s in specs], dtype=np.float64)
         self._stel = np.array([s.pc_stel for s in specs], dtype=np.float64)
         self._mac = np.array([s.mac for s in specs], dtype=np.float64)
-        self._row_channel: IdxArray = np.array(row_channel, dtype=np.intp)
-        self._row_check: IdxArray = np.array(row_check, dtype=np.intp)
-        instant = (self._row_check == Check.EXCURSION) | (self._row_check == Check.MAC)
-        self._row_instant: BoolArray = instant
-        self._row_forecast: BoolArray = self._row_check == Check.TWA_FORECAST
+        row_channel_arr = np.array(row_channel, dtype=np.intp)
+        row_check_arr = np.array(row_check, dtype=np.intp)
+        #: Per check present: its rows and their channels, as slices where contiguous (binding
+        #: orders rows by check, then point, so they usually are).
+        self._groups: list[tuple[Check, slice | IdxArray, slice | IdxArray]] = []
+        for check in Check:
+            rows = np.flatnonzero(row_check_arr == check)
+            if rows.size:
+                chans = row_channel_arr[rows]
+                self._groups.append((check, _as_slice(rows), _as_slice(chans)))
         self._excursion_limit = EXCURSION_FACTOR * self._twa
         self._ceiling = EXCURSION_CEILING_FACTOR * self._twa
         self._twa_dose_limit = self._twa * TWA_S
@@ -306,10 +311,13 @@ class ExposureBlock:
         self._twa_k = -1
         self._shift: tuple[float, float] | None = None
         # dose
-        self._stel_ring: F64 = np.zeros((STEL_SLOTS, n))
-        self._twa_ring: F64 = np.zeros((TWA_SLOTS, n))
-        self._sum_stel: F64 = np.zeros(n)
-        self._sum_twa: F64 = np.zeros(n)
+        # dose rings: only channels with a PC-TWA need them; rows by check put those first
+        n_twa = self._n_twa = int(np.isfinite(self._twa).sum())
+        assert np.isfinite(self._twa[:n_twa]).all(), "channels with a PC-TWA come first"
+        self._stel_ring: F64 = np.zeros((STEL_SLOTS, n_twa))
+        self._twa_ring: F64 = np.zeros((TWA_SLOTS, n_twa))
+        self._sum_stel: F64 = np.zeros(n_twa)
+        self._sum_twa: F64 = np.zeros(n_twa)
         # the shift
         self._shift_dose: F64 = np.zeros(n)
         self._measured: F64 = np.zeros(n)
@@ -322,6 +330,10 @@ class ExposureBlock:
         self._exc_last_end: F64 = np.full(n, -np.inf)
         self._exc_violation: BoolArray = np.zeros(n, dtype=np.bool_)
         self._closed: list[ShiftExposure] = []
+        #: Channels with the excursion limits (substances with a PC-TWA and no PC-STEL).
+        self._exc: slice | IdxArray | None = next(
+            (ch for check, _, ch in self._groups if check == Check.EXCURSION), None
+        )
         #: Seconds until the shift TWA reaches PC-TWA, per row (forecast rows; NaN elsewhere).
         self.forecast: F64 = np.full(self.size, np.nan)
 
@@ -396,71 +408,99 @@ class ExposureBlock:
         self._last_now = now if last is None else max(last, now)
         v = values[self.point_index]
         good = (quality[self.point_index] == 0) & ~np.isnan(v)
-        good &= ~maintenance[self.device_index]
-        conc = np.where(good, np.maximum(v, 0.0), 0.0)
+        if maintenance.any():
+            good &= ~maintenance[self.device_index]
+        conc = np.fmax(v, 0.0)  # NaN and below zero count as zero
+        conc *= good
         in_old_shift = self._close_shift(now, dt, conc, good)
         self._clear_buckets(now)
+        n_twa = self._n_twa
+        ring_conc = conc[:n_twa]
         _add_dose(
             self._stel_ring,
             self._sum_stel,
-            conc,
+            ring_conc,
             k=self._stel_k,
             width=STEL_BUCKET_S,
             now=now,
             dt=dt,
         )
         _add_dose(
-            self._twa_ring, self._sum_twa, conc, k=self._twa_k, width=TWA_BUCKET_S, now=now, dt=dt
+            self._twa_ring,
+            self._sum_twa,
+            ring_conc,
+            k=self._twa_k,
+            width=TWA_BUCKET_S,
+            now=now,
+            dt=dt,
         )
         in_shift = dt - in_old_shift
-        self._shift_dose += conc * in_shift
-        self._measured += np.where(good, in_shift, 0.0)
+        if in_shift > 0.0:
+            self._shift_dose += conc * in_shift
+            np.add(self._measured, in_shift, out=self._measured, where=good)
         assert self._shift is not None
 
         stel = _window_sum(self._stel_ring, self._sum_stel, self._stel_k, now, STEL_BUCKET_S)
         stel /= STEL_S
         rolling = _window_sum(self._twa_ring, self._sum_twa, self._twa_k, now, TWA_BUCKET_S)
-        twa = np.maximum(rolling, self._shift_dose) / TWA_S
+        twa = np.maximum(rolling, self._shift_dose[:n_twa]) / TWA_S
         remaining = max(self._shift[1] - now, 0.0)
-        projected = (self._shift_dose + stel * remaining) / TWA_S
-        np.fmax(self._stel_max, stel, out=self._stel_max)
-        np.fmax(self._peak, np.where(good, v, np.nan), out=self._peak)
+        stel_max = self._stel_max[:n_twa]
+        np.fmax(stel_max, stel, out=stel_max)
+        np.fmax(self._peak, v, out=self._peak, where=good)
 
-        # excursions above 3 × PC-TWA (only read by EXCURSION rows)
-        above = good & (v >= self._excursion_limit)
-        start = above & ~self._exc_active
-        end = good & ~above & self._exc_active
+        if self._exc is not None:
+            self._track_excursions(now, self._exc, v, good)
+
+        for check, rows, ch in self._groups:
+            shown: F64
+            if check == Check.TWA:
+                hit, shown = twa[ch] >= self._twa[ch], twa[ch]
+            elif check == Check.TWA_FORECAST:
+                shown = (self._shift_dose[ch] + stel[ch] * remaining) / TWA_S
+                hit = (shown >= self._twa[ch]) & (twa[ch] < self._twa[ch])
+                need = self._twa_dose_limit[ch] - self._shift_dose[ch]
+                rate = stel[ch]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    self.forecast[rows] = np.where((rate > 0) & (need > 0), need / rate, np.nan)
+            elif check == Check.STEL:
+                hit, shown = stel[ch] >= self._stel[ch], stel[ch]
+            elif check == Check.EXCURSION:
+                shown = v[ch]
+                long = now - self._exc_start[ch] >= EXCURSION_MAX_S
+                hit = (shown >= self._ceiling[ch]) | (
+                    self._exc_active[ch] & (self._exc_violation[ch] | long)
+                )
+            else:
+                hit, shown = v[ch] >= self._mac[ch], v[ch]
+            level = hit.view(np.int8) * ACTIVE
+            if check in (Check.EXCURSION, Check.MAC):  # a reading that is not good holds
+                level = np.where(good[ch], level, eff[rows])
+            raw[rows] = level
+            value_out[rows] = shown
+
+    def _track_excursions(
+        self, now: float, ex: slice | IdxArray, values: F64, readable: BoolArray
+    ) -> None:
+        """Start and end excursions above 3 × PC-TWA of the channels ``ex``; an excursion that
+        starts as the 5th of the shift or within 1 h of the last one's end breaks the rule."""
+        good = readable[ex]
+        active = self._exc_active[ex]
+        above = good & (values[ex] >= self._excursion_limit[ex])
+        start = above & ~active
+        end = good & ~above & active
         if start.any():
-            self._excursions += start
-            too_soon = now - self._exc_last_end < EXCURSION_GAP_S
-            violation = (self._excursions > EXCURSIONS_PER_SHIFT) | too_soon
-            np.copyto(self._exc_violation, violation, where=start)
-            np.copyto(self._exc_start, now, where=start)
-            self._exc_active |= start
+            count = self._excursions[ex] + start
+            too_soon = now - self._exc_last_end[ex] < EXCURSION_GAP_S
+            violation = (count > EXCURSIONS_PER_SHIFT) | too_soon
+            self._excursions[ex] = count
+            self._exc_violation[ex] = np.where(start, violation, self._exc_violation[ex])
+            self._exc_start[ex] = np.where(start, now, self._exc_start[ex])
+            active = active | start
         if end.any():
-            self._exc_active &= ~end
-            np.copyto(self._exc_last_end, now, where=end)
-
-        twa_hit = twa >= self._twa
-        hit = np.empty((len(Check), self.n_channels), dtype=np.bool_)
-        hit[Check.TWA] = twa_hit
-        hit[Check.TWA_FORECAST] = (projected >= self._twa) & ~twa_hit
-        hit[Check.STEL] = stel >= self._stel
-        hit[Check.EXCURSION] = (good & (v >= self._ceiling)) | (
-            self._exc_active & (self._exc_violation | (now - self._exc_start >= EXCURSION_MAX_S))
-        )
-        hit[Check.MAC] = v >= self._mac
-        shown = np.stack((twa, projected, stel, v, v))
-
-        rc, rk = self._row_channel, self._row_check
-        level = np.where(hit[rk, rc], ACTIVE, np.int8(0)).astype(np.int8)
-        hold = self._row_instant & ~good[rc]
-        np.copyto(raw, np.where(hold, eff, level))
-        np.copyto(value_out, shown[rk, rc])
-        need = self._twa_dose_limit - self._shift_dose
-        with np.errstate(divide="ignore", invalid="ignore"):
-            eta = np.where((stel > 0) & (need > 0), need / stel, np.nan)
-        self.forecast = np.where(self._row_forecast, eta[rc], np.nan)
+            active = active & ~end
+            self._exc_last_end[ex] = np.where(end, now, self._exc_last_end[ex])
+        self._exc_active[ex] = active
 
     # -- persistence -----------------------------------------------------------------------
     def snapshot(self) -> dict[str, np.ndarray]:
@@ -530,19 +570,25 @@ class ExposureBlock:
             }
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not an exposure state: {exc}") from None
-        if arrays["stel_ring"].shape != (STEL_SLOTS, m) or arrays["twa_ring"].shape != (
-            TWA_SLOTS,
-            m,
-        ):
-            raise ValueError("exposure state: ring shapes do not match its keys")
+        m_twa = arrays["sum_twa"].shape[0] if arrays["sum_twa"].ndim == 1 else -1
+        rings = {"stel_ring": STEL_SLOTS, "twa_ring": TWA_SLOTS, "sum_stel": 0, "sum_twa": 0}
+        if not 0 <= m_twa <= m:
+            raise ValueError("exposure state: ring sums do not match its keys")
         for name, arr in arrays.items():
-            if name not in ("stel_ring", "twa_ring") and arr.shape != (m,):
-                raise ValueError(f"exposure state: {name} has shape {arr.shape}, not ({m},)")
+            slots = rings.get(name)
+            want = (m,) if slots is None else (m_twa,) if slots == 0 else (slots, m_twa)
+            if arr.shape != want:
+                raise ValueError(f"exposure state: {name} has shape {arr.shape}, not {want}")
         if not (math.isnan(clock[0]) or math.isfinite(clock[0])) or len(clock) != 5:
             raise ValueError("exposure state: bad clock")
-        self._stel_ring[:, dst] = arrays["stel_ring"][:, src]
-        self._twa_ring[:, dst] = arrays["twa_ring"][:, src]
-        for name in ("sum_stel", "sum_twa", "shift_dose", "measured", "stel_max", "peak"):
+        m_twa = arrays["sum_twa"].shape[0]  # the saved channels with rings (a prefix)
+        ring = (dst < self._n_twa) & (src < m_twa)
+        rdst, rsrc = dst[ring], src[ring]
+        self._stel_ring[:, rdst] = arrays["stel_ring"][:, rsrc]
+        self._twa_ring[:, rdst] = arrays["twa_ring"][:, rsrc]
+        self._sum_stel[rdst] = arrays["sum_stel"][rsrc]
+        self._sum_twa[rdst] = arrays["sum_twa"][rsrc]
+        for name in ("shift_dose", "measured", "stel_max", "peak"):
             getattr(self, f"_{name}")[dst] = arrays[name][src]
         self._excursions[dst] = arrays["excursions"][src]
         self._exc_active[dst] = arrays["exc_active"][src]
@@ -560,6 +606,14 @@ def elapsed_share(k: int, now: float, width: float) -> float:
     """How much of bucket ``k`` has elapsed at ``now`` (0 to 1): the share of the ring's oldest
     bucket that has left the window."""
     return min(max((now - k * width) / width, 0.0), 1.0)
+
+
+def _as_slice(index: IdxArray) -> slice | IdxArray:
+    """``index`` as a slice when it is a contiguous ascending run (a view, not a gather)."""
+    first = int(index[0])
+    if np.array_equal(index, np.arange(first, first + index.size)):
+        return slice(first, first + index.size)
+    return index
 
 
 def _window_sum(ring: F64, sums: F64, k: int, now: float, width: float) -> F64:

@@ -11,10 +11,14 @@ whether it is shelved (and until when), and the state last announced. The displa
     RTN_UNACK     elif not acknowledged
     NORMAL        otherwise
 
-A transition is announced when the displayed state changes, or when the level of an active
-(UNACK_ACTIVE / ACK_ACTIVE) alarm changes. Activation or escalation (to a more severe level, or to
-the other side) clears the acknowledgement; de-escalation and clearing keep it. When a shelve
-expires the alarm is unacknowledged if it is active then, acknowledged if not.
+Alarms that demand power-off, and the methane table's alarms, are never suppressed: while their
+device is offline they keep their state and level, marked ``stale``.
+
+A transition is announced when the displayed state changes, when the level of an active
+(UNACK_ACTIVE / ACK_ACTIVE) alarm changes, or when a shown alarm's ``stale`` mark changes.
+Activation or escalation (to a more severe level, or to the other side) clears the acknowledgement;
+de-escalation and clearing keep it. When a shelve expires the alarm is unacknowledged if it is
+active then, acknowledged if not.
 
 Maintenance (calibration, 标校) is per device: while it lasts, the device's alarms still follow
 their levels but an activation asks for no acknowledgement (calibration gas is not an incident),
@@ -34,7 +38,7 @@ from typing import Final
 import numpy as np
 
 from ._arrays import F64, I8, RAISE_TABLE, BoolArray, IdxArray
-from ._binding import Binding, format_message
+from ._binding import COMM_POINT, Binding, format_message
 from ._model import STATE_CODES, STATES_BY_CODE, AlarmState, AlarmTransition, State
 
 __all__ = ["AlarmBook"]
@@ -74,11 +78,17 @@ class AlarmBook:
         self._limit = np.array([b.limits for b in bindings], dtype=np.float64).reshape(n, 6)
         self._device = np.array([b.device_index for b in bindings], dtype=np.intp)
         self._suppressible = np.array([b.suppressible for b in bindings], dtype=np.bool_)
+        self._power_off_code = np.array([b.power_off_code for b in bindings], dtype=np.int8)
         self.device_suppressed: BoolArray = np.zeros(n_devices, dtype=np.bool_)
+        self._device_offline: BoolArray = np.zeros(n_devices, dtype=np.bool_)
+        self.stale: BoolArray = np.zeros(n, dtype=np.bool_)
+        self._shown_stale: BoolArray = np.zeros(n, dtype=np.bool_)
         self.device_maintenance: BoolArray = np.zeros(n_devices, dtype=np.bool_)
-        # rows of each device whose suppression follows it, and all its rows (CSR layout)
+        # point rows of each device, whose suppression and staleness follow it, and all its
+        # rows (CSR layout)
+        self._on_point = np.array([b.point != COMM_POINT for b in bindings], dtype=np.bool_)
         self._dev_rows, self._dev_start = _rows_by_device(
-            self._device, np.flatnonzero(self._suppressible), n_devices
+            self._device, np.flatnonzero(self._on_point), n_devices
         )
         self._all_rows, self._all_start = _rows_by_device(
             self._device, np.arange(n, dtype=np.intp), n_devices
@@ -86,23 +96,25 @@ class AlarmBook:
         self._shelf: set[int] = set()
 
     # -- tick stages -----------------------------------------------------------------------
-    def apply_delays(self, raw: I8, now: float) -> tuple[IdxArray, I8]:
-        """Advance on/off delays with this tick's raw levels. Returns the rows whose effective
-        level changed and their previous levels."""
-        changed = raw != self._cand
-        np.copyto(self._since, now, where=changed)
-        np.copyto(self._cand, raw)
-        pending = np.flatnonzero(raw != self.eff)
+    def apply_delays(self, raw: I8, now: float, part: slice) -> tuple[IdxArray, I8]:
+        """Advance on/off delays of the rows in ``part`` with this tick's raw levels (``raw``
+        holds those rows only). Returns the rows whose effective level changed and their
+        previous levels."""
+        cand, since, eff = self._cand[part], self._since[part], self.eff[part]
+        changed = raw != cand
+        np.copyto(since, now, where=changed)
+        np.copyto(cand, raw)
+        pending = np.flatnonzero(raw != eff)
         if pending.size == 0:
-            return pending, self.eff[pending]
+            return pending, eff[pending]
         new = raw[pending]
-        old = self.eff[pending]
-        delay = np.where(RAISE_TABLE[old, new], self._on_delay[pending], self._off_delay[pending])
-        fire = (now - self._since[pending]) >= delay
-        rows = pending[fire]
+        old = eff[pending]
+        rows = pending + (part.start or 0)
+        delay = np.where(RAISE_TABLE[old, new], self._on_delay[rows], self._off_delay[rows])
+        fire = (now - since[pending]) >= delay
         previous = old[fire]
-        self.eff[rows] = new[fire]
-        return rows, previous
+        eff[pending[fire]] = new[fire]
+        return rows[fire], previous
 
     def note_level_changes(self, rows: IdxArray, previous: I8) -> None:
         """Acknowledgement and last level after effective-level changes of ``rows``."""
@@ -126,14 +138,18 @@ class AlarmBook:
         return rows
 
     def set_online(self, online: BoolArray, has_comm: BoolArray) -> IdxArray:
-        """Update device suppression; returns the rows of devices whose suppression changed."""
-        suppressed = has_comm & ~online
-        devices = np.flatnonzero(suppressed != self.device_suppressed)
+        """Update device suppression and staleness; returns the point rows of devices that
+        went offline or came back."""
+        offline = ~online
+        devices = np.flatnonzero(offline != self._device_offline)
         if devices.size == 0:
             return np.zeros(0, dtype=np.intp)
-        self.device_suppressed = suppressed
+        self._device_offline = offline
+        self.device_suppressed = has_comm & offline
         parts = [self._dev_rows[self._dev_start[d] : self._dev_start[d + 1]] for d in devices]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
+        rows = np.concatenate(parts)
+        self.stale[rows] = offline[self._device[rows]]
+        return rows
 
     def set_maintenance(self, device: int, on: bool) -> IdxArray:
         """Put a device in maintenance or take it out; returns its rows (to announce).
@@ -172,8 +188,14 @@ class AlarmBook:
         level = self.eff[rows]
         old = self.shown[rows]
         in_active = (state == UNACK_ACTIVE) | (state == ACK_ACTIVE)
-        emit = (state != old) | (in_active & (level != self._shown_level[rows]))
+        stale = self.stale[rows]
+        emit = (
+            (state != old)
+            | (in_active & (level != self._shown_level[rows]))
+            | ((state != NORMAL) & (stale != self._shown_stale[rows]))
+        )
         self._shown_level[rows] = level
+        self._shown_stale[rows] = stale
         out_rows = rows[emit]
         if out_rows.size == 0:
             return []
@@ -189,6 +211,13 @@ class AlarmBook:
     def _report_level(self, row: int) -> int:
         eff = int(self.eff[row])
         return eff if eff else int(self.last_level[row])
+
+    def power_off(self, row: int) -> bool | None:
+        """Whether ``row`` demands power-off now (``None``: its rule never does)."""
+        code = int(self._power_off_code[row])
+        if code == 0:
+            return None
+        return int(self.eff[row]) >= code and not self.device_maintenance[self._device[row]]
 
     def _transition(
         self, row: int, from_state: State, to_state: State, now: float, user: str | None
@@ -214,6 +243,8 @@ class AlarmBook:
             ts=now,
             forecast_s=None if math.isnan(forecast) else forecast,
             user=user,
+            power_off=self.power_off(row),
+            stale=bool(self.stale[row]),
         )
 
     def state_of(self, row: int) -> AlarmState:
@@ -239,6 +270,8 @@ class AlarmBook:
             ts=float(self.state_ts[row]),
             forecast_s=None if math.isnan(forecast) else forecast,
             shelved_until=None if math.isnan(until) else until,
+            power_off=self.power_off(row),
+            stale=bool(self.stale[row]),
         )
 
     # -- commands --------------------------------------------------------------------------

@@ -97,9 +97,11 @@ class AlarmTransition:
     ``value`` is what the rule compared: the point value for thresholds and conditions, the slope
     per minute for rate-of-change rules, the sample age in seconds for stale rules, 1.0/0.0 for the
     device's online flag for communication rules. ``limit`` is the limit of ``level`` (NaN where a
-    rule has no numeric limit). ``forecast_s`` is the forecast seconds until the trend reaches its
-    forecast limit (rate-of-change rules with a forecast), else ``None``. ``user`` is set for
-    transitions caused by an operator command.
+    rule has no numeric limit). ``power_off`` is set for alarms whose rule can demand power-off
+    (true from the power-off level until the value is below its reset); ``stale`` is true while the
+    device is offline (the alarm keeps its level and its last value). ``forecast_s`` is the forecast
+    seconds until the trend reaches its forecast limit (rate-of-change rules with a forecast), else
+    ``None``. ``user`` is set for transitions caused by an operator command.
     """
 
     id: str
@@ -116,6 +118,10 @@ class AlarmTransition:
     ts: float
     forecast_s: float | None = None
     user: str | None = None
+    #: For alarms whose rule can demand power-off: whether it does now (``None`` otherwise).
+    power_off: bool | None = None
+    #: The device is offline: ``value`` is the last one compared, not a fresh reading.
+    stale: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,8 @@ class AlarmState:
     ts: float
     forecast_s: float | None = None
     shelved_until: float | None = None
+    power_off: bool | None = None
+    stale: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,10 @@ __all__ = [
     "DiscreteRule",
     "DurationRule",
     "ExposureRule",
+    "FeedCheckRule",
     "Forecast",
     "LevelSpec",
+    "PositionTable",
     "Predicate",
     "RateOfChangeRule",
     "Rule",
@@ -90,6 +92,19 @@ class LevelSpec(_Model):
     priority: Priority
     source: Annotated[str, Field(min_length=3)]
     action: str = ""
+    #: Reaching this level demands power-off of the device's ``area`` (断电), held until the
+    #: value is back below ``reset`` (复电). High levels only.
+    power_off: bool = False
+    #: The power-off range (断电范围) in words: what the area's power-off cuts.
+    power_off_range: str = ""
+
+    @model_validator(mode="after")
+    def _range_with_power_off(self) -> LevelSpec:
+        if self.power_off and len(self.power_off_range.strip()) < 3:
+            raise ValueError("a power-off level names its power_off_range (断电范围)")
+        if self.power_off_range and not self.power_off:
+            raise ValueError("power_off_range belongs to a level with power_off: true")
+        return self
 
 
 class _RuleBase(_Model):
@@ -206,7 +221,19 @@ class ThresholdRule(_PointRule):
         if problem is not None:
             level, key, value, allowed = problem
             raise ValueError(f"levels.{level}.{key} = {value:g}: {allowed}")
+        for name in LOW_LEVELS:
+            spec = self.levels.get(name)  # type: ignore[call-overload]
+            if spec is not None and spec.power_off:
+                raise ValueError(f"levels.{name}.power_off: only high levels (H, HH) cut power")
         return self
+
+    @property
+    def power_off_level(self) -> str | None:
+        """The lowest high level that demands power-off (``None``: the rule never cuts)."""
+        return next(
+            (n for n in HIGH_LEVELS if n in self.levels and self.levels[n].power_off),  # type: ignore[index,operator]
+            None,
+        )
 
     def resolved_levels(self) -> dict[str, tuple[float, float]]:
         """``{level: (limit, reset)}`` with the default reset taken from ``deadband``."""
@@ -223,57 +250,6 @@ class ThresholdRule(_PointRule):
                 reset = spec.limit + self.deadband
             out[name] = (spec.limit, reset)
         return out
-
-
-class Forecast(_Model):
-    """Time-to-limit forecast of a rate-of-change rule: alarm when the fitted trend reaches
-    ``limit`` within ``within_s`` seconds (``within_s`` 0 = report the forecast only)."""
-
-    limit: FiniteFloat
-    direction: Literal["rising", "falling"]
-    within_s: Seconds = 0.0
-
-
-class RateOfChangeRule(_PointRule):
-    """Least-squares slope over a time window, per minute, with an optional forecast."""
-
-    type: Literal["rate_of_change"]
-    window_s: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-    min_samples: Annotated[int, Field(ge=2, le=4096)] = 3
-    max_samples: Annotated[int, Field(ge=2, le=4096)] = 64
-    rise_per_min: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
-    fall_per_min: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
-    forecast: Forecast | None = None
-    level: Annotated[str, Field(pattern=LEVEL_NAME)] = "ROC"
-    priority: Priority
-    source: Annotated[str, Field(min_length=3)]
-    on_delay_s: Seconds = 0.0
-    off_delay_s: Seconds = 0.0
-
-    overridable: ClassVar[tuple[str, ...]] = ("rise_per_min", "fall_per_min", "window_s")
-
-    @model_validator(mode="after")
-    def _has_condition(self) -> RateOfChangeRule:
-        no_rate = self.rise_per_min is None and self.fall_per_min is None
-        if no_rate and (self.forecast is None or self.forecast.within_s <= 0):
-            raise ValueError("give rise_per_min, fall_per_min or a forecast with within_s > 0")
-        if self.min_samples > self.max_samples:
-            raise ValueError("min_samples must not exceed max_samples")
-        return self
-
-
-class StaleRule(_PointRule):
-    """No fresh sample for ``max_age_s`` seconds, or the gateway marked the point stale."""
-
-    type: Literal["stale"]
-    max_age_s: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-    level: Annotated[str, Field(pattern=LEVEL_NAME)] = "STALE"
-    priority: Priority
-    source: Annotated[str, Field(min_length=3)]
-    on_delay_s: Seconds = 0.0
-    off_delay_s: Seconds = 0.0
-
-    overridable: ClassVar[tuple[str, ...]] = ("max_age_s",)
 
 
 class Predicate(_Model):
@@ -315,6 +291,60 @@ class Predicate(_Model):
         return (self.point,) if self.ref is None else (self.point, self.ref)
 
 
+class Forecast(_Model):
+    """Time-to-limit forecast of a rate-of-change rule: alarm when the fitted trend reaches
+    ``limit`` within ``within_s`` seconds (``within_s`` 0 = report the forecast only)."""
+
+    limit: FiniteFloat
+    direction: Literal["rising", "falling"]
+    within_s: Seconds = 0.0
+
+
+class RateOfChangeRule(_PointRule):
+    """Least-squares slope over a time window, per minute, with an optional forecast."""
+
+    type: Literal["rate_of_change"]
+    window_s: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+    min_samples: Annotated[int, Field(ge=2, le=4096)] = 3
+    max_samples: Annotated[int, Field(ge=2, le=4096)] = 64
+    rise_per_min: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    fall_per_min: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    forecast: Forecast | None = None
+    #: Tests (points of the same device) that must all hold for the alarm to be raised, e.g.
+    #: ``[{point: outflow, op: le, value: 0.5}]``: a falling level with no outflow is a leak.
+    conditions: Annotated[list[Predicate], Field(max_length=16)] = Field(default_factory=list)
+    level: Annotated[str, Field(pattern=LEVEL_NAME)] = "ROC"
+    priority: Priority
+    source: Annotated[str, Field(min_length=3)]
+    on_delay_s: Seconds = 0.0
+    off_delay_s: Seconds = 0.0
+
+    overridable: ClassVar[tuple[str, ...]] = ("rise_per_min", "fall_per_min", "window_s")
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> RateOfChangeRule:
+        no_rate = self.rise_per_min is None and self.fall_per_min is None
+        if no_rate and (self.forecast is None or self.forecast.within_s <= 0):
+            raise ValueError("give rise_per_min, fall_per_min or a forecast with within_s > 0")
+        if self.min_samples > self.max_samples:
+            raise ValueError("min_samples must not exceed max_samples")
+        return self
+
+
+class StaleRule(_PointRule):
+    """No fresh sample for ``max_age_s`` seconds, or the gateway marked the point stale."""
+
+    type: Literal["stale"]
+    max_age_s: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+    level: Annotated[str, Field(pattern=LEVEL_NAME)] = "STALE"
+    priority: Priority
+    source: Annotated[str, Field(min_length=3)]
+    on_delay_s: Seconds = 0.0
+    off_delay_s: Seconds = 0.0
+
+    overridable: ClassVar[tuple[str, ...]] = ("max_age_s",)
+
+
 class ConditionRule(_RuleBase):
     """Common part of discrete and duration rules (a conjunction of predicates on one device)."""
 
@@ -323,6 +353,8 @@ class ConditionRule(_RuleBase):
     source: Annotated[str, Field(min_length=3)]
     report_point: str | None = None
     off_delay_s: Seconds = 0.0
+    #: While active, demands power-off of the device's ``area`` (e.g. fault lockout, 故障闭锁).
+    power_off: bool = False
 
     def predicates(self) -> tuple[Predicate, ...]:
         """Tests that must all hold."""
@@ -382,8 +414,24 @@ class CommRule(_RuleBase):
     source: Annotated[str, Field(min_length=3)]
     on_delay_s: Seconds = 0.0
     off_delay_s: Seconds = 0.0
+    #: While active, demands power-off of the device's ``area`` (fault lockout, 故障闭锁).
+    power_off: bool = False
 
     overridable: ClassVar[tuple[str, ...]] = ("on_delay_s",)
+
+
+class FeedCheckRule(_PointRule):
+    """Power-off verification (馈电): while power-off is demanded in the device's ``area``, its
+    feed point (1 = power on) must read 0 within ``for_s`` seconds, whatever a relay reports."""
+
+    type: Literal["feed_check"]
+    level: Annotated[str, Field(pattern=LEVEL_NAME)] = "FEED_ABNORMAL"
+    for_s: Seconds
+    priority: Priority
+    source: Annotated[str, Field(min_length=3)]
+    off_delay_s: Seconds = 0.0
+
+    overridable: ClassVar[tuple[str, ...]] = ("for_s",)
 
 
 MgPerM3 = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
@@ -434,10 +482,63 @@ Rule = Annotated[
     | DiscreteRule
     | DurationRule
     | CommRule
-    | ExposureRule,
+    | ExposureRule
+    | FeedCheckRule,
     Field(discriminator="type"),
 ]
-RULE_TYPES = ("threshold", "rate_of_change", "stale", "discrete", "duration", "comm", "exposure")
+RULE_TYPES = (
+    "threshold",
+    "rate_of_change",
+    "stale",
+    "discrete",
+    "duration",
+    "comm",
+    "exposure",
+    "feed_check",
+)
+
+
+class PositionTable(_Model):
+    """The threshold rules of ``point`` on ``kind`` form a table by position (e.g. the methane
+    table of 《煤矿安全规程》 art. 498): every code of the pack's ``positions`` has exactly one
+    such rule, selected by ``tags: {position: …}``, and none binds without a position."""
+
+    kind: str
+    point: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
+    source: Annotated[str, Field(min_length=3)]
+
+
+def _in_table(table: PositionTable, rule: Any) -> bool:
+    return (
+        isinstance(rule, ThresholdRule)
+        and table.kind in rule.kinds
+        and table.point in rule.point_names
+    )
+
+
+def _check_table(table: PositionTable, positions: Sequence[str], rules: Sequence[Any]) -> None:
+    if not positions:
+        raise ValueError("position_table needs the pack's positions")
+    covered: dict[str, str] = {}
+    for rule in rules:
+        if not _in_table(table, rule):
+            continue
+        if POSITION_TAG not in rule.tags or rule.exclude_tags:
+            raise ValueError(
+                f"rule {rule.id!r}: a {table.point} rule of the position table binds by "
+                f"tags.{POSITION_TAG} (one or more positions); no fallback rule"
+            )
+        wanted = rule.tags[POSITION_TAG]
+        for value in wanted if isinstance(wanted, list) else [wanted]:
+            if value in covered:
+                raise ValueError(
+                    f"position {value!r} has two {table.point} rules: "
+                    f"{covered[value]!r} and {rule.id!r}"
+                )
+            covered[str(value)] = rule.id
+    missing = [v for v in positions if v not in covered]
+    if missing:
+        raise ValueError(f"position_table: no {table.point} rule for {', '.join(missing)}")
 
 
 class RulePack(_Model):
@@ -455,6 +556,7 @@ class RulePack(_Model):
     description: str = ""
     sources: dict[str, str] = Field(default_factory=dict)
     positions: dict[PositionCode, Annotated[str, Field(min_length=3)]] = Field(default_factory=dict)
+    position_table: PositionTable | None = None
     rules: list[Rule]
     file: str = ""
 
@@ -465,7 +567,17 @@ class RulePack(_Model):
             if rule.id in seen:
                 raise ValueError(f"duplicate rule id {rule.id!r}")
             seen.add(rule.id)
+        if self.position_table is not None:
+            _check_table(self.position_table, list(self.positions), self.rules)
         return self
+
+    def table_rules(self) -> frozenset[str]:
+        """Ids of the rules of the pack's position table (e.g. the methane table): their limits
+        may be loosened per device only with a reason, and comm loss never hides their alarms."""
+        table = self.position_table
+        if table is None:
+            return frozenset()
+        return frozenset(rule.id for rule in self.rules if _in_table(table, rule))
 
     @property
     def kinds(self) -> frozenset[str]:

@@ -8,6 +8,7 @@ import numpy as np
 
 from ._arrays import ACTIVE, F64, I8, U8, BoolArray, IdxArray
 from ._binding import Binding, TrendSpec
+from ._condition import PredicateTable
 
 __all__ = ["TrendBlock", "least_squares_slope"]
 
@@ -38,8 +39,10 @@ class TrendBlock:
 
     The alarm is raised when the slope (per minute) reaches ``rise_per_min`` or falls to
     ``-fall_per_min``, or when the forecast time until the current value, moving at that slope,
-    reaches the forecast limit is within ``within_s``. Fewer than ``min_samples`` samples in the
-    window means no trend (level NONE); a not-good current sample holds the level.
+    reaches the forecast limit is within ``within_s`` — and every test of the rule's
+    ``conditions`` holds (a row whose condition points are not good holds its level). Fewer than
+    ``min_samples`` samples in the window means no trend (level NONE); a not-good current sample
+    holds the level.
     """
 
     REBASE_S = 3600.0
@@ -71,6 +74,7 @@ class TrendBlock:
         self._fc_dir = np.array([s.forecast_direction for s in specs], dtype=np.float64)
         self._fc_within = np.array([s.forecast_within_s for s in specs], dtype=np.float64)
         self._fc_alarm = self._fc_within > 0
+        self._conditions = PredicateTable([s.conditions for s in specs])
         self._ring_t = np.zeros((n, width))
         self._ring_v = np.zeros((n, width))
         self._head = np.zeros(n, dtype=np.intp)
@@ -169,8 +173,10 @@ class TrendBlock:
         eta = np.where(toward, np.maximum(eta, 0.0), np.nan)
         hit = (slope_min >= self._rise) | (slope_min <= self._fall)
         hit |= self._fc_alarm & (eta <= self._fc_within)
+        conditions_hold, conditions_good = self._conditions.evaluate(values, quality)
+        hit &= conditions_hold
         level = np.where(hit, ACTIVE, np.int8(0)).astype(np.int8)
-        hold = (quality[p] != 0) | np.isnan(current)
+        hold = (quality[p] != 0) | np.isnan(current) | ~conditions_good
         np.copyto(raw, np.where(hold, eff, level))
         np.copyto(value_out, slope_min)
         self.forecast = eta

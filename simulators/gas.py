@@ -4,12 +4,17 @@ Signals (profile ``gas_detector``): CH4 %vol around its baseline (0.1-0.3) with 
 Ornstein-Uhlenbeck noise; %LEL from CH4 (LEL of methane 5 %vol); O2 ~20.9 %vol diluted by the
 methane; CO and H2S ppm near zero; sensor temperature with a daily drift. The status word and the
 alarm bits follow the values the way a detector latches them: low alarm at ``alarm_low``, high
-alarm (power-off) at ``alarm_high`` held until CH4 falls back below ``alarm_low`` (《煤矿安全规程》:
-coal face 1.0 / 1.5, reset below 1.0). The power-off relay follows the high alarm and the feed
-sensor reports the area's power off one step later.
+alarm (power-off) at ``alarm_high`` held until CH4 falls back below ``restore`` (《煤矿安全规程》
+art. 498 by sensor position: the site simulator sets the three from the site's methane table).
+The power-off relay follows the high alarm; the feed sensor reports the power of the device's
+area (``area``: detectors sharing a value share a supply), off one step after any relay of the
+area cuts.
 
 Parameters (per device): ``ch4_base`` %vol, ``co_base`` ppm, ``h2s_base`` ppm, ``temp_base`` °C,
-``supply_v`` V, ``ch4_range`` %vol, ``prealarm``/``alarm_low``/``alarm_high`` %vol,
+``supply_v`` V, ``ch4_range`` %vol, ``prealarm``/``alarm_low``/``alarm_high``/``restore`` %vol,
+``area`` (index of the power-off area; -1: the detector's own supply only), ``lockout_s`` s
+(a detector with a power-off level whose status stays warm-up, fault or over-range this long
+cuts its relay: fault lockout, 故障闭锁, as the monitoring substation executes it),
 ``leak_start`` s (inf: no leak), ``leak_peak`` %vol added at full leak, ``leak_tau`` s (time
 constant of the rise), ``leak_end`` s (ventilation restored: the leak dilutes away with time
 constant ``clear_tau`` s), ``sensor_fault`` (1: the cell reports a fault), ``warmup_s`` s,
@@ -62,6 +67,9 @@ class GasDetectorModel(SignalModel):
         "prealarm": 0.8,
         "alarm_low": 1.0,
         "alarm_high": 1.5,
+        "restore": 1.0,
+        "area": -1.0,
+        "lockout_s": 2.0,
         "leak_start": math.inf,
         "leak_peak": 2.2,
         "leak_tau": 100.0,
@@ -94,6 +102,7 @@ class GasDetectorModel(SignalModel):
         self._high = np.zeros(self.n, dtype=np.bool_)
         self._cut = np.zeros(self.n, dtype=np.bool_)
         self._feed = np.ones(self.n, dtype=np.bool_)
+        self._failing_since = np.full(self.n, np.inf)
         self._t = 0.0
         self._derive()
 
@@ -103,9 +112,19 @@ class GasDetectorModel(SignalModel):
         sigma = np.stack([0.015 * ones, 0.1 * p["co_base"] + 0.2, 0.05 * ones, 0.1 * ones], axis=1)
         self._ou = ou_step(self._ou, z[:, :4], dt, 30.0, sigma)
         self._turbulence = ou_step(self._turbulence, z[:, 4], dt, 5.0, 0.04)
-        self._feed = ~self._cut  # the feed sensor sees the cut one step after the relay
+        self._feed = self._area_power()  # the feed sensor sees a cut one step after the relay
         self._t = t
         self._derive()
+
+    def _area_power(self) -> Bools:
+        """Power on the supply of each detector: off when its relay, or any relay of its area,
+        has cut."""
+        area = self.params["area"].astype(np.int64)
+        shared = area >= 0
+        if not shared.any():
+            return ~self._cut
+        cut_in = np.bincount(area[shared], weights=self._cut[shared], minlength=area.max() + 1)
+        return np.where(shared, cut_in[np.maximum(area, 0)] == 0, ~self._cut)
 
     def _derive(self) -> None:
         p, t = self.params, self._t
@@ -137,8 +156,7 @@ class GasDetectorModel(SignalModel):
         self.lel = self.ch4 / _CH4_LEL * 100.0
         shown = np.round(self.ch4, 2)  # the detector alarms on the value it displays
         low = shown >= p["alarm_low"]
-        self._high = (shown >= p["alarm_high"]) | (self._high & low)
-        self._cut = self._high & ~calibrating
+        self._high = (shown >= p["alarm_high"]) | (self._high & (shown >= p["restore"]))
         self.alarm_low = low
         fault = p["sensor_fault"] != 0
         status = np.full(self.n, STATUS["normal"], dtype=np.float64)
@@ -149,6 +167,10 @@ class GasDetectorModel(SignalModel):
         status[fault] = STATUS["fault"]
         status[t < p["warmup_s"]] = STATUS["warm-up"]
         self.status = status
+        failing = np.isin(status, (STATUS["warm-up"], STATUS["fault"], STATUS["over-range"]))
+        self._failing_since = np.where(failing, np.minimum(self._failing_since, t), np.inf)
+        locked = np.isfinite(p["alarm_high"]) & (t - self._failing_since >= p["lockout_s"])
+        self._cut = (self._high | locked) & ~calibrating
         self.fault = fault
 
     def outputs(self) -> Mapping[str, F64 | Bools]:

@@ -6,8 +6,8 @@ scenario times (``ctx.at(t, action)``) and injects faults (``ctx.inject(device_i
 at=..., until=...)``). Time is seconds of simulated time from scenario start. Register one with
 :func:`scenario`::
 
-    @scenario("feed-stuck", "the feed sensor of face1 stays on after a power-off")
-    def feed_stuck(ctx: ScenarioContext) -> None:
+    @scenario("leak-at-night", "the gas leak, with the face detector's feed frozen")
+    def leak_at_night(ctx: ScenarioContext) -> None:
         gas_leak(ctx)
         ctx.inject("face1-gas", Freeze("feed_on"))
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from gateway.config import Device
 from simulators.errors import ScenarioError
-from simulators.faults import Fault
+from simulators.faults import Fault, Freeze
 from simulators.signals import SignalModel
 
 __all__ = [
@@ -232,8 +232,9 @@ def gas_leak(ctx: ScenarioContext) -> None:
 
 @scenario(
     "tank-overfill",
-    "tanks start at 85 %, a receipt fills 1 % of height a minute against a throttled outflow: "
-    "H (90 %) at ~5 min, HH (95 %, high switch) at ~10 min",
+    "tanks start at 80 %, a receipt fills 1 % of height a minute against a throttled outflow: "
+    "H (85 %) at ~5 min, HH (90 %, feed interlock) at ~10 min, the independent high-level switch "
+    "(95 %) at ~15 min",
 )
 def tank_overfill(ctx: ScenarioContext) -> None:
     """Inflow exceeds outflow with the level controller off."""
@@ -243,12 +244,37 @@ def tank_overfill(ctx: ScenarioContext) -> None:
         area = np.pi / 4 * diameter**2
         outflow = 0.2 * handle.get("outflow")
         handle.set(
-            level0_pct=85.0,
-            setpoint_pct=85.0,
+            level0_pct=80.0,
+            setpoint_pct=80.0,
             level_control=0.0,
             outflow=outflow,
             inflow=outflow + area * height * 0.01 * 60.0,
         )
+
+
+#: Level change of tank-leak's leaking and filling tanks, in % of height per minute.
+LEAK_PCT_PER_MIN = 0.05
+
+
+@scenario(
+    "tank-leak",
+    "every tank stands still (no transfer, flows 0); from t=60 s the first tank leaks and the "
+    "second fills past its closed, passing inlet valve, each at 0.05 % of height a minute with the "
+    "flow meters at 0; the first tank farm %LEL detector sees the vapour from t=90 s",
+)
+def tank_leak(ctx: ScenarioContext) -> None:
+    """Standing tanks; an unmetered outflow (leak) and an unmetered inflow."""
+    tanks = list(ctx.of_kind("tank"))
+    for i, device in enumerate(tanks):
+        handle = ctx.model(device.id)
+        height, diameter = handle.get("height"), handle.get("diameter")
+        rate = np.pi / 4 * diameter**2 * height * LEAK_PCT_PER_MIN / 100.0 * 60.0  # m3/h
+        sign = {0: 1.0, 1: -1.0}.get(i, 0.0)
+        handle.set(inflow=0.0, outflow=0.0, flow_noise=0.0, level_control=0.0)
+        handle.set(leak_at=60.0, leak_rate=sign * rate)
+    detectors = [d for d in ctx.of_kind("gas") if d.tags.get("position") == "tank_farm"]
+    for device in detectors[:1]:
+        ctx.model(device.id).set(leak_start=90.0, leak_peak=1.6, leak_tau=60.0)
 
 
 @scenario(
@@ -310,6 +336,46 @@ def high_wind(ctx: ScenarioContext) -> None:
     """Raise the wind on every crane."""
     for device in ctx.of_kind("crane"):
         ctx.model(device.id).set(wind_ramp_at=15.0, wind_ramp_to=14.0, wind_ramp_s=120.0)
+
+
+def _face_detector(ctx: ScenarioContext) -> Device:
+    """The coal-face detector (T1, else the first one the gas leak treats as at the face)."""
+    gas = list(ctx.of_kind("gas"))
+    if not gas:
+        raise ScenarioError("this scenario needs a gas detector")
+    for device in gas:
+        if device.tags.get("position", "").upper() == "T1":
+            return device
+    return next((d for d in gas if _gas_position(d) == "face"), gas[0])
+
+
+@scenario(
+    "feed-stuck",
+    "the gas leak, and the coal-face detector's feed sensor stays on: when the area's power-off "
+    "is demanded (~1.5-2 min) its feed still reads on, so the gateway raises feed_abnormal 2 s "
+    "later while every other feed of the area goes off",
+)
+def feed_stuck(ctx: ScenarioContext) -> None:
+    """Gas leak plus a feed (馈电) sensor frozen at "on" (a welded contactor, a failed cut)."""
+    gas_leak(ctx)
+    ctx.inject(_face_detector(ctx).id, Freeze("feed_on"))
+
+
+#: Scenario time at which sensor-fault's face detector reports a cell fault.
+CELL_FAULT_AT = 80.0
+
+
+@scenario(
+    "sensor-fault",
+    "the gas leak, and at t=80 s (methane past the 1.0 % alarm, below power-off) the coal-face "
+    "detector reports a cell fault: fault lockout demands power-off of its area 2 s later, "
+    "before the methane itself reaches the power-off level",
+)
+def sensor_fault(ctx: ScenarioContext) -> None:
+    """Gas leak plus a detector fault (status 3, fault flag) during the rise."""
+    gas_leak(ctx)
+    handle = ctx.model(_face_detector(ctx).id)
+    ctx.at(CELL_FAULT_AT, lambda: handle.set(sensor_fault=1.0))
 
 
 #: The calibration scenario's timeline (scenario seconds).

@@ -28,6 +28,7 @@ from pymodbus.constants import ExcCodes
 from gateway.config import Device, SiteConfig
 from simulators._fleet import Fleet
 from simulators._layout import BIT_KINDS
+from simulators._methane import relay_settings
 from simulators._noise import FAULTS, device_rng
 from simulators.crane import TowerCraneModel
 from simulators.elevator import ElevatorModel
@@ -123,6 +124,12 @@ class SiteSimulator:
             clear=self.clear_faults,
             seed=seed,
         )
+        relays = relay_settings(site)
+        for device in self.devices:
+            handle = ctx.model(device.id)
+            settings = relays.get(device.id, {})
+            if settings and set(settings) <= set(handle.names):
+                handle.set(**settings)
         self.scenario.setup(ctx)
         #: What the scenario's operator sends to the gateway, by time (see ``OperatorCommand``).
         self.operator_commands = tuple(sorted(ctx.operator_commands, key=lambda c: c.at))

@@ -11,7 +11,9 @@ Parameters (per device): ``height`` m, ``diameter`` m, ``level0_pct`` % (initial
 ``level_control`` (1: the outflow holds the setpoint, 0: fixed outflow), ``temp_base`` °C,
 ``temp_phase`` rad, ``pressure_base`` kPa, ``pressure_per_degc`` kPa/°C, ``hh_pct`` and
 ``ll_pct`` % (switch points), ``gauge_status`` (0 ok, 1 gauge fault, 2 echo lost),
-``total_in0`` m3.
+``total_in0`` m3, ``leak_at`` s (inf: never) and ``leak_rate`` m3/h: from ``leak_at`` product
+leaves the tank past the flow meters (a leak) at ``leak_rate``, or, when negative, arrives past
+them (a passing inlet valve).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class TankGaugeModel(SignalModel):
         "ll_pct": 5.0,
         "gauge_status": 0.0,
         "total_in0": 0.0,
+        "leak_at": math.inf,
+        "leak_rate": 0.0,
     }
 
     def randomize(self, i: int, rng: np.random.Generator) -> None:
@@ -93,7 +97,9 @@ class TankGaugeModel(SignalModel):
         error = self.level - p["setpoint_pct"] / 100.0 * p["height"]
         trim = np.where(p["level_control"] != 0, error * area * 3600.0 / _CONTROL_TAU, 0.0)
         outflow = np.maximum(p["outflow"] + self._ou[:, 1] + trim, 0.0)
-        self.level = np.clip(self.level + (inflow - outflow) / 3600.0 * dt / area, 0, p["height"])
+        unmetered = np.where(t >= p["leak_at"], p["leak_rate"], 0.0)
+        net = inflow - outflow - unmetered
+        self.level = np.clip(self.level + net / 3600.0 * dt / area, 0, p["height"])
         self.total_in = self.total_in + inflow / 3600.0 * dt
         self.inflow, self.outflow = inflow, outflow
         self._t = t

@@ -48,6 +48,7 @@ from gateway.aio import raise_if_cancelling, wait_event
 from gateway.config import Device, InfluxConfig
 from gateway.errors import GatewayError
 from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, OutboxError, StoredEntry
+from gateway.redact import SECRETS
 from gateway.sinks.lineprotocol import LineEncoder
 
 __all__ = [
@@ -153,6 +154,7 @@ def influx_token(config: InfluxConfig, environ: Mapping[str, str] | None = None)
         return None
     env = os.environ if environ is None else environ
     token = env.get(config.token_env)
+    SECRETS.add(token)  # masked in every log line and payload from now on
     if not token:
         raise InfluxSinkError(
             f"influx.token_env names the environment variable {config.token_env!r}, "
@@ -259,7 +261,9 @@ class InfluxSink:
         self._max_buffer = max_buffer
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
-        self._close_timeout = close_timeout
+        self.close_timeout = close_timeout
+        """Seconds :meth:`aclose` tries to write what is left (the gateway shortens it to what
+        its ``shutdown_timeout`` leaves)."""
         self._request_timeout = request_timeout
         self._rng = rng or random.Random()
 
@@ -332,7 +336,7 @@ class InfluxSink:
             await self._close_outbox_mode(task)
         elif task is not None:
             try:
-                async with asyncio.timeout(self._close_timeout):
+                async with asyncio.timeout(self.close_timeout):
                     await asyncio.shield(task)
             except TimeoutError:
                 raise_if_cancelling()
@@ -500,6 +504,8 @@ class InfluxSink:
     async def flush(self, timeout: float | None = None) -> bool:
         """Ask for an immediate write and wait until the buffer (or the outbox stream) is empty;
         False on timeout."""
+        if self.buffered:  # (with an outbox, lines may have been committed by someone else)
+            self._idle.clear()
         self._wake.set()
         try:
             async with asyncio.timeout(timeout):

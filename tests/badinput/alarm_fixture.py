@@ -50,7 +50,7 @@ def gas_device(device_id: str, port: int) -> dict[str, object]:
         "id": device_id,
         "profile": "gas_detector",
         "connection": {"transport": "tcp", "host": "127.0.0.1", "port": port},
-        "tags": {"position": "T1"},
+        "tags": {"position": "T1", "area": "face-1"},
     }
 
 

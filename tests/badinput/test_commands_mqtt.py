@@ -54,7 +54,7 @@ async def test_bad_commands_over_mqtt_change_nothing(mosquitto: Mosquitto) -> No
                     "id": "face1-gas",
                     "profile": "gas_detector",
                     "connection": {"transport": "tcp", "host": "127.0.0.1", "port": free_port()},
-                    "tags": {"position": "T1"},
+                    "tags": {"position": "main_return"},  # no power-off: gas_comm
                     "poll_interval": 0.5,
                     "timeout": 0.3,
                 }
@@ -139,7 +139,7 @@ async def test_retained_and_old_commands_are_refused_at_entry(mosquitto: Mosquit
                     "id": "face1-gas",
                     "profile": "gas_detector",
                     "connection": {"transport": "tcp", "host": "127.0.0.1", "port": free_port()},
-                    "tags": {"position": "T1"},
+                    "tags": {"position": "main_return"},  # no power-off: gas_comm
                     "poll_interval": 0.5,
                     "timeout": 0.3,
                 }

@@ -53,16 +53,20 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.sinks.lineprotocol import ALARM_STATE_CODES
+from tests.counting_device import CountingDevices
 from tests.services import Mosquitto, free_port, wait_port
 from tests.vm import VictoriaMetrics
 
 __all__ = [
     "BROKER_LOSS_WINDOW_MS",
     "ChaosRig",
+    "GatewayKill",
     "PersistentMosquitto",
+    "ReadReport",
     "Recorder",
     "Report",
     "check",
+    "check_reads",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +87,7 @@ DEVICES: tuple[tuple[str, str, str], ...] = (
     ("tank-1", "tank_gauge", "{area: tank-farm}"),
     ("lift-1", "elevator", "{building: office}"),
 )
-MEASUREMENTS = "gas|tank|elevator"
+MEASUREMENTS = "gas|tank|elevator|counter"
 
 
 class PersistentMosquitto(Mosquitto):
@@ -263,7 +267,16 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def write_site(work: Path, mqtt_url: str, vm_url: str) -> tuple[Path, list[int]]:
+def write_site(
+    work: Path,
+    mqtt_url: str,
+    vm_url: str,
+    *,
+    default_outbox: bool = False,
+    counters: CountingDevices | None = None,
+) -> tuple[Path, list[int]]:
+    """The chaos site. ``default_outbox``: no ``outbox`` key (the outbox a new user gets, in
+    ``$STATE_DIRECTORY``); ``counters``: counting devices polled beside the simulated ones."""
     ports: list[int] = []
     while len(ports) < len(DEVICES):
         port = free_port()
@@ -273,16 +286,20 @@ def write_site(work: Path, mqtt_url: str, vm_url: str) -> tuple[Path, list[int]]
         f"site: {{id: {SITE_ID}, name: chaos test site}}",
         f"mqtt: {{url: '{mqtt_url}', topic_prefix: {PREFIX}, telemetry_qos: 1, keepalive: 5}}",
         f"influx: {{url: '{vm_url}', org: safety, bucket: hazard, flush_interval: 0.5}}",
-        f"outbox: {{path: '{work / 'outbox.sqlite3'}', max_mb: 64}}",
-        f"rules: ['{ROOT / 'rules' / 'packs' / 'coal_mine.yaml'}']",
-        "devices:",
     ]
+    if not default_outbox:
+        lines.append(f"outbox: {{path: '{work / 'outbox.sqlite3'}', max_mb: 64}}")
+    lines += [f"rules: ['{ROOT / 'rules' / 'packs' / 'coal_mine.yaml'}']", "devices:"]
     for (device, profile, tags), port in zip(DEVICES, ports, strict=True):
         lines.append(
             f"  - {{id: {device}, profile: {profile}, connection: {{transport: tcp, "
             f"host: 127.0.0.1, port: {port}}}, unit: 1, poll_interval: {POLL_INTERVAL}, "
             f"timeout: 1.0, tags: {tags}}}"
         )
+    # the simulators serve the simulated devices; the counting devices serve themselves
+    (work / "sim-site.yaml").write_text("\n".join(lines) + "\n")
+    if counters is not None:
+        lines += counters.device_lines(counters.write_profile(work), POLL_INTERVAL)
     site = work / "site.yaml"
     site.write_text("\n".join(lines) + "\n")
     return site, ports
@@ -291,11 +308,22 @@ def write_site(work: Path, mqtt_url: str, vm_url: str) -> tuple[Path, list[int]]
 class ChaosRig:
     """Broker, database, simulators, gateway process and recorder for one chaos test."""
 
-    def __init__(self, work: Path, vm: VictoriaMetrics, name: str) -> None:
+    def __init__(
+        self,
+        work: Path,
+        vm: VictoriaMetrics,
+        name: str,
+        *,
+        default_outbox: bool = False,
+        counters: CountingDevices | None = None,
+    ) -> None:
         self.work = work
         self.vm = vm
         self.broker = PersistentMosquitto(work)
-        self.site, self.ports = write_site(work, self.broker.url, vm.url)
+        self.counters = counters
+        self.site, self.ports = write_site(
+            work, self.broker.url, vm.url, default_outbox=default_outbox, counters=counters
+        )
         self.timeline = Timeline()
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.sim: subprocess.Popen[bytes] | None = None
@@ -320,7 +348,7 @@ class ChaosRig:
                 "-m",
                 "simulators",
                 "-c",
-                str(self.site),
+                str(self.work / "sim-site.yaml"),
                 "--scenario",
                 "chaos-cycle",
                 "--import",
@@ -417,7 +445,7 @@ class ChaosRig:
             read_db(self.vm, legs)
             counts = dict.fromkeys((d for d, _, _ in DEVICES), 0)
             for device, ts in legs.db_telemetry:
-                if ts > after_ms:
+                if ts > after_ms and device in counts:
                     counts[device] += 1
             if min(counts.values()) >= minimum:
                 return
@@ -440,11 +468,28 @@ class ChaosRig:
                 return legs
             time.sleep(1.0)
 
+    def collect(self, timeout: float = 90.0) -> Legs:
+        """After the gateway stopped (SIGTERM): both legs, once the database holds every record
+        the last status counted (or the timeout passed: :func:`check` then says what is missing).
+        """
+        assert self.recorder is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            legs = parse_mqtt(self.recorder.snapshot())
+            read_db(self.vm, legs)
+            if not _db_shortfall(legs) or time.monotonic() > deadline:
+                return legs
+            time.sleep(1.0)
+
 
 @contextlib.contextmanager
-def chaos_rig(tmp_path: Path, name: str) -> Iterator[ChaosRig]:
-    with VictoriaMetrics.launch(tmp_path / "vm") as vm:
-        rig = ChaosRig(tmp_path, vm, name)
+def chaos_rig(
+    tmp_path: Path, name: str, *, default_outbox: bool = False, counters: int = 0
+) -> Iterator[ChaosRig]:
+    with contextlib.ExitStack() as stack:
+        vm = stack.enter_context(VictoriaMetrics.launch(tmp_path / "vm"))
+        devices = stack.enter_context(CountingDevices(counters)) if counters else None
+        rig = ChaosRig(tmp_path, vm, name, default_outbox=default_outbox, counters=devices)
         try:
             rig.start()
             yield rig
@@ -548,4 +593,97 @@ def check(legs: Legs, timeline: Timeline, *, runs: int) -> Report:
                     f"{what}:{leg}", 0
                 ) + len(inside)
     assert report.produced_alarms > 0, "the scenario raised no alarms: nothing was counted"
+    return report
+
+
+# --------------------------------------------------------------------------- every read
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayKill:
+    """A gateway SIGKILLed at ``killed`` and started again at ``restarted`` (wall-clock s)."""
+
+    killed: float
+    restarted: float
+
+
+@dataclass(slots=True)
+class ReadReport:
+    """What the counting devices answered, and where it arrived."""
+
+    reads: int = 0
+    mqtt: int = 0
+    db: int = 0
+    lost_in_flight: int = 0  # the one sample a device had given when its gateway was SIGKILLed
+    broker_lost: int = 0
+
+    def line(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+
+def _seqs_on_mqtt(messages: list[Received]) -> dict[str, set[int]]:
+    out: dict[str, set[int]] = {}
+    for m in messages:
+        if m.topic.endswith("/telemetry") and m.payload:
+            doc = json.loads(m.payload)
+            if "seq" in doc["values"]:
+                out.setdefault(m.topic.split("/")[2], set()).add(int(doc["values"]["seq"]))
+    return out
+
+
+def _seqs_in_db(vm: VictoriaMetrics) -> dict[str, set[int]]:
+    out: dict[str, set[int]] = {}
+    for series in vm.export(f'{{__name__="counter_seq",site="{SITE_ID}"}}'):
+        out.setdefault(series.labels["device"], set()).update(int(v) for _, v in series.samples)
+    return out
+
+
+def check_reads(
+    rig: ChaosRig, kills: list[GatewayKill], timeline: Timeline, timeout: float = 60.0
+) -> ReadReport:
+    """Every read a counting device answered is on MQTT and in the database, except, per device
+    and gateway SIGKILL, the one sample it had given last before the kill (read, not yet
+    committed); on MQTT also what the broker may have lost when it was SIGKILLed itself (see
+    :data:`BROKER_LOSS_WINDOW_MS`). Call after the gateway stopped cleanly."""
+    assert rig.counters is not None and rig.recorder is not None
+    reads = {d.device_id: d.reads for d in rig.counters}
+    deadline = time.monotonic() + timeout
+    while True:  # the recorder and the database catch up with what the gateway delivered
+        mqtt = _seqs_on_mqtt(rig.recorder.snapshot())
+        db = _seqs_in_db(rig.vm)
+        caught_up = all(
+            {s for s, _ in r} <= mqtt.get(d, set()) and {s for s, _ in r} <= db.get(d, set())
+            for d, r in reads.items()
+        )
+        if caught_up or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    report = ReadReport()
+    for device, answered in reads.items():
+        in_flight: set[int] = set()
+        for kill in kills:
+            before = [s for s, at in answered if at <= kill.killed]
+            if before:
+                in_flight.add(max(before))  # read, maybe not yet committed
+            in_flight.update(s for s, at in answered if kill.killed < at <= kill.restarted)
+        broker_window = {
+            s
+            for s, at in answered
+            if any(k - BROKER_LOSS_WINDOW_MS <= at * 1000 <= k for k in timeline.broker_kills)
+        }
+        seqs = {s for s, _ in answered}
+        missing_db = seqs - db.get(device, set())
+        missing_mqtt = seqs - mqtt.get(device, set())
+        assert missing_db <= in_flight, (
+            f"{device}: read, never in the database: {sorted(missing_db - in_flight)[:10]}"
+        )
+        assert missing_mqtt <= in_flight | broker_window, (
+            f"{device}: read, never on MQTT: {sorted(missing_mqtt - in_flight)[:10]}"
+        )
+        report.reads += len(seqs)
+        report.db += len(seqs & db.get(device, set()))
+        report.mqtt += len(seqs & mqtt.get(device, set()))
+        report.lost_in_flight += len(missing_db)
+        report.broker_lost += len(missing_mqtt - missing_db)
+    assert report.reads > 0, "the counting devices were never read"
     return report

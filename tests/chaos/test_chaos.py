@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import POLL_INTERVAL, ChaosRig, chaos_rig, check, now_ms
+from tests.chaos.harness import (
+    POLL_INTERVAL,
+    SITE_ID,
+    ChaosRig,
+    GatewayKill,
+    chaos_rig,
+    check,
+    check_reads,
+    now_ms,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +97,47 @@ def test_gateway_sigkilled_during_broker_outage(tmp_path: Path) -> None:
         legs = rig.settle()
         report = check(legs, rig.timeline, runs=2)
     print(report.line())
+
+
+@pytest.mark.timeout(TIMEOUT_S)
+def test_default_config_through_every_outage(tmp_path: Path) -> None:
+    """A site file as a new user writes it (no ``outbox`` key), two counting devices beside the
+    simulated ones: the broker SIGKILLed; the gateway SIGKILLed during the outage and started
+    again while the broker is still down; the database stopped while the broker is still away;
+    both back; the gateway stopped with SIGTERM. Every sample a device answered reaches both
+    legs, except per device the one in flight at the SIGKILL."""
+    with chaos_rig(tmp_path, "default", default_outbox=True, counters=2) as rig:
+        time.sleep(WARMUP_S)
+        broker_down = now_ms()
+        rig.kill_broker()
+        time.sleep(3.0)  # the default outbox fills
+        down = now_ms()
+        rig.kill_gateway()
+        killed = time.time()
+        rig.timeline.gateway_down.append((down, None))
+        time.sleep(1.0)
+        restarted = time.time()
+        rig.start_gateway()  # the same default outbox; the broker is still away
+        rig.wait_for_db_records(after_ms=down, minimum=4, timeout=60)
+        db_down = now_ms()
+        rig.vm.stop()
+        time.sleep(4.0)
+        rig.start_broker()
+        rig.timeline.outages.append(("broker", broker_down, now_ms()))
+        time.sleep(4.0)
+        rig.vm.start()
+        rig.timeline.outages.append(("db", db_down, now_ms()))
+        time.sleep(RECOVER_S)
+        rig.assert_gateway_running()
+        rig.stop_gateway()  # SIGTERM: what is pending is delivered before it exits
+        assert rig.gateway is not None and rig.gateway.returncode == 0, rig.log_tail()
+        assert not (tmp_path / "outbox.sqlite3").exists()
+        assert (tmp_path / "state" / f"outbox-{SITE_ID}.sqlite3").exists()
+        legs = rig.collect()
+        report = check(legs, rig.timeline, runs=2)
+        reads = check_reads(rig, [GatewayKill(killed, restarted)], rig.timeline)
+    print(report.line())
+    print(reads.line())
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from typing import Any
 
 from console import AlarmBoard, TitleBook
 from console._board import builtin_packs
+from rules import load_packs
 
 P = "hazard/mine-a"
 
@@ -33,7 +34,8 @@ def test_alarm_state_gets_site_title_and_is_deleted_by_an_empty_payload() -> Non
     assert d.kind == "alarm" and d.key == "mine-a/face1-gas/ch4/ch4_face"
     assert d.doc is not None
     assert (d.doc["site"], d.doc["device"], d.doc["rule"]) == ("mine-a", "face1-gas", "ch4_face")
-    assert d.doc["title"] == "甲烷超限（采煤/掘进工作面 T1）/ methane, coal or heading face"
+    titles = {r.id: r.title for pack in load_packs(builtin_packs()) for r in pack.rules}
+    assert d.doc["title"] == titles["ch4_face"] == "甲烷超限（采煤工作面 T1）/ methane, coal face"
     [gone] = b.apply(f"{P}/alarms/face1-gas/ch4/ch4_face", b"", retained=True, now=2.0)
     assert gone.doc is None and b.alarms() == []
     assert b.apply(f"{P}/alarms/face1-gas/ch4/ch4_face", b"", retained=True, now=2.0) == []

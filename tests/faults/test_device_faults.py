@@ -62,7 +62,7 @@ def fault_site(broker: Mosquitto) -> SiteConfig:
                     "connection": {"transport": "tcp", "host": "127.0.0.1", "port": free_port()},
                     "poll_interval": INTERVAL,
                     "timeout": TIMEOUT,
-                    "tags": {"position": "T2"},
+                    "tags": {"position": "main_return"},
                 }
                 for dev in ids
             ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -31,8 +32,10 @@ def site_file(tmp_path: Path, *, outbox: bool = True) -> Path:
             }
         ],
     }
-    if outbox:
-        doc["outbox"] = {"path": str(tmp_path / "state" / "outbox.sqlite3")}
+    # without an outbox key a site keeps one in $STATE_DIRECTORY: "no outbox" must be said
+    doc["outbox"] = (
+        {"path": str(tmp_path / "state" / "outbox.sqlite3")} if outbox else {"enabled": False}
+    )
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -116,12 +119,19 @@ def test_report_daily_errors(
         assert "2026-11-30" in err  # the days that are kept
 
 
-def test_report_daily_without_a_state_directory(
+def test_report_daily_with_the_outbox_off_reads_the_state_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["report", "daily", "-c", str(site_file(tmp_path, outbox=False)), "--out", "x"]
-    assert main(argv) == 2
-    assert "no outbox" in capsys.readouterr().err
+    """Outbox off: the data lives in the gateway's state directory ($STATE_DIRECTORY here)."""
+    path = site_file(tmp_path, outbox=False)
+    doc = yaml.safe_load(path.read_text())
+    doc["outbox"] = {"enabled": False}
+    path.write_text(yaml.safe_dump(doc))
+    directory = report_directory(load_site(path))
+    assert directory == (Path(os.environ["STATE_DIRECTORY"]) / "daily-mine-1").resolve()
+    argv = ["report", "daily", "-c", str(path), "--date", "2026-11-30", "--out", "x"]
+    assert main(argv) == 1
+    assert str(directory) in capsys.readouterr().err
 
 
 def test_daily_lines_are_never_dropped_by_the_outbox_bound() -> None:

@@ -200,11 +200,12 @@ class ScalarExposure:
         ch.twa = max(ch.twa_ring.window(now), ch.shift_dose) / TWA_S
         remaining = max(self.shift[1] - now, 0.0)
         ch.projected = (ch.shift_dose + ch.stel * remaining) / TWA_S
-        ch.stel_max = ch.stel if math.isnan(ch.stel_max) else max(ch.stel_max, ch.stel)
+        if not math.isnan(spec.pc_twa):  # a ceiling (MAC) substance has no 15-min figure
+            ch.stel_max = ch.stel if math.isnan(ch.stel_max) else max(ch.stel_max, ch.stel)
         if good:
             ch.peak = v if math.isnan(ch.peak) else max(ch.peak, v)
-        # excursions above 3 × PC-TWA
-        if good:
+        # excursions above 3 × PC-TWA, for substances with the excursion limits (no PC-STEL)
+        if good and not math.isnan(spec.pc_twa) and math.isnan(spec.pc_stel):
             above = v >= EXCURSION_FACTOR * spec.pc_twa
             if above and not ch.in_excursion:
                 ch.in_excursion = True

@@ -119,9 +119,10 @@ class Site:
         packs: Sequence[RulePack],
         overrides: Mapping[str, Any] | None = None,
         start: float = 1_700_000_000.0,
+        limits_reasons: Mapping[str, str] | None = None,
     ) -> None:
         self.points = list(points)
-        self.engine = RuleEngine(self.points, packs, overrides)
+        self.engine = RuleEngine(self.points, packs, overrides, limits_reasons=limits_reasons)
         n = len(self.points)
         self.index = {(p.device, p.point): i for i, p in enumerate(self.points)}
         self.values = np.full(n, np.nan)

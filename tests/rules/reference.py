@@ -24,9 +24,11 @@ from rules import (
     UnknownAlarm,
 )
 from rules._binding import (
+    COMM_POINT,
     BoundPredicate,
     CommSpec,
     ConditionSpec,
+    FeedSpec,
     StaleSpec,
     ThresholdSpec,
     TrendSpec,
@@ -63,6 +65,8 @@ class Alarm:
     shelved_until: float | None = None
     shown: State = State.NORMAL
     shown_level: int = NONE
+    stale: bool = False
+    shown_stale: bool = False
     state_ts: float = 0.0
     value: float = math.nan
     forecast: float = math.nan
@@ -85,6 +89,7 @@ class ScalarEngine:
         self.n_devices = plan.n_devices
         self.last_seen = [-math.inf] * plan.n_points
         self.device_suppressed = [False] * plan.n_devices
+        self.device_offline = [False] * plan.n_devices
         self.start: float | None = None
         self.flood_times: list[tuple[float, int]] = []
         self.flooding = False
@@ -195,7 +200,16 @@ class ScalarEngine:
         if isinstance(spec, TrendSpec):
             p = spec.point_index
             level = self.trend_level(alarm, spec, now, values[p])
-            return level if good(values[p], quality[p]) else alarm.level
+            if not good(values[p], quality[p]):
+                return alarm.level
+            for c in spec.conditions:
+                if not good(values[c.point_index], quality[c.point_index]):
+                    return alarm.level
+                if c.ref_index >= 0 and not good(values[c.ref_index], quality[c.ref_index]):
+                    return alarm.level
+            if not all(self.predicate(c, values) for c in spec.conditions):
+                return NONE
+            return level
         if isinstance(spec, StaleSpec):
             p = spec.point_index
             assert self.start is not None
@@ -217,6 +231,15 @@ class ScalarEngine:
             if alternatives:
                 holds = holds and any(self.predicate(p, values) for p in alternatives)
             return ACTIVE if holds else NONE
+        if isinstance(spec, FeedSpec):
+            p = spec.point_index
+            v = values[p]
+            alarm.value = v
+            if not self.area_demanded(alarm.binding.area):
+                return NONE
+            if not good(v, quality[p]):
+                return alarm.level
+            return ACTIVE if v != 0 else NONE
         if isinstance(spec, ExposureSpec):
             hit, alarm.value, alarm.forecast = self.exposure.row(spec)
             if hit is None:
@@ -226,6 +249,14 @@ class ScalarEngine:
         up = online[alarm.binding.device_index]
         alarm.value = 1.0 if up else 0.0
         return NONE if up else ACTIVE
+
+    def demands_power_off(self, alarm: Alarm) -> bool:
+        code = alarm.binding.power_off_code
+        return code != 0 and alarm.level >= code
+
+    def area_demanded(self, area: str | None) -> bool:
+        """Any alarm of ``area`` demanding power-off (levels of this tick: feed rows come last)."""
+        return any(a.binding.area == area and self.demands_power_off(a) for a in self.alarms)
 
     # -- lifecycle -------------------------------------------------------------------------
     def display(self, alarm: Alarm) -> State:
@@ -246,8 +277,14 @@ class ScalarEngine:
         state = self.display(alarm)
         level_changed = alarm.level != alarm.shown_level
         alarm.shown_level = alarm.level
+        stale_changed = alarm.stale != alarm.shown_stale
+        alarm.shown_stale = alarm.stale
         in_active = state in (State.UNACK_ACTIVE, State.ACK_ACTIVE)
-        if state == alarm.shown and not (in_active and level_changed):
+        if (
+            state == alarm.shown
+            and not (in_active and level_changed)
+            and not (state != State.NORMAL and stale_changed)
+        ):
             return None
         before = alarm.shown
         alarm.shown = state
@@ -271,7 +308,12 @@ class ScalarEngine:
             ts=now,
             forecast_s=None if math.isnan(alarm.forecast) else alarm.forecast,
             user=user,
+            power_off=self.power_off(alarm),
+            stale=alarm.stale,
         )
+
+    def power_off(self, alarm: Alarm) -> bool | None:
+        return None if alarm.binding.power_off_code == 0 else self.demands_power_off(alarm)
 
     def tick(
         self,
@@ -301,6 +343,10 @@ class ScalarEngine:
         self.exposure.tick(now, values, quality)
         for d in range(self.n_devices):
             self.device_suppressed[d] = d in self.has_comm and not online[d]
+            self.device_offline[d] = not online[d]
+        for alarm in self.alarms:
+            b = alarm.binding
+            alarm.stale = b.point != COMM_POINT and self.device_offline[b.device_index]
 
         out: list[AlarmTransition] = []
         for alarm in self.alarms:
@@ -398,6 +444,8 @@ class ScalarEngine:
                     ts=alarm.state_ts,
                     forecast_s=None if math.isnan(alarm.forecast) else alarm.forecast,
                     shelved_until=alarm.shelved_until,
+                    power_off=self.power_off(alarm),
+                    stale=alarm.stale,
                 )
             )
         return out

@@ -120,7 +120,7 @@ def test_rule_ids_are_unique_across_packs(tmp_path: Path) -> None:
 
 
 COAL = load_packs([PACKS / "coal_mine.yaml"])
-FACE = device_points("face1-gas", 0, "gas", {"position": "T1"})
+FACE = device_points("face1-gas", 0, "gas", {"position": "T1", "area": "face-1"})
 
 BAD_OVERRIDES: list[tuple[dict[str, Any], str, str]] = [
     ({"face9-gas": {"ch4_face": {"HH": 1.4}}}, "face9-gas", "a configured device id"),
@@ -153,7 +153,7 @@ def test_good_overrides() -> None:
             "face1-gas": {
                 "ch4_face": {"H": {"limit": 0.8, "reset": 0.8}, "HH": 1.2},
                 "gas_stale": {"max_age_s": 10},
-                "gas_comm": {"on_delay_s": 0},
+                "fault_lockout_comm": {"on_delay_s": 0},
             }
         },
     )

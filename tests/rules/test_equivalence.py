@@ -204,6 +204,8 @@ def run_both(engine: RuleEngine, steps: list[Tick | Command], n_points: int) -> 
         got = engine.tick(now, values, quality, sample_ts, online)
         want = ref.tick(now, values.tolist(), quality.tolist(), sample_ts.tolist(), online.tolist())
         assert normalized(got) == normalized(want), f"tick at {now}"
+        demanded = {a.area: a.power_off for a in engine.interlocks(now)}
+        assert demanded == {a: ref.area_demanded(a) for a in engine.areas}, f"tick at {now}"
     assert normalized(engine.take_flood_events()) == normalized(ref.flood_events)
     assert normalized(engine.active_alarms()) == normalized(ref.active_alarms())
     shifts = [shift_records(s) for s in engine.take_shift_exposures()]
@@ -236,6 +238,7 @@ def pack_site(draw: st.DrawFn) -> tuple[list[PointRef], list[RulePack]]:
         tags: dict[str, str] = {}
         if kind == "gas":
             tags["position"] = draw(st.sampled_from(POSITIONS))
+            tags["area"] = draw(st.sampled_from(("face-1", "face-2")))
             if draw(st.booleans()):
                 tags["location"] = draw(st.sampled_from(("face", "chamber")))
         only = None
@@ -315,6 +318,8 @@ def trend_rule(draw: st.DrawFn, rid: str) -> dict[str, Any]:
         "on_delay_s": draw(st.sampled_from(DELAYS)),
         "off_delay_s": draw(st.sampled_from(DELAYS)),
     }
+    if draw(st.integers(0, 3)) == 0:
+        rule["conditions"] = draw(st.lists(predicate(), min_size=1, max_size=2))
     if draw(st.booleans()):
         rule["rise_per_min"] = draw(st.sampled_from((0.5, 6.0, 30.0, 60.0)))
     if draw(st.booleans()):
@@ -454,7 +459,8 @@ def test_every_pack_binds_to_its_profile(pack: RulePack) -> None:
     for kind in PROFILE_POINTS:
         for position in pack.positions or (None,):
             for location in ("face", "chamber"):
-                tags = {"location": location} | ({"position": position} if position else {})
+                tags = {"location": location, "area": "face-1"}
+                tags |= {"position": position} if position else {}
                 points.extend(device_points(f"d{index}", index, kind, tags))
                 index += 1
     engine = RuleEngine(points, [pack])

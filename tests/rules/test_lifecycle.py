@@ -170,8 +170,12 @@ def test_without_a_comm_rule_nothing_is_suppressed() -> None:
     site = probe_site(temperature_rule())
     series(site, 45)
     site.online[0] = False
-    assert site.tick(1) == []
-    assert site.state(ALARM).state is State.UNACK_ACTIVE
+    (t,) = site.tick(1)  # still active, its value marked stale
+    assert (t.from_state, t.to_state, t.stale) == (State.UNACK_ACTIVE, State.UNACK_ACTIVE, True)
+    assert site.state(ALARM).state is State.UNACK_ACTIVE and site.state(ALARM).stale
+    site.online[0] = True
+    (t,) = site.tick(1)
+    assert (t.to_state, t.stale) == (State.UNACK_ACTIVE, False)
 
 
 def test_flood_starts_above_ten_per_ten_minutes_and_ends_below_five() -> None:

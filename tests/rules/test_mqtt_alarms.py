@@ -25,7 +25,7 @@ ALARM = "face1-gas/ch4/ch4_face"
 
 def site_with_alarm() -> Site:
     site = Site(
-        device_points("face1-gas", 0, "gas", {"position": "T1"}),
+        device_points("face1-gas", 0, "gas", {"position": "T1", "area": "face-1"}),
         load_packs([PACKS / "coal_mine.yaml"]),
     )
     site.set("face1-gas", ch4=0.2, co=0, o2=20.9, h2s=0, temperature=20, status=1, fault=0)
@@ -80,10 +80,15 @@ def test_nan_values_are_null_and_states_republish() -> None:
     site.tick(2)  # comm on-delay 2 s
     states = site.engine.active_alarms()
     messages = state_messages(P, states)
-    comm = next(m for m in messages if m.topic.endswith("/_device/gas_comm"))
+    comm = next(m for m in messages if m.topic.endswith("/_device/fault_lockout_comm"))
     assert doc(comm)["limit"] is None and comm.retain
-    suppressed = state_message(P, site.engine.state(ALARM))
-    assert doc(suppressed)["state"] == "SUPPRESSED"
+    # a power-off alarm is never suppressed by the lost link: still active, value marked stale
+    methane = doc(state_message(P, site.engine.state(ALARM)))
+    assert (methane["state"], methane["power_off"], methane["stale"]) == (
+        "UNACK_ACTIVE",
+        True,
+        True,
+    )
 
 
 def test_flood_event_message() -> None:
@@ -111,9 +116,22 @@ def test_ack_command_acknowledges_and_replies() -> None:
 
 def test_shelve_command() -> None:
     site = site_with_alarm()
-    ok, _, moved = command(site, "shelve", {"id": ALARM, "user": "li", "minutes": 30})
+    co = "face1-gas/co/co_limit"
+    site.set("face1-gas", co=30)
+    site.tick(1)
+    ok, _, moved = command(site, "shelve", {"id": co, "user": "li", "minutes": 30})
     assert ok and moved == 1
-    assert site.engine.state(ALARM).state is State.SHELVED
+    assert site.engine.state(co).state is State.SHELVED
+
+
+def test_a_shelved_power_off_alarm_keeps_its_area_in_power_off() -> None:
+    site = site_with_alarm()
+    ok, _, moved = command(site, "shelve", {"id": ALARM, "user": "li", "minutes": 30})
+    assert ok and moved == 1 and site.engine.state(ALARM).state is State.SHELVED
+    site.set("face1-gas", ch4=1.7)
+    site.tick(1)
+    (area,) = site.engine.interlocks(site.now)
+    assert area.power_off and area.causes == (ALARM,)
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ def points_used(pack: RulePack) -> set[tuple[str, str]]:
             names |= {rule.report_point} if rule.report_point else set()
         else:
             names = set(getattr(rule, "point_names", ())) - {"*"}
+            names |= {n for c in getattr(rule, "conditions", ()) for n in c.points_used}
         used |= {(kind, name) for kind in rule.kinds for name in names}
     return used
 

@@ -201,3 +201,36 @@ def test_stale_data_alarm_then_comm_failure_suppresses_it() -> None:
         assert site.tick(1) == []
     (t,) = site.tick(1)  # comm on-delay 10 s
     assert (t.id, t.level, t.to_state) == ("tk-101/_device/tank_comm", "COMM", State.UNACK_ACTIVE)
+
+
+def run_level(site: Site, start: float, per_min: float, minutes: int, **flows: float) -> list:  # type: ignore[type-arg]
+    """Move the level at ``per_min`` %/min for ``minutes``, sampled every 2 s, with ``flows``."""
+    out = []
+    pct = start
+    for _ in range(minutes * 30):
+        pct += per_min / 30
+        site.set("tk-101", level_pct=pct, **flows)
+        out += [t for t in site.tick(2) if t.rule in ("tank_leak", "tank_unexpected_rise")]
+    return out
+
+
+def test_a_normal_pump_out_is_not_a_leak() -> None:
+    site = tank()
+    assert run_level(site, 50, -0.5, 20, outflow=150.0, inflow=0.0) == []
+
+
+def test_level_falling_with_no_outflow_is_a_leak() -> None:
+    site = tank()
+    out = run_level(site, 50, -0.05, 5, outflow=0.0, inflow=0.0)
+    assert [(t.rule, t.level, t.priority) for t in out] == [("tank_leak", "LEAK", 2)]
+    assert out[0].value < -0.01
+    # the operator starts a transfer out: the falling level is explained
+    out = run_level(site, 49.75, -0.5, 2, outflow=150.0)
+    assert [(t.rule, t.to_state) for t in out] == [("tank_leak", State.RTN_UNACK)]
+
+
+def test_level_rising_with_no_inflow_is_unexpected_but_a_receipt_is_not() -> None:
+    site = tank()
+    assert run_level(site, 50, 0.5, 5, inflow=120.0, outflow=0.0) == []
+    out = run_level(site, 52.5, 0.05, 5, inflow=0.0, outflow=0.0)
+    assert [(t.rule, t.level) for t in out[:1]] == [("tank_unexpected_rise", "UNEXPECTED_RISE")]

@@ -28,7 +28,7 @@ from gateway.errors import DeviceError, DeviceException, DeviceOffline
 from gateway.messages import OutboundMessage
 from gateway.points import PointTable
 from gateway.telemetry import Topics
-from rules import AlarmTransition, State
+from rules import AlarmTransition, DailyStats, State
 from simulators import SiteSimulator
 
 __all__ = ["EPOCH", "Raised", "ScenarioRun", "SimulatorRegisters", "run_scenario"]
@@ -110,6 +110,8 @@ class ScenarioRun:
     polls: int = 0
     failed_polls: int = 0
     replies: list[dict[str, Any]] = field(default_factory=list)
+    #: The daily report's data at the end of the run (the day so far).
+    daily: DailyStats | None = None
 
     def events(self) -> list[dict[str, Any]]:
         """The ``P/events/alarm`` payloads, in publication order (flood events included)."""
@@ -164,6 +166,7 @@ async def _run(  # noqa: PLR0917
         clock=clock,
         on_transition=out.transitions.append,
     )
+    daily = service.engine.enable_daily(site.site.zone)  # the daily report's accumulators
     readers = [AdaptiveReader(rows.device) for rows in table.devices]
     n = max(1, len(table.devices))
     # (time, device index, polls done): phase of the gateway's stagger, then every interval
@@ -198,6 +201,7 @@ async def _run(  # noqa: PLR0917
         out.ticks += 1
     active = (State.UNACK_ACTIVE, State.ACK_ACTIVE)
     out.active_at_end = {s.id for s in service.engine.active_alarms() if s.state in active}
+    out.daily = daily.snapshot() if daily.day is not None else None
     return out
 
 

@@ -45,6 +45,25 @@ def test_calibration_gas_shows_out_of_service_and_raises_nothing() -> None:
     ]
     assert events[0]["ts"] == round((EPOCH + CALIBRATION_MAINTENANCE_AT) * 1000)
     assert events[1]["reason"] == "calibrated"
+    # and no power-off demanded in the detector's area: its interlock never went on
+    interlock = [
+        json.loads(m.payload) for m in run.messages if m.topic.endswith("/interlock/face-1")
+    ]
+    assert interlock and not any(doc["power_off"] for doc in interlock)
+
+
+def test_the_daily_report_shows_the_maintenance_and_no_over_limit() -> None:
+    run = played("calibration", DURATION_S["calibration"])
+    assert run.daily is not None
+    stats = run.daily.stats
+    row = {(s.device, s.point): i for i, s in enumerate(run.daily.sensors)}
+    face = row[DEVICE, "ch4"]
+    window = CALIBRATION_END_AT - CALIBRATION_MAINTENANCE_AT
+    assert abs(stats["maintenance_s"][face] - window) <= 2.0
+    assert stats["over_count"][face] == 0 and stats["power_off_count"][face] == 0
+    assert stats["max"][face] < 1.0  # the 2.0 %vol test gas is not a reading of the air
+    others = [i for (dev, _), i in row.items() if dev != DEVICE]
+    assert not stats["maintenance_s"][others].any()
 
 
 def test_the_same_gas_without_maintenance_raises_the_power_off_alarm() -> None:
@@ -52,3 +71,7 @@ def test_the_same_gas_without_maintenance_raises_the_power_off_alarm() -> None:
     run = run_scenario(site(), "calibration", seed=1, duration_s=300.0, operator=False)
     levels = [(r.id, r.level) for r in run.raised()]
     assert (FACE, "H") in levels and (FACE, "HH") in levels
+    interlock = [
+        json.loads(m.payload) for m in run.messages if m.topic.endswith("/interlock/face-1")
+    ]
+    assert any(doc["power_off"] and FACE in doc["causes"] for doc in interlock)

@@ -44,7 +44,7 @@ def test_the_modbus_link_offers_reads_only() -> None:
         for name in dir(ModbusLink)
         if not name.startswith("_") and callable(getattr(ModbusLink, name))
     }
-    assert public == {"connect", "read", "close"}
+    assert public == {"connect", "read", "close", "stop_reads"}
 
 
 def test_no_builtin_profile_point_is_writable() -> None:
@@ -140,7 +140,10 @@ def device(dev_id: str, profile: str, port: int, **extra: Any) -> dict[str, Any]
 KINDS = {
     "face1-gas": (
         "gas_detector",
-        {"points": [{"name": "relay_cut", "writable": True}], "tags": {"position": "T1"}},
+        {
+            "points": [{"name": "relay_cut", "writable": True}],
+            "tags": {"position": "T1", "area": "face-1"},
+        },
     ),
     "tank-1": ("tank_gauge", {}),
     "lift-1": ("elevator", {}),

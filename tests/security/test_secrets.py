@@ -56,7 +56,7 @@ devices:                      # nothing listens here either: the device is offli
   - id: face1-gas
     profile: gas_detector
     connection: {{transport: tcp, host: 127.0.0.1, port: {free_port()}}}
-    tags: {{position: T1}}
+    tags: {{position: T1, area: face-1}}
     poll_interval: 0.3
     timeout: 0.2
 """

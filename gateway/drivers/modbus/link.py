@@ -30,7 +30,7 @@ from pymodbus.framer import FramerType
 from gateway.aio import raise_if_cancelling
 from gateway.config import RtuConnection, RtuOverTcpConnection, TcpConnection
 from gateway.drivers.modbus.planner import ReadRequest
-from gateway.errors import DeviceException, DeviceOffline
+from gateway.errors import DeviceException, DeviceOffline, ReadsStopped
 
 __all__ = ["EXCEPTION_NAMES", "AnyConnection", "ModbusLink", "char_time", "link_key"]
 
@@ -99,6 +99,7 @@ class ModbusLink:
         self._last_frame_end = 0.0
         self._last_rx = 0.0
         self._resync = False
+        self._stopped = False
         self.busy_s = 0.0  # time spent on the wire, for line-utilisation reports
         self.requests = 0
         self.resyncs = 0
@@ -210,8 +211,11 @@ class ModbusLink:
     async def read(
         self, device: str, unit: int, req: ReadRequest, timeout: float
     ) -> Sequence[int] | Sequence[bool]:
-        """Read one planned request from ``unit``; raise DeviceOffline / DeviceException."""
+        """Read one planned request from ``unit``; raise DeviceOffline / DeviceException, or
+        ReadsStopped once :meth:`stop_reads` was called (also for a read queued behind another)."""
         async with self._lock:
+            if self._stopped:
+                raise ReadsStopped(device)
             await self._ensure_connected(device, timeout)
             client = self._client
             assert client is not None
@@ -262,6 +266,12 @@ class ModbusLink:
             if req.kind in ("coil", "discrete"):
                 return rr.bits[: req.count]
             return rr.registers
+
+    def stop_reads(self) -> None:
+        """Send no more requests: a read already on the wire finishes, every later one raises
+        :class:`~gateway.errors.ReadsStopped`. For a stopping gateway: no device is read after
+        the stop signal."""
+        self._stopped = True
 
     def close(self) -> None:
         """Close the connection or serial port; the next read reopens it."""
