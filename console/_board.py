@@ -219,6 +219,7 @@ class AlarmBoard:
             "ts": doc.get("ts") if isinstance(doc.get("ts"), int | float) else round(now * 1000),
             "site": site,
             "source": "gateway",
+            "type": doc.get("type", "transition"),
             "id": doc.get("id"),
             "from": doc.get("from"),
             "to": doc.get("to"),

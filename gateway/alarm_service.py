@@ -39,6 +39,7 @@ from gateway.maintenance import (
 )
 from gateway.messages import OutboundMessage
 from gateway.points import PointTable
+from gateway.rescue import RescueBook
 from gateway.telemetry import Topics
 from rules import (
     AlarmTransition,
@@ -115,6 +116,7 @@ class AlarmService:
         on_interlock: Callable[[AreaInterlock], None] | None = None,
         on_maintenance: Callable[[MaintenanceEvent], None] | None = None,
         on_day: Callable[[DailyStats], None] | None = None,
+        rescue: RescueBook | None = None,
     ) -> None:
         self.engine = engine
         self.table = table
@@ -126,6 +128,8 @@ class AlarmService:
         self.on_interlock = on_interlock
         self.on_maintenance = on_maintenance
         self.on_day = on_day
+        #: Elevator rescue records opened by trapped alarms (None: no rescue records).
+        self.rescue = rescue
         #: Last calibration of each device (epoch s; None: unknown), from the site file or a
         #: ``maintenance/end`` command with ``"calibrated": true``.
         self.calibrated_at: dict[str, float | None] = {
@@ -175,6 +179,9 @@ class AlarmService:
             self.publish(power_loss_message(self.topics.base, loss))
         for flood in self.engine.take_flood_events():
             self._publish_flood(flood)
+        if self.rescue is not None:
+            for message in self.rescue.check(now):
+                self.publish(message)
         self._publish_maintenance()
         for day in self.engine.take_finished_days():
             if self.on_day is not None:
@@ -234,6 +241,9 @@ class AlarmService:
         if self.on_transition is not None:
             self.on_transition(tr)
         self.publish(event)
+        if self.rescue is not None:
+            for message in self.rescue.observe(tr):
+                self.publish(message)
         if tr.to_state is State.UNACK_ACTIVE and tr.from_state in _RAISED_FROM:
             idx = self._device_index.get(tr.device)
             if idx is not None and self._device_sample_ts[idx] > 0:
@@ -263,6 +273,14 @@ class AlarmService:
         ``minutes``, unknown alarm or topic — gets ``{"ok": false, ...}`` and changes nothing.
         """
         now = self.clock()
+        if self.rescue is not None and topic in (
+            self.rescue.arrive_topic,
+            self.rescue.release_topic,
+        ):
+            reply, *records = self.rescue.command(topic, payload, now)
+            for message in records:
+                self.publish(message)
+            return [reply]
         if topic in (self.topics.cmd_maintenance, self.topics.cmd_maintenance_end):
             result = handle_maintenance_command(
                 self.topics.base, topic, payload, self.engine, now, on_calibrated=self._calibrated

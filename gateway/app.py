@@ -31,6 +31,7 @@ from gateway.outbox import AsyncOutbox, OutboxEntry, OutboxError
 from gateway.points import PointTable
 from gateway.poller import DevicePoller, PollResult
 from gateway.redact import SECRETS, secret_from_env
+from gateway.rescue import RescueBook
 from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, influx_token
 from gateway.telemetry import Topics, device_status_payload, encode_doc, json_payload, telemetry_doc
 from rules import AlarmTransition, DailyStats, MaintenanceEvent
@@ -138,6 +139,7 @@ class Gateway:
                 on_transition=self._record_transition,
                 on_maintenance=self._maintenance_changed,
                 on_day=self._day_finished,
+                rescue=RescueBook.for_site(site, self.topics.base),
             )
             self.report = DailyReporter(
                 site, engine, self.topics, self.publisher.publish, lines=self._daily_lines
@@ -283,6 +285,8 @@ class Gateway:
             self.topics.cmd_shelve,
             self.topics.cmd_maintenance,
             self.topics.cmd_maintenance_end,
+            self.topics.cmd_rescue_arrive,
+            self.topics.cmd_rescue_release,
         )
         if self.alarms is None or topic not in known:
             error = (

@@ -44,6 +44,7 @@ __all__ = [
     "OutboxConfig",
     "Point",
     "Profile",
+    "RescueConfig",
     "SiteConfig",
     "default_outbox_path",
     "load_site",
@@ -54,6 +55,7 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 BUILTIN_PROFILES: dict[str, Path] = {
     "gas_detector": PROFILE_DIR / "gas_detector.yaml",
     "toxic_gas_detector": PROFILE_DIR / "toxic_gas_detector.yaml",
+    "mine_environment": PROFILE_DIR / "mine_environment.yaml",
     "tank_gauge": PROFILE_DIR / "tank_gauge.yaml",
     "elevator": PROFILE_DIR / "elevator.yaml",
     "tower_crane": PROFILE_DIR / "tower_crane.yaml",
@@ -392,6 +394,14 @@ class ExposureConfig(_Frozen):
         return ShiftSchedule(tuple(self.shifts), timezone)
 
 
+class RescueConfig(_Frozen):
+    """Targets of elevator rescue records (``P/rescue/{device}``), in minutes from the trapped
+    alarm; ``release_within_min`` absent: release time not judged."""
+
+    arrive_within_min: Annotated[float, Field(gt=0, le=1440)] = 30.0
+    release_within_min: Annotated[float, Field(gt=0, le=1440)] | None = None
+
+
 class SiteFile(_Frozen):
     site: SiteInfo
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
@@ -400,6 +410,7 @@ class SiteFile(_Frozen):
     shutdown_timeout: Annotated[float, Field(gt=0, le=600)] = DEFAULT_SHUTDOWN_TIMEOUT
     metrics: MetricsConfig | None = None
     exposure: ExposureConfig = Field(default_factory=ExposureConfig)
+    rescue: RescueConfig = Field(default_factory=RescueConfig)
     rules: list[str] = Field(default_factory=list)
     devices: list[DeviceFile] = Field(min_length=1)
 
@@ -446,6 +457,7 @@ class SiteConfig:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     metrics: MetricsConfig | None = None
     exposure: ExposureConfig = field(default_factory=ExposureConfig)
+    rescue: RescueConfig = field(default_factory=RescueConfig)
 
     def device(self, device_id: str) -> Device:
         for dev in self.devices:
@@ -818,6 +830,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         shutdown_timeout=sf.shutdown_timeout,
         metrics=sf.metrics,
         exposure=sf.exposure,
+        rescue=sf.rescue,
     )
 
 

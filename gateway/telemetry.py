@@ -48,6 +48,8 @@ class Topics:
         self.cmd_reply = f"{self.base}/cmd/reply"
         self.cmd_maintenance = f"{self.base}/cmd/device/maintenance"
         self.cmd_maintenance_end = f"{self.base}/cmd/device/maintenance/end"
+        self.cmd_rescue_arrive = f"{self.base}/cmd/rescue/arrive"
+        self.cmd_rescue_release = f"{self.base}/cmd/rescue/release"
         self.events_maintenance = f"{self.base}/events/maintenance"
         self.report_daily = f"{self.base}/report/daily"
 

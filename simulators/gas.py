@@ -184,6 +184,12 @@ class GasDetectorModel(SignalModel):
             "h2s": self.h2s,
             "lel": self.lel,
             "temperature": self.temperature,
+            # a mine_environment station's air points (its cell temperature is the air's here)
+            "air_temperature": self.temperature,
+            "co2": np.full(self.n, 0.05) + 0.1 * self.ch4,
+            "h2": np.zeros(self.n),
+            "humidity": np.full(self.n, 85.0),
+            "wind_speed": np.full(self.n, 1.5),
             "fault": self.fault,
             "alarm_low": self.alarm_low,
             "alarm_high": self._high,

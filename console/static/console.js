@@ -67,7 +67,7 @@
     if (cls) e.className = cls;
     return e;
   }
-  const STATE_TEXT = { UNACK_ACTIVE: "unacknowledged", ACK_ACTIVE: "acknowledged", RTN_UNACK: "returned, unack",
+  const STATE_TEXT = { UNACK_ACTIVE: "unack", ACK_ACTIVE: "acknowledged", RTN_UNACK: "cleared, unack",
                        SHELVED: "shelved", SUPPRESSED: "suppressed", OUT_OF_SERVICE: "out of service" };
   const ACTIONS = [
     ["ack", "Ack", (s) => s === "UNACK_ACTIVE" || s === "RTN_UNACK"],
@@ -115,7 +115,8 @@
     const where = el("td", a.site);
     where.append(el("div", a.area || "", "small"));
     tr.append(where);
-    const what = el("td", a.title, "title");
+    const what = el("td", null, "title");
+    what.append(el("span", a.title, "t"));
     what.title = `${a.title}\n${a.message || ""}`;
     what.append(el("div", `${a.id}${a.shelved_until ? " · shelved until " + when(a.shelved_until) : ""}`, "small"));
     tr.append(what);
@@ -124,8 +125,9 @@
     tr.append(el("td", when(a.ts)));
     const power = el("td");
     const il = interlockOf(a);
-    if (a.power_off === true) power.append(el("span", "power off", "power-off"));
-    else if (il && il.power_off) power.append(el("span", "area off", "power-off"));
+    if (a.power_off === true) power.append(el("span", "OFF", "power-off"));
+    else if (il && il.power_off) power.append(el("span", "OFF", "power-off"));
+    if (il) power.title = `${a.area}: power ${il.power_off ? "off" : "on"}, feed ${il.feed ?? "unknown"}`;
     tr.append(power);
     const actions = el("td", null, "actions");
     if (canAct) {
@@ -141,7 +143,7 @@
   }
   // The list is windowed: only the rows in view (and a few around them) are in the DOM, so
   // thousands of active alarms cost what the visible ones cost. Rows have one fixed height.
-  const ROW_H = 48, OVERSCAN = 8;
+  const ROW_H = 56, OVERSCAN = 8;
   const scroller = tbody.closest(".scroll");
   const topPad = document.createElement("tr"), bottomPad = document.createElement("tr");
   topPad.className = bottomPad.className = "pad";
@@ -211,9 +213,14 @@
     rs.replaceChildren();
     for (const [, d] of [...board.rescues].sort()) {
       const li = el("li", `${d.site} · ${d.device}`);
-      const rest = Object.entries(d).filter(([k]) => !["site", "device", "ts"].includes(k))
-        .map(([k, v]) => `${k}: ${typeof v === "number" && v > 1e12 ? when(v) : typeof v === "object" ? JSON.stringify(v) : v}`);
-      li.append(el("div", rest.join(" · "), "small"));
+      const st = d.stages || {};
+      const stages = ["raised", "acknowledged", "arrived", "released"]
+        .filter((k) => st[k]).map((k) => `${k} ${when(st[k])}`).join(" · ");
+      const who = [d.registration_code && `reg. ${d.registration_code}`, d.maintenance_unit, stages];
+      li.append(el("div", who.filter(Boolean).join(" · "), "small"));
+      if (Array.isArray(d.overdue) && d.overdue.length) {
+        li.append(el("div", `overdue: ${d.overdue.join(", ")}`, "power-off"));
+      }
       rs.append(li);
     }
     if (!board.rescues.size) rs.append(el("li", "no open rescue", "small"));
@@ -224,6 +231,9 @@
       const li = el("li");
       li.dataset.device = `${d.site}/${d.device}`;
       li.append(el("span", `${d.site} · ${d.device}`), el("span", state, `st-${state}`));
+      const m = d.maintenance;
+      if (m && typeof m === "object") li.title = `${m.user || ""}: ${m.reason || ""} until ${when(m.until)}`;
+      else if (!d.online && d.error) li.title = String(d.error);
       dv.append(li);
     }
     const sites = new Set(), areas = new Set();
@@ -240,10 +250,13 @@
       text = `${when(e.ts)}${who} ${e.action}${e.id ? " " + e.site + "/" + e.id : ""}` +
         `${e.minutes ? " " + e.minutes + " min" : ""}${e.reason ? " — " + e.reason : ""}: ${e.result}` +
         `${e.error ? " (" + e.error + ")" : ""}`;
-    } else {
+    } else if (e.from && e.to && e.type !== "flood" && e.type !== "unexpected_power_loss") {
       text = `${when(e.ts)} ${e.site}/${e.id} ${e.from} → ${e.to}${e.level ? " " + e.level : ""}${who ? " by" + who : ""}`;
+    } else {
+      text = `${when(e.ts)} ${e.site} ${e.type}: ${e.message || e.id}`;
     }
-    const li = el("li", text, e.result === "refused" ? "refused" : "");
+    const alert = e.result === "refused" || e.type === "unexpected_power_loss";
+    const li = el("li", text, alert ? "refused" : "");
     return li;
   }
   const JOURNAL_SHOWN = 200;

@@ -39,6 +39,9 @@ PROFILE_POINTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("hcn", "ppm"),
         ("benzene", "ppm"),
         ("methanol", "ppm"),
+        ("co2", "%vol"),
+        ("h2", "%vol"),
+        ("air_temperature", "°C"),
     ),
     "tank": (
         ("level", "m"),

@@ -355,9 +355,9 @@ def test_a_main_return_sensor_loses_comm_without_lockout() -> None:
 # -- other gases and temperature ----------------------------------------------------------
 
 
-def test_co_h2s_o2_and_temperature_limits() -> None:
+def test_co_h2s_o2_and_air_temperature_limits() -> None:
     site = gas_site("T1")
-    site.set(DEVICE, co=24, h2s=6.6, o2=19.9, temperature=30)
+    site.set(DEVICE, co=24, h2s=6.6, o2=19.9, air_temperature=30)
     got = {(t.rule, t.level) for t in site.tick(1)}
     assert got == {
         ("co_limit", "H"),
@@ -372,11 +372,46 @@ def test_co_h2s_o2_and_temperature_limits() -> None:
     assert [(t.rule, t.to_state) for t in site.tick(1)] == [("co_limit", State.RTN_UNACK)]
 
 
+def test_the_detectors_own_temperature_is_not_the_air() -> None:
+    site = gas_site("T1")
+    site.set(DEVICE, temperature=45.0, air_temperature=24.0)  # a warm electronics cell
+    assert [t.rule for t in site.tick(1) if "temperature" in t.rule] == []
+    assert not any(b.point == "temperature" for b in site.engine.plan.bindings)
+    site.set(DEVICE, air_temperature=26.0)
+    assert [(t.rule, t.level) for t in site.tick(1)] == [("temperature_face", "H")]
+
+
+@pytest.mark.parametrize(
+    ("position", "point", "rule", "limit"),
+    [
+        ("T1", "co2", "co2_limit", 0.5),
+        ("heading_face", "co2", "co2_limit", 0.5),
+        ("main_return", "co2", "co2_main_return", 0.75),
+        ("wing_return", "co2", "co2_main_return", 0.75),
+        ("district_return", "co2", "co2_district_return", 1.5),
+        ("T1", "no2", "no2_limit", 2.5),
+        ("T1", "so2", "so2_limit", 5.0),
+        ("T1", "nh3", "nh3_limit", 40.0),
+        ("T1", "h2", "h2_limit", 0.5),
+    ],
+)
+def test_art_135_gases(position: str, point: str, rule: str, limit: float) -> None:
+    site = gas_site(position)
+    site.set(DEVICE, **{point: round(limit * 0.98, 4)})
+    assert [t.rule for t in site.tick(1) if t.point == point] == []
+    site.set(DEVICE, **{point: limit})
+    out = [(t.rule, t.level, t.limit, t.priority) for t in site.tick(1) if t.point == point]
+    assert out == [(rule, "H", limit, 2)]
+    pack_rule = next(r for r in COAL[0].rules if r.id == rule)
+    assert isinstance(pack_rule, ThresholdRule)
+    assert "CMSR" in pack_rule.levels["H"].source
+
+
 def test_chamber_temperature_uses_chamber_limits() -> None:
     tags = {"position": "T5", "location": "chamber", "area": "pumps"}
     site = Site(device_points("pump-room", 0, "gas", tags), COAL)
-    site.set("pump-room", temperature=31.0, ch4=0.1, status=1, fault=0)
-    (t,) = [t for t in site.tick() if t.point == "temperature"]
+    site.set("pump-room", air_temperature=31.0, ch4=0.1, status=1, fault=0)
+    (t,) = [t for t in site.tick() if t.point == "air_temperature"]
     assert (t.rule, t.level) == ("temperature_chamber", "H")
 
 

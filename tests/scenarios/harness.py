@@ -27,6 +27,7 @@ from gateway.drivers.modbus.planner import ReadRequest
 from gateway.errors import DeviceError, DeviceException, DeviceOffline
 from gateway.messages import OutboundMessage
 from gateway.points import PointTable
+from gateway.rescue import RescueBook
 from gateway.telemetry import Topics
 from rules import AlarmTransition, DailyStats, State
 from simulators import SiteSimulator
@@ -165,6 +166,7 @@ async def _run(  # noqa: PLR0917
         out.messages.append,
         clock=clock,
         on_transition=out.transitions.append,
+        rescue=RescueBook.for_site(site, Topics(prefix, site.site.id).base),
     )
     daily = service.engine.enable_daily(site.site.zone)  # the daily report's accumulators
     readers = [AdaptiveReader(rows.device) for rows in table.devices]

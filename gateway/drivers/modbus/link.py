@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import struct
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -32,7 +33,14 @@ from gateway.config import RtuConnection, RtuOverTcpConnection, TcpConnection
 from gateway.drivers.modbus.planner import ReadRequest
 from gateway.errors import DeviceException, DeviceOffline, ReadsStopped
 
-__all__ = ["EXCEPTION_NAMES", "AnyConnection", "ModbusLink", "char_time", "link_key"]
+__all__ = [
+    "EXCEPTION_NAMES",
+    "AnyConnection",
+    "ModbusLink",
+    "char_time",
+    "link_key",
+    "tcp_frame_problem",
+]
 
 log = logging.getLogger(__name__)
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -53,6 +61,34 @@ EXCEPTION_NAMES = {
 _LIBRARY_TIMEOUT = 60.0
 #: Longest RTU frame (bytes): a settle period never waits longer than this frame's wire time.
 _MAX_FRAME = 256
+
+
+#: Longest MBAP length field: unit id + a 253-byte PDU.
+_MAX_MBAP_LENGTH = 254
+_READ_CODES = frozenset({1, 2, 3, 4})
+
+
+def tcp_frame_problem(data: bytes) -> str | None:
+    """What is wrong with the framing of the Modbus TCP answer at the start of ``data``, or None
+    (also while the answer is still incomplete). Checks the MBAP header (protocol id, length) and,
+    for the read function codes the gateway sends, that the byte count matches the frame."""
+    if len(data) < 7:
+        return None
+    _tid, pid, length = struct.unpack_from(">HHH", data)
+    if pid != 0:
+        return f"protocol id {pid} in the MBAP header (Modbus TCP is 0)"
+    if length < 3:
+        return f"MBAP length {length} is too short for a function code and its data (3 or more)"
+    if length > _MAX_MBAP_LENGTH:
+        return f"MBAP length {length} is longer than any Modbus frame ({_MAX_MBAP_LENGTH})"
+    if len(data) < 6 + length:
+        return None  # the rest is on its way
+    function_code = data[7]
+    if function_code & 0x80:
+        return None if length == 3 else f"exception answer with MBAP length {length} (3)"
+    if function_code in _READ_CODES and data[8] != length - 3:
+        return f"byte count {data[8]} but the frame carries {length - 3} data bytes"
+    return None
 
 
 def link_key(conn: AnyConnection) -> str:
@@ -100,6 +136,7 @@ class ModbusLink:
         self._last_rx = 0.0
         self._resync = False
         self._stopped = False
+        self._bad_frame: str | None = None  # what was wrong with the last answer's framing
         self.busy_s = 0.0  # time spent on the wire, for line-utilisation reports
         self.requests = 0
         self.resyncs = 0
@@ -117,7 +154,19 @@ class ModbusLink:
                     self.min_gap_s = gap
         else:
             self._last_rx = now
+            if not self._serial and (problem := tcp_frame_problem(data)) is not None:
+                return self._refuse_frame(problem)
         return data
+
+    def _refuse_frame(self, problem: str) -> bytes:
+        """A malformed Modbus TCP answer: fail the waiting request now, naming the problem, and
+        hand pymodbus nothing to decode (it would raise inside the protocol callback, and asyncio
+        would log a traceback and leave the request to time out)."""
+        self._bad_frame = problem
+        waiting = getattr(self._client.ctx, "response_future", None) if self._client else None
+        if isinstance(waiting, asyncio.Future) and not waiting.done():
+            waiting.set_exception(ModbusIOException(problem))
+        return b""
 
     def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         conn = self.conn
@@ -229,6 +278,7 @@ class ModbusLink:
                 "discrete": client.read_discrete_inputs,
             }[req.kind]
             start = time.monotonic()
+            self._bad_frame = None
             try:
                 async with asyncio.timeout(timeout):
                     rr = await call(req.address, count=req.count, device_id=unit)
@@ -241,6 +291,10 @@ class ModbusLink:
                 else:
                     self.close()  # a late answer would desynchronise the TCP stream
                 raise_if_cancelling()
+                if self._bad_frame is not None:
+                    raise DeviceOffline(
+                        device, f"malformed answer: {self._bad_frame} ({req})", address=req.address
+                    ) from exc
                 raise DeviceOffline(
                     device, f"no answer within {timeout:g} s ({req})", address=req.address
                 ) from exc
