@@ -24,7 +24,7 @@ from pathlib import Path
 
 from gateway.config import ExposureConfig
 from gateway.sinks.lineprotocol import exposure_lines
-from rules import RuleEngine, RulesConfigError, ShiftExposure
+from rules import RuleEngine, RulesConfigError, ShiftExposure, save_exposure_state
 
 __all__ = ["ExposureKeeper"]
 
@@ -90,6 +90,18 @@ class ExposureKeeper:
         except OSError as exc:
             log.error("could not save the exposure state to %s: %s", self.path, exc)
 
+    async def save_in_thread(self) -> None:
+        """Copy the state on the event loop (between ticks), write it in a worker thread: a
+        large site's file (about 1 MB per 1,000 points) never stalls polling and alarms."""
+        self._last_save = self.clock()
+        if not self.engine.exposure_points:
+            return
+        state = self.engine.exposure_snapshot()
+        try:
+            await asyncio.to_thread(save_exposure_state, self.path, state)
+        except OSError as exc:
+            log.error("could not save the exposure state to %s: %s", self.path, exc)
+
     async def run(self) -> None:
         """Drain shifts every second and save every ``save_interval``; save once more when
         cancelled (the gateway stopping)."""
@@ -98,7 +110,7 @@ class ExposureKeeper:
                 await asyncio.sleep(DRAIN_INTERVAL_S)
                 self.drain()
                 if self.clock() - self._last_save >= self.config.save_interval:
-                    self.save()
+                    await self.save_in_thread()
         finally:
             self.drain()
             self.save()

@@ -25,6 +25,7 @@ import csv
 import datetime as dt
 import html
 import io
+import logging
 import math
 import os
 import tempfile
@@ -47,6 +48,8 @@ __all__ = [
     "summary_doc",
     "write_report",
 ]
+
+log = logging.getLogger(__name__)
 
 TODAY: Final = "today.npz"
 #: Columns of the CSV after device, point and unit.
@@ -101,12 +104,21 @@ class DailyStore:
         _atomic_write(self.today_path, _npz_bytes(stats))
 
     def load_today(self) -> DailyStats | None:
-        """The saved day so far, or None (no file, or one this version cannot read)."""
+        """The saved day so far, or None: no file, or one that cannot be read (it is moved
+        aside to ``today.npz.bad`` and logged, so the day starts afresh instead of failing)."""
         try:
             return _load(self.today_path)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            aside = self.today_path.with_name(TODAY + ".bad")
+            log.error(
+                "daily report data %s unusable (%s); moved to %s", self.today_path, exc, aside
+            )
+            try:
+                self.today_path.replace(aside)
+            except OSError as move:
+                log.error("could not move %s aside: %s", self.today_path, move)
             return None
 
     def save_day(self, stats: DailyStats) -> Path:

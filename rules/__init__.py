@@ -27,6 +27,7 @@ from ._exposure import (
     ShiftSchedule,
     mg_m3_to_ppm,
 )
+from ._exposure import save_state as save_exposure_state
 from ._flood import FLOOD_END_BELOW, FLOOD_START_ABOVE, FLOOD_WINDOW_S
 from ._interlock import FEED_STATES, AreaInterlock, PowerLossEvent
 from ._model import (
@@ -84,4 +85,5 @@ __all__ = [
     "load_packs",
     "mg_m3_to_ppm",
     "parse_pack",
+    "save_exposure_state",
 ]

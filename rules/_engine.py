@@ -212,6 +212,8 @@ class RuleEngine:
             self._start = now
         book = self._book
         raw = self._raw
+        # maintenance that is over ends first: everything this tick sees the device in service
+        ended = self._expire_maintenance(now) if self._maintenance else None
         s = self._slices
 
         new_sample = sample_ts > self._last_seen
@@ -274,8 +276,8 @@ class RuleEngine:
             book.note_level_changes(changed, previous)
         expired = book.expire_shelves(now)
         toggled = book.set_online(device_online, self._has_comm)
-        if self._maintenance:
-            toggled = np.concatenate((toggled, self._expire_maintenance(now)))
+        if ended is not None:
+            toggled = np.concatenate((toggled, ended))
         dirty = changed  # sorted: rows come from flatnonzero
         if expired.size or toggled.size:
             dirty = np.unique(np.concatenate((changed, expired, toggled)))
@@ -319,6 +321,11 @@ class RuleEngine:
         """Write the exposure state (doses, shift, excursions) to ``path`` atomically."""
         if self._exposure.n_channels:
             save_state(path, self._exposure.snapshot())
+
+    def exposure_snapshot(self) -> dict[str, npt.NDArray[Any]]:
+        """A copy of the exposure state, for :func:`rules.save_exposure_state` to write
+        elsewhere (another thread) while the engine ticks on."""
+        return self._exposure.snapshot()
 
     def load_exposure(self, path: Path | str) -> int:
         """Restore exposure state saved by :meth:`save_exposure` (call before the first tick).

@@ -190,3 +190,18 @@ def test_lines_leave_out_what_has_no_value() -> None:
         "twa=0.5,twa_pct=50.0,stel_max=0.75,peak=2.0,measured_s=100.0,shift_s=28800.0,"
         f"pc_twa=1.0,excursions=1i {round(START * 1000)}"
     )
+
+
+async def test_periodic_saves_write_in_a_thread(tmp_path: Path) -> None:
+    cfg = site(tmp_path)
+    table = PointTable(cfg.devices)
+    engine = build_engine(cfg, table)
+    now = drive(engine, table, START, 600, nh3=12.0)
+    keeper = ExposureKeeper(engine, cfg.exposure, "chem-01", None)
+    await keeper.save_in_thread()
+    drive(engine, table, now, 600, nh3=12.0)  # the engine ticks on; the file keeps the copy
+    restored = build_engine(cfg, PointTable(cfg.devices))
+    assert restored.load_exposure(cfg.exposure.state_file) == 10
+    saved = restored.exposure_snapshot()
+    nh3 = saved["keys"].tolist().index("tox-1/nh3/nh3_exposure")
+    assert saved["shift_dose"][nh3] == pytest.approx(12.0 * 590)

@@ -136,3 +136,12 @@ def test_report_daily_with_the_outbox_off_reads_the_state_directory(
 
 def test_daily_lines_are_never_dropped_by_the_outbox_bound() -> None:
     assert line_kind("daily") == "status"
+
+
+def test_an_unreadable_saved_day_is_moved_aside_and_the_day_starts_afresh(tmp_path: Path) -> None:
+    directory = report_directory(load_site(site_file(tmp_path)))
+    directory.mkdir(parents=True)
+    (directory / "today.npz").write_bytes(b"not an npz file")
+    assert DailyStore(directory).load_today() is None
+    assert (directory / "today.npz.bad").read_bytes() == b"not an npz file"
+    assert not (directory / "today.npz").exists()

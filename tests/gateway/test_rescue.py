@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from console import AlarmBoard
 from gateway.alarm_service import AlarmService, build_engine
 from gateway.config import parse_site
 from gateway.points import PointTable
@@ -188,3 +189,26 @@ def test_rescue_through_the_alarm_service_with_the_sites_targets() -> None:
     (reply,) = svc.handle_command(topics.cmd_rescue_arrive, body)
     assert json.loads(reply.payload)["ok"] is True
     assert json.loads(out[-1].payload)["users"]["arrived"] == "li"
+
+
+def test_the_consoles_rescue_panel_lists_open_rescues_only() -> None:
+    site, book, opened = trapped_site()
+    board = AlarmBoard("hazard")
+    board.link_up(0.0)
+
+    def feed(messages: list[Any]) -> None:
+        for m in messages:
+            board.apply(m.topic, m.payload, retained=m.retain, now=site.now)
+
+    def rescues() -> dict[str, Any]:
+        doc = board.snapshot().doc
+        assert doc is not None
+        return doc["rescues"]  # type: ignore[no-any-return]
+
+    feed(opened)
+    rescues_now = rescues()
+    assert list(rescues_now) == ["site-1/lift-a"]
+    assert rescues_now["site-1/lift-a"]["registration_code"] == "31104101002017060001"
+    _, *records = command(book, "release", site.now + 600, device="lift-a", user="li")
+    feed(records)
+    assert rescues() == {}

@@ -114,12 +114,14 @@ class ScalarExposure:
     def __init__(self, bindings: Sequence[Binding], shifts: ShiftSchedule | None = None) -> None:
         self.shifts = shifts or ShiftSchedule()
         self.channels: dict[tuple[str, int], Channel] = {}
+        self.device_of: dict[tuple[str, int], int] = {}
         for b in bindings:
             spec = b.spec
             if isinstance(spec, ExposureSpec):
                 key = (spec.rule_id, spec.point_index)
                 if key not in self.channels:
                     self.channels[key] = Channel(f"{b.device}/{b.point}/{spec.rule_id}", spec)
+                    self.device_of[key] = b.device_index
         self.last_now: float | None = None
         self.shift: tuple[float, float] | None = None
         self.closed: list[list[ShiftRecord]] = []
@@ -127,7 +129,14 @@ class ScalarExposure:
     def channel(self, spec: ExposureSpec) -> Channel:
         return self.channels[(spec.rule_id, spec.point_index)]
 
-    def tick(self, now: float, values: Sequence[float], quality: Sequence[int]) -> None:
+    def tick(
+        self,
+        now: float,
+        values: Sequence[float],
+        quality: Sequence[int],
+        maintenance: Sequence[bool] = (),
+    ) -> None:
+        """``maintenance`` per device: a device in maintenance (calibration) adds no dose."""
         if not self.channels:
             return
         if self.last_now is None:
@@ -137,8 +146,10 @@ class ScalarExposure:
             dt = min(max(now - self.last_now, 0.0), MAX_HOLD_S)
             self.last_now = max(self.last_now, now)
         closing = self.shift is not None and now >= self.shift[1]
-        for ch in self.channels.values():
+        for key, ch in self.channels.items():
             self.read(ch, values, quality)
+            if maintenance and maintenance[self.device_of[key]]:
+                ch.good = False
         in_old_shift = 0.0
         if self.shift is None:
             self.shift = self.shifts.bounds(now)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rules import (
+    MAX_MAINTENANCE_MINUTES,
     MAX_SHELVE_MINUTES,
     AlarmState,
     AlarmTransition,
@@ -20,8 +21,10 @@ from rules import (
     BindingPlan,
     FloodEvent,
     InvalidCommand,
+    MaintenanceEvent,
     State,
     UnknownAlarm,
+    UnknownDevice,
 )
 from rules._binding import (
     COMM_POINT,
@@ -94,6 +97,10 @@ class ScalarEngine:
         self.flood_times: list[tuple[float, int]] = []
         self.flooding = False
         self.flood_events: list[FloodEvent] = []
+        self.device_of = {a.binding.device: a.binding.device_index for a in self.alarms}
+        self.device_maintenance = [False] * plan.n_devices
+        self.maintenance: dict[int, MaintenanceEvent] = {}  # running: its start event
+        self.maintenance_events: list[MaintenanceEvent] = []
 
     # -- evaluation per rule type ----------------------------------------------------------
     @staticmethod
@@ -237,6 +244,8 @@ class ScalarEngine:
             alarm.value = v
             if not self.area_demanded(alarm.binding.area):
                 return NONE
+            if self.device_maintenance[alarm.binding.device_index]:
+                return NONE  # a feed point in maintenance is not checked
             if not good(v, quality[p]):
                 return alarm.level
             return ACTIVE if v != 0 else NONE
@@ -252,7 +261,8 @@ class ScalarEngine:
 
     def demands_power_off(self, alarm: Alarm) -> bool:
         code = alarm.binding.power_off_code
-        return code != 0 and alarm.level >= code
+        in_maintenance = self.device_maintenance[alarm.binding.device_index]
+        return code != 0 and alarm.level >= code and not in_maintenance
 
     def area_demanded(self, area: str | None) -> bool:
         """Any alarm of ``area`` demanding power-off (levels of this tick: feed rows come last)."""
@@ -265,6 +275,8 @@ class ScalarEngine:
         suppressed = b.suppressible and self.device_suppressed[b.device_index]
         if alarm.shelved_until is not None:
             return State.SHELVED
+        if self.device_maintenance[b.device_index] and (active or not alarm.acked):
+            return State.OUT_OF_SERVICE
         if suppressed and (active or not alarm.acked):
             return State.SUPPRESSED
         if active:
@@ -329,6 +341,9 @@ class ScalarEngine:
         online = [bool(o) for o in online]
         if self.start is None:
             self.start = now
+        for d in sorted(self.maintenance):
+            if now >= self.maintenance[d].until:
+                self.stop_maintenance(d, None, "", now)
         new = [False] * len(values)
         for i, ts in enumerate(sample_ts):
             if ts > self.last_seen[i]:
@@ -340,7 +355,7 @@ class ScalarEngine:
                 p = spec.point_index
                 if new[p] and good(values[p], quality[p]):
                     alarm.history.append((sample_ts[p], values[p]))
-        self.exposure.tick(now, values, quality)
+        self.exposure.tick(now, values, quality, self.device_maintenance)
         for d in range(self.n_devices):
             self.device_suppressed[d] = d in self.has_comm and not online[d]
             self.device_offline[d] = not online[d]
@@ -360,7 +375,7 @@ class ScalarEngine:
             if raw != alarm.level:
                 delay = b.on_delay_s if raises(alarm.level, raw) else b.off_delay_s
                 if now - alarm.candidate_since >= delay:
-                    if raises(alarm.level, raw):
+                    if raises(alarm.level, raw) and not self.device_maintenance[b.device_index]:
                         alarm.acked = False
                     alarm.level = raw
                     if raw != NONE:
@@ -420,6 +435,81 @@ class ScalarEngine:
         alarm.shelved_until = float(now) + float(minutes) * 60.0
         transition = self.announce(alarm, float(now), user)
         return [] if transition is None else [transition]
+
+    # -- maintenance -----------------------------------------------------------------------
+    def device(self, device: str) -> int:
+        index = self.device_of.get(device)
+        if index is None:
+            raise UnknownDevice(device)
+        return index
+
+    def start_maintenance(
+        self, device: str, user: str, minutes: float, reason: str, now: float
+    ) -> list[AlarmTransition]:
+        d = self.device(device)
+        ok = (
+            not isinstance(minutes, bool)
+            and isinstance(minutes, int | float)
+            and 0 < minutes <= MAX_MAINTENANCE_MINUTES
+        )
+        if not ok:
+            raise InvalidCommand(device, "bad maintenance minutes")
+        now = float(now)
+        running = self.maintenance.get(d)
+        event = MaintenanceEvent(
+            True,
+            device,
+            user,
+            reason,
+            now,
+            now if running is None else running.started_at,
+            now + float(minutes) * 60.0,
+        )
+        self.maintenance[d] = event
+        self.maintenance_events.append(event)
+        self.device_maintenance[d] = True
+        return self.announce_device(d, now, user)
+
+    def end_maintenance(
+        self, device: str, user: str, reason: str, now: float
+    ) -> list[AlarmTransition]:
+        d = self.device(device)
+        if d not in self.maintenance:
+            raise InvalidCommand(device, "device is not in maintenance")
+        self.stop_maintenance(d, user, reason, float(now))
+        return self.announce_device(d, float(now), user)
+
+    def stop_maintenance(self, d: int, user: str | None, reason: str, now: float) -> None:
+        """End device ``d``'s maintenance (``user`` None: its time is over); its active alarms
+        are unacknowledged again."""
+        start = self.maintenance.pop(d)
+        if user is None:
+            reason = f"maintenance time of {(start.until - start.started_at) / 60.0:g} min is over"
+        self.maintenance_events.append(
+            MaintenanceEvent(
+                False,
+                start.device,
+                start.user if user is None else user,
+                reason,
+                now,
+                start.started_at,
+                now,
+                user is None,
+            )
+        )
+        self.device_maintenance[d] = False
+        for alarm in self.alarms:
+            if alarm.binding.device_index == d and alarm.level != NONE:
+                alarm.acked = False
+
+    def announce_device(self, d: int, now: float, user: str | None) -> list[AlarmTransition]:
+        out = []
+        for alarm in self.alarms:
+            if alarm.binding.device_index == d:
+                transition = self.announce(alarm, now, user)
+                if transition is not None:
+                    out.append(transition)
+        return out
 
     def active_alarms(self) -> list[AlarmState]:
         out = []

@@ -88,6 +88,7 @@ GRIDS: dict[str, tuple[float, float, float]] = {
 GENERIC_GRID = (-12.0, 12.0, 0.5)
 TIME_STEPS = (0.0, 0.5, 1.0, 1.0, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0, 31.0, 61.0, 300.0, 601.0, 3600.0)
 SHELVE_MINUTES: tuple[Any, ...] = (0.5, 1, 5, 30, 1440, 0, -1, 1441, math.nan, True, "5")
+MAINTENANCE_MINUTES: tuple[Any, ...] = (0.05, 0.5, 2, 30, 480, 0, -1, 481, math.nan, True, "5")
 
 
 def grid_value(point: str) -> st.SearchStrategy[float]:
@@ -111,7 +112,7 @@ class Tick:
 
 @dataclass(frozen=True)
 class Command:
-    verb: str  # ack | shelve
+    verb: str  # ack | shelve | maintenance | maintenance_end (alarm: then a device index)
     alarm: int  # index into the alarm ids (or the non-NORMAL ones); -1 = an id no alarm has
     minutes: Any = None
     among_active: bool = True
@@ -143,9 +144,13 @@ def steps_for(draw: st.DrawFn, points: list[PointRef], n_devices: int) -> list[T
     steps.append(Tick(0.0, first, ()))
     for _ in range(draw(st.integers(1, 60))):
         if draw(st.integers(0, 5)) == 0:
-            verb = draw(st.sampled_from(("ack", "ack", "shelve")))
+            verb = draw(st.sampled_from(("ack", "ack", "shelve", "maintenance", "maintenance_end")))
             alarm = draw(st.integers(-1, 400))
-            minutes = draw(st.sampled_from(SHELVE_MINUTES)) if verb == "shelve" else None
+            minutes = None
+            if verb == "shelve":
+                minutes = draw(st.sampled_from(SHELVE_MINUTES))
+            elif verb == "maintenance":
+                minutes = draw(st.sampled_from(MAINTENANCE_MINUTES))
             steps.append(Command(verb, alarm, minutes, draw(st.integers(0, 3)) > 0))
         else:
             dt = draw(st.sampled_from(TIME_STEPS))
@@ -174,12 +179,18 @@ def run_both(engine: RuleEngine, steps: list[Tick | Command], n_points: int) -> 
             pool = active if step.among_active and active else ids
             alarm_id = pool[step.alarm % len(pool)] if step.alarm >= 0 and pool else "nope/x/y"
             results = []
+            devices = sorted({b.device for b in engine.plan.bindings})
+            device = devices[step.alarm % len(devices)] if step.alarm >= 0 else "nope"
             for impl in (engine, ref):
                 try:
                     if step.verb == "ack":
                         got = impl.ack(alarm_id, "op", now)
-                    else:
+                    elif step.verb == "shelve":
                         got = impl.shelve(alarm_id, "op", step.minutes, now)
+                    elif step.verb == "maintenance":
+                        got = impl.start_maintenance(device, "op", step.minutes, "cal", now)
+                    else:
+                        got = impl.end_maintenance(device, "op", "done", now)
                     results.append(("ok", normalized(got)))
                 except AlarmCommandError as exc:
                     results.append(("error", type(exc).__name__))
@@ -210,6 +221,7 @@ def run_both(engine: RuleEngine, steps: list[Tick | Command], n_points: int) -> 
         demanded = {a.area: a.power_off for a in engine.interlocks(now)}
         assert demanded == {a: ref.area_demanded(a) for a in engine.areas}, f"tick at {now}"
     assert normalized(engine.take_flood_events()) == normalized(ref.flood_events)
+    assert normalized(engine.take_maintenance_events()) == normalized(ref.maintenance_events)
     assert normalized(engine.active_alarms()) == normalized(ref.active_alarms())
     shifts = [shift_records(s) for s in engine.take_shift_exposures()]
     assert [normalized(s) for s in shifts] == [normalized(s) for s in ref.exposure.closed]

@@ -452,7 +452,8 @@ def test_shift_bounds_in_local_time() -> None:
 
 # -- the engine against the scalar reference -------------------------------------------------
 
-LIMIT_GRID = (0.5, 1.0, 1.5, 2.0, 4.0)
+#: Small limits too, so the 8-h TWA (dose ≥ limit × 8 h) is reached within a short random run.
+LIMIT_GRID = (0.05, 0.125, 0.5, 1.0, 1.5, 2.0, 4.0)
 
 
 @st.composite

@@ -11,12 +11,14 @@ from gateway.alarms import (
     MAX_COMMAND_BYTES,
     flood_message,
     handle_command,
+    interlock_message,
+    power_loss_message,
     state_message,
     state_messages,
     transition_messages,
 )
 from gateway.messages import OutboundMessage
-from rules import FloodEvent, State, load_packs
+from rules import FloodEvent, PowerLossEvent, State, load_packs
 from tests.rules.harness import PACKS, Site, device_points
 
 P = "hazard/xinmi-mine-01"
@@ -169,3 +171,23 @@ def test_second_ack_is_refused() -> None:
     assert command(site, "ack", {"id": ALARM, "user": "a"})[0]
     ok, reply, _ = command(site, "ack", {"id": ALARM, "user": "b"})
     assert not ok and "not awaiting acknowledgement" in reply["error"]
+
+
+def test_interlock_and_power_loss_messages_keep_to_the_contract() -> None:
+    site = site_with_alarm()  # ch4 1.62 at T1: area face-1 demanded off
+    (area,) = site.engine.interlocks(site.now)
+    msg = interlock_message(P, area)
+    assert (msg.topic, msg.qos, msg.retain) == (f"{P}/interlock/face-1", 1, True)
+    d = doc(msg)
+    assert list(d) == ["ts", "power_off", "causes", "feed", "since"]
+    assert (d["power_off"], d["causes"], d["ts"]) == (True, [ALARM], round(site.now * 1000))
+    assert d["feed"] in ("on", "off", "unknown") and isinstance(d["since"], int)
+    loss = power_loss_message(P, PowerLossEvent("face-2", 1_700_000_000.25, ("d/feed_on",)))
+    e = doc(loss)
+    assert (loss.topic, loss.retain) == (f"{P}/events/alarm", False)
+    assert (e["type"], e["area"], e["points"], e["ts"]) == (
+        "unexpected_power_loss",
+        "face-2",
+        ["d/feed_on"],
+        1_700_000_000_250,
+    )

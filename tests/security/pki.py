@@ -1,10 +1,12 @@
 """Test certificates made with the openssl CLI, and a Mosquitto with a TLS listener.
 
 ``make_pki(dir)`` writes a CA, a server certificate for ``localhost`` / ``127.0.0.1`` (both in
-the subjectAltName), a client certificate signed by the same CA, and a second, unrelated CA (the
-"wrong" one). EC P-256 keys: quick to make. ``SecureMosquitto`` keeps the plain listener of
-:class:`tests.services.Mosquitto` (for the test's own subscriber) and adds a TLS listener; with
-``passwords`` every client on every listener must log in (``per_listener_settings false``).
+the subjectAltName), a server certificate from the same CA for another name only
+(``other.example``: what the host-name check must refuse), a client certificate signed by the
+same CA, and a second, unrelated CA (the "wrong" one). EC P-256 keys: quick to make.
+``SecureMosquitto`` keeps the plain listener of :class:`tests.services.Mosquitto` (for the
+test's own subscriber) and adds a TLS listener; with ``passwords`` every client on every
+listener must log in (``per_listener_settings false``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class Pki:
     client_cert: Path
     client_key: Path
     wrong_ca: Path
+    other_name_cert: Path
+    other_name_key: Path
 
 
 def _openssl(*args: str | Path, cwd: Path) -> None:
@@ -80,7 +84,10 @@ def make_pki(d: Path) -> Pki:
     )
     client_cert, client_key = _leaf(d, "hazardgw", "test-ca", "clientAuth", None)
     wrong_ca = _ca(d, "other-ca")
-    return Pki(ca, server_cert, server_key, client_cert, client_key, wrong_ca)
+    other_cert, other_key = _leaf(d, "other-host", "test-ca", "serverAuth", "DNS:other.example")
+    return Pki(
+        ca, server_cert, server_key, client_cert, client_key, wrong_ca, other_cert, other_key
+    )
 
 
 class SecureMosquitto(Mosquitto):
@@ -93,13 +100,20 @@ class SecureMosquitto(Mosquitto):
         *,
         require_certificate: bool = False,
         passwords: dict[str, str] | None = None,
+        other_name: bool = False,
     ) -> None:
+        """``other_name``: serve the certificate for ``other.example`` instead of localhost's."""
         self.tls_port = free_port()
+        cert, key = (
+            (pki.other_name_cert, pki.other_name_key)
+            if other_name
+            else (pki.server_cert, pki.server_key)
+        )
         lines = [
             f"listener {self.tls_port} 127.0.0.1",
             f"cafile {pki.ca}",
-            f"certfile {pki.server_cert}",
-            f"keyfile {pki.server_key}",
+            f"certfile {cert}",
+            f"keyfile {key}",
             f"require_certificate {'true' if require_certificate else 'false'}",
         ]
         if passwords:
