@@ -13,7 +13,9 @@ pre-alarm flags follow moment (90 %, 100 %), wind (``wind_alarm``, default Beauf
 
 Scenarios: ``overload_at`` s starts a heavy lift at the current radius whose load rises from 80 %
 of rated by ``overload_rate`` % per second up to ``overload_peak`` %; ``wind_ramp_at`` s raises
-the mean wind to ``wind_ramp_to`` m/s over ``wind_ramp_s`` s.
+the mean wind to ``wind_ramp_to`` m/s over ``wind_ramp_s`` s; ``settle_at`` s starts the
+foundation settling: the tower leans by ``settle_rate`` ° per minute towards ``settle_deg`` (°,
+from the x axis) up to ``settle_max`` °.
 
 Parameters (per device): ``max_load`` t, ``knee_radius`` m, ``jib`` m, ``min_radius`` m,
 ``max_height`` m, ``reeving``, ``wind_mean`` m/s, ``wind_alarm`` m/s, ``tilt0`` °,
@@ -86,6 +88,10 @@ class TowerCraneModel(SignalModel):
         "overload_rate": 0.5,
         "overload_peak": 120.0,
         "wind_ramp_at": math.inf,
+        "settle_at": math.inf,
+        "settle_rate": 0.5,
+        "settle_deg": 45.0,
+        "settle_max": 2.0,
         "wind_ramp_to": 14.0,
         "wind_ramp_s": 120.0,
     }
@@ -218,10 +224,22 @@ class TowerCraneModel(SignalModel):
         # two tilt axes: the wind leans the tower along x, the load moment along the jib (slew)
         jib = np.radians(self.slew)
         lean = 0.002 * self.moment
-        self.tilt_x = np.clip(
-            p["tilt0"] + 0.001 * self.wind**2 + lean * np.cos(jib) + self._tilt_noise, -9.99, 9.99
+        settled = np.minimum(
+            np.maximum(self._t - p["settle_at"], 0.0) / 60.0 * p["settle_rate"], p["settle_max"]
         )
-        self.tilt_y = np.clip(lean * np.sin(jib) + 0.7 * self._tilt_noise, -9.99, 9.99)
+        toward = np.radians(p["settle_deg"])
+        self.tilt_x = np.clip(
+            p["tilt0"]
+            + 0.001 * self.wind**2
+            + lean * np.cos(jib)
+            + settled * np.cos(toward)
+            + self._tilt_noise,
+            -9.99,
+            9.99,
+        )
+        self.tilt_y = np.clip(
+            lean * np.sin(jib) + settled * np.sin(toward) + 0.7 * self._tilt_noise, -9.99, 9.99
+        )
         self.tilt = np.hypot(self.tilt_x, self.tilt_y)
         bits = (
             (self.moment >= 100.0) * (1 << ALARM_BITS["moment"])

@@ -52,6 +52,7 @@ DURATION_S = {
     "elevator-faults": 420.0,
     "crane-overload": 100.0,
     "high-wind": 240.0,
+    "crane-tilt": 170.0,
     "calibration": 420.0,
 }
 BUILT_IN = sorted(n for n, s in SCENARIOS.items() if s.setup.__module__ == "simulators.scenarios")
