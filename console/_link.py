@@ -63,6 +63,15 @@ class Hub:
     def close(self, q: asyncio.Queue[str | None]) -> None:
         self._queues.discard(q)
 
+    def end_all(self) -> None:
+        """End every page's stream (at shutdown: the server waits for open responses)."""
+        for q in list(self._queues):
+            self._queues.discard(q)
+            with contextlib.suppress(asyncio.QueueEmpty):
+                while q.full():
+                    q.get_nowait()
+            q.put_nowait(None)
+
     @property
     def pages(self) -> int:
         return len(self._queues)

@@ -93,6 +93,7 @@ async def serve(settings: ConsoleSettings, stop: asyncio.Event) -> None:
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
         lifespan="off",
+        timeout_graceful_shutdown=3,
     )
     server = _Server(config)
     watched = ", ".join(sorted(settings.sites)) or "every site"
@@ -110,6 +111,7 @@ async def serve(settings: ConsoleSettings, stop: asyncio.Event) -> None:
         link_task = tg.create_task(link.run(), name="console-broker-link")
         web_task = tg.create_task(server.serve(), name="console-web")
         await _first(stop, web_task)
+        hub.end_all()  # open event streams would hold the server's shutdown
         server.should_exit = True
         link_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -261,16 +261,24 @@ class ConsoleStack:
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
 
+    def stop_process(self, name: str) -> int | None:
+        """Ctrl-C to one process; its exit status, or None if it had to be killed after 10 s."""
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(2)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+                return None
+        return proc.returncode
+
     def stop(self) -> None:
         for name in ("gateway", "console"):
-            proc = self.procs.pop(name, None)
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(2)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            self.stop_process(name)
         if self.sims is not None:
             self.sims.stop()
         if self.recorder is not None:

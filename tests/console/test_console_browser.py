@@ -288,6 +288,9 @@ def test_broker_restart_marks_the_page_stale_then_rebuilds(browser: Any, tmp_pat
         page.wait_for_selector("#link.live", timeout=20_000)
         page.wait_for_selector(ROW, timeout=5_000)
         assert "stale-board" not in (page.get_attribute("body", "class") or "")
+        # Ctrl-C stops the console although a page holds its event stream open
+        assert stack.stop_process("console") == 0
+        page.wait_for_selector("#link.down", timeout=5_000)  # and the page says so
         page.close()
     finally:
         stack.stop()
