@@ -16,7 +16,7 @@ COPY gateway ./gateway
 COPY rules ./rules
 COPY simulators ./simulators
 COPY console ./console
-RUN pip install . \
+RUN pip install ".[platform]" \
     && useradd --system --create-home --home-dir /var/lib/hazardgw hazardgw
 
 COPY examples ./examples

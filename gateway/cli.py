@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -323,6 +324,39 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """A platform ingest worker: the NATS JetStream stream -> the time-series database."""
+    try:
+        from gateway.ingest.worker import IngestWorker
+    except ImportError as exc:  # nats-py is the `platform` extra
+        print(
+            f"hazardgw ingest needs nats-py ({exc}): pip install 'hazard-gateway[platform]'",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    from gateway.ingest.config import load_ingest
+    from gateway.sinks.influx import InfluxSinkError, influx_token
+
+    urls = [u.strip() for u in args.nats.split(",") if u.strip()] if args.nats else None
+    try:
+        cfg = load_ingest(args.config, nats_urls=urls, stream=args.stream)
+        token = influx_token(cfg.influx)
+    except ConfigError as exc:
+        n = len(exc.issues)
+        print(f"{args.config}: {n} problem{'s' if n != 1 else ''}:", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return EXIT_CONFIG
+    except InfluxSinkError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    _setup_logging(args.log_level)
+    name = args.name or f"ingest-{socket.gethostname()}-{os.getpid()}"
+    worker = IngestWorker(cfg, token=token, name=name, stats_interval=args.stats_interval)
+    asyncio.run(_run_until_signal(worker.run))
+    return 0
+
+
 def cmd_console(args: argparse.Namespace) -> int:
     """Serve the alarm console (``console`` is imported only here: the gateway never needs it)."""
     from console._serve import (
@@ -531,6 +565,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=float, default=3.0, help="scenario time per wall-clock second (default 3)"
     )
     sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser(
+        "ingest", help="platform worker: every site's messages from NATS JetStream to InfluxDB"
+    )
+    sp.add_argument("-c", "--config", required=True, help="ingest config YAML")
+    sp.add_argument("--nats", help="NATS servers, comma-separated (overrides nats.urls)")
+    sp.add_argument("--stream", help="JetStream stream name (overrides nats.stream)")
+    sp.add_argument("--name", help="worker name in logs and NATS (default: host and pid)")
+    sp.add_argument(
+        "--stats-interval", type=float, default=10.0, help="seconds between stats log lines"
+    )
+    sp.add_argument("--log-level", default="INFO")
+    sp.set_defaults(func=cmd_ingest)
 
     sp = sub.add_parser("dashboards", help="Grafana boards")
     dsub = sp.add_subparsers(dest="action", required=True)

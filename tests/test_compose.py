@@ -44,9 +44,11 @@ def env_without_stack_vars() -> dict[str, str]:
 
 
 def run_config(
-    cmd: list[str], env_file: Path | None, *extra: str
+    cmd: list[str], env_file: Path | None, *extra: str, profile: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     args = [*cmd, "-f", str(COMPOSE), "--project-directory", str(ROOT)]
+    if profile is not None:
+        args += ["--profile", profile]
     if env_file is not None:
         args += ["--env-file", str(env_file)]
     return subprocess.run(
@@ -74,7 +76,8 @@ def test_compose_config_is_valid(cmd: list[str] | None, env_file: Path) -> None:
     result = run_config(cmd, env_file, "-q")
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(run_config(cmd, env_file).stdout)
-    assert set(resolved["services"]) == {
+    base = {n for n, svc in resolved["services"].items() if not svc.get("profiles")}
+    assert base == {
         "mosquitto",
         "influxdb",
         "grafana",
@@ -175,3 +178,65 @@ def test_console_service_makes_its_first_operator_and_serves_the_broker() -> Non
     assert any(v.endswith(":/var/lib/hazardgw") for v in service["volumes"])
     assert "COPY console ./console" in (ROOT / "Dockerfile").read_text()
     assert service["ports"] == ["${CONSOLE_PORT:-8080}:8080"]
+
+
+PLATFORM = {
+    "nats-1",
+    "nats-2",
+    "nats-3",
+    "platform-sim-1",
+    "platform-sim-2",
+    "platform-gateway-1",
+    "platform-gateway-2",
+    "ingest-1",
+    "ingest-2",
+    "platform-console",
+}
+
+
+@pytest.mark.parametrize("cmd", compose_commands() or [None], ids=lambda c: " ".join(c or ["none"]))
+def test_platform_profile_is_valid(cmd: list[str] | None, env_file: Path) -> None:
+    if cmd is None:
+        pytest.skip("neither docker-compose nor the docker compose plugin is installed")
+    result = run_config(cmd, env_file, profile="platform")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert {n for n, svc in services.items() if svc.get("profiles") == ["platform"]} == PLATFORM
+    token = services["influxdb"]["environment"]["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"]
+    assert services["ingest-1"]["environment"]["INFLUX_TOKEN"] == token
+    assert services["ingest-2"]["environment"]["INFLUX_TOKEN"] == token
+
+
+def test_platform_pieces_hold_together() -> None:
+    """Three NATS nodes with JetStream, MQTT and routes to each other; sites that report to all
+    three at QoS 1 without a database token, each served by its own simulator; workers that read
+    every platform site's file and write to the stack's InfluxDB; a console on the cluster."""
+    from gateway.ingest.config import load_ingest
+
+    services = compose_doc()["services"]
+    conf = (ROOT / "deploy/nats/nats.conf").read_text()
+    assert "server_name: $NATS_NAME" in conf and "jetstream" in conf and "mqtt {" in conf
+    nodes = [f"nats-{i}" for i in (1, 2, 3)]
+    for node in nodes:
+        assert f"nats-route://{node}:6222" in conf
+        assert services[node]["environment"]["NATS_NAME"] == node
+        assert services[node]["image"].startswith("nats:2.9")
+    cfg = load_ingest(ROOT / "deploy/platform/ingest.yaml")
+    assert cfg.nats.urls == [f"nats://{n}:4222" for n in nodes]
+    assert cfg.influx.url == "http://influxdb:8086" and cfg.influx.token_env == "INFLUX_TOKEN"
+    env = env_example()
+    assert (cfg.influx.org, cfg.influx.bucket) == (env["INFLUX_ORG"], env["INFLUX_BUCKET"])
+    example = load_site(EXAMPLE_SITE)
+    for i, site in enumerate(cfg.sites, 1):
+        assert site.influx is None, "platform sites hold no database token"
+        assert site.mqtt.telemetry_qos == 1
+        assert sorted(site.mqtt.brokers) == [f"mqtt://{n}:1883" for n in nodes]
+        assert [d.id for d in site.devices] == [d.id for d in example.devices]
+        assert {getattr(d.connection, "host", None) for d in site.devices} == {f"platform-sim-{i}"}
+        assert f"deploy/platform/site-{i}.yaml" in services[f"platform-sim-{i}"]["command"]
+        assert f"deploy/platform/site-{i}.yaml" in services[f"platform-gateway-{i}"]["command"]
+    assert len({s.site.id for s in cfg.sites}) == 2
+    for worker in ("ingest-1", "ingest-2"):
+        assert "deploy/platform/ingest.yaml" in services[worker]["command"]
+    assert "--mqtt mqtt://nats-1:1883" in services["platform-console"]["command"][-1]
+    assert 'pip install ".[platform]"' in (ROOT / "Dockerfile").read_text()

@@ -227,16 +227,44 @@ class TelemetryEncoder:
     __slots__ = ("_fields", "device_id", "maintenance_prefix", "prefix")
 
     def __init__(self, device: Device, site_id: str) -> None:
-        self.device_id = device.id
-        tags = [("site", site_id), ("device", device.id)]
-        tags.extend((k, v) for k, v in device.tags.items() if k not in RESERVED_TAGS)
-        self.prefix = escape_measurement(device.measurement) + _tag_set(tags)
-        self.maintenance_prefix = escape_measurement(device.measurement) + _tag_set(
-            [*tags, ("quality", MAINTENANCE)]
+        self._setup(
+            device.measurement,
+            site_id,
+            device.id,
+            device.tags,
+            {p.name: is_integer_point(p) for p in device.points},
+        )
+
+    def _setup(
+        self,
+        measurement: str,
+        site_id: str,
+        device_id: str,
+        tags: Mapping[str, str],
+        integer_fields: Mapping[str, bool],
+    ) -> None:
+        self.device_id = device_id
+        tag_list = [("site", site_id), ("device", device_id)]
+        tag_list.extend((k, v) for k, v in tags.items() if k not in RESERVED_TAGS)
+        self.prefix = escape_measurement(measurement) + _tag_set(tag_list)
+        self.maintenance_prefix = escape_measurement(measurement) + _tag_set(
+            [*tag_list, ("quality", MAINTENANCE)]
         )
         self._fields: dict[str, _FieldSpec] = {
-            p.name: _FieldSpec(escape_key(p.name) + "=", is_integer_point(p)) for p in device.points
+            name: _FieldSpec(escape_key(name) + "=", integer)
+            for name, integer in integer_fields.items()
         }
+
+    @classmethod
+    def without_config(
+        cls, measurement: str, site_id: str, device_id: str, integer_fields: Mapping[str, bool]
+    ) -> TelemetryEncoder:
+        """An encoder for a device whose config is not at hand (a platform's ingest worker that
+        has no site file for it): the measurement is given, the field types come from
+        ``integer_fields`` (name -> written as an integer), there are no device tags."""
+        encoder = cls.__new__(cls)
+        encoder._setup(measurement, site_id, device_id, {}, integer_fields)
+        return encoder
 
     def encode(
         self,
