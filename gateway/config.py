@@ -85,6 +85,7 @@ DEVICE_ID_RE = r"^[a-z0-9_-]+$"
 #: Tag keys the gateway sets itself on database lines; device tags must not use them.
 RESERVED_TAGS = frozenset({"site", "device", "point", "rule", "level", "quality"})
 MAX_ADDRESS = 65535
+DEFAULT_REFUSAL_RECHECK = 600.0
 #: Shortest poll interval and timeout a device may have (s). Field sensors change far more
 #: slowly; below this a site file only turns the gateway into a request generator.
 MIN_POLL_INTERVAL_S = 0.05
@@ -199,6 +200,7 @@ class DeviceFile(_Frozen):
     #: Why this device's limits are looser than its rule pack's table (required for that).
     limits_reason: Annotated[str, Field(min_length=3, max_length=500)] | None = None
     max_gap: Annotated[int, Field(ge=0, le=100)] = 8
+    refusal_recheck: Annotated[float, Field(gt=0, le=86_400)] = DEFAULT_REFUSAL_RECHECK
     #: Last calibration (标校): a date (local midnight of the site's timezone) or a date-time.
     calibrated_at: str | None = None
 
@@ -429,6 +431,8 @@ class Device:
     points: tuple[Point, ...]
     limits: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     max_gap: int = 8
+    refusal_recheck: float = DEFAULT_REFUSAL_RECHECK
+    """Seconds after which address ranges the device refused are tried again."""
     limits_reason: str | None = None
     #: Last calibration as Unix epoch seconds (None: not given in the site file).
     calibrated_at: float | None = None
@@ -780,6 +784,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
                 points=points,
                 limits={k: dict(v) for k, v in dev.limits.items()},
                 max_gap=dev.max_gap,
+                refusal_recheck=dev.refusal_recheck,
                 limits_reason=dev.limits_reason,
                 calibrated_at=_epoch(dev.calibrated_at, sf.site.zone),
             )

@@ -12,13 +12,16 @@ refused request down to single points:
 
 The learned spans go back into :func:`~gateway.drivers.modbus.planner.plan_reads` as
 ``refused``: the new plan never reads across them, lists the refused points as ``unread``, and the
-device stays online. The learned plan is logged once at INFO.
+device stays online. The learned plan is logged once at INFO. Every ``refusal_recheck`` seconds
+(a device key, default 10 min) what was learned is forgotten and asked for again, so a device
+reconfigured to answer gets its points back without a restart of the gateway.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -65,11 +68,30 @@ def _request_for(kind: str, points: Sequence[Point], indices: Sequence[int]) -> 
 class AdaptiveReader:
     """Reads one device with a plan that adapts to the ranges the device refuses."""
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.device = device
         self.refused: Spans = {}
         self.plan: ReadPlan = plan_reads(device.points, max_gap=device.max_gap)
         self.decoder = DeviceDecoder(device.points, self.plan)
+        self.learned = False
+        self.clock = clock
+        self._learned_at = 0.0
+
+    def _recheck_refused(self) -> None:
+        """Every ``device.refusal_recheck`` seconds forget what the device refused, so the next
+        read asks for it again: a device that was reconfigured gets its points back without a
+        restart; one that still refuses is learned again (a few requests every recheck)."""
+        if not self.refused or self.clock() - self._learned_at < self.device.refusal_recheck:
+            return
+        log.info(
+            "%s: asking again for what it refused (%s), after %g s",
+            self.device.id,
+            self.describe_refused(),
+            self.device.refusal_recheck,
+        )
+        self.refused = {}
+        self.plan = plan_reads(self.device.points, max_gap=self.device.max_gap)
+        self.decoder = DeviceDecoder(self.device.points, self.plan)
         self.learned = False
 
     # ------------------------------------------------------------------ reading
@@ -82,6 +104,7 @@ class AdaptiveReader:
         Returns ``(values, good, requests sent)``; raises DeviceError when the device cannot be
         read (offline, another exception, or every point refused).
         """
+        self._recheck_refused()
         sent = 0
         while True:
             if not self.plan.requests:
@@ -189,6 +212,7 @@ class AdaptiveReader:
         )
         self.decoder = DeviceDecoder(self.device.points, self.plan)
         self.learned = True
+        self._learned_at = self.clock()
         log.info(
             "%s: device refuses %s; learned read plan: %s",
             self.device.id,
