@@ -125,9 +125,7 @@ def test_a_fast_car_with_its_door_open_alarms_even_while_crossing_landing_zones(
         site.set("lift-a", leveling=(i // 2) % 2)
         out += site.tick(0.25)
     assert raised(out, "elevator_moving_door_open") == []
-    assert raised(out, "elevator_door_open_fast") == [
-        ("MOVING_DOOR_OPEN_FAST", State.UNACK_ACTIVE)
-    ]
+    assert raised(out, "elevator_door_open_fast") == [("MOVING_DOOR_OPEN_FAST", State.UNACK_ACTIVE)]
 
 
 def test_pre_opening_and_relevelling_inside_the_unlocking_zone_raise_nothing() -> None:
