@@ -39,8 +39,8 @@ TABLE: dict[str, tuple[float, float | None, float | None]] = {
     "heading_face": (1.0, 1.5, 1.0),
     "heading_return": (1.0, 1.0, 1.0),
     "fan_inlet": (0.5, 0.5, 0.5),
-    "main_return": (0.75, None, None),
-    "wing_return": (0.75, None, None),
+    "main_return": (0.7, None, None),  # the stricter of 0.70 / 0.75 as sources give it
+    "wing_return": (0.7, None, None),
     "district_return": (1.0, 1.0, 1.0),
     "loading_point": (0.5, 0.5, 0.5),
     "bunker": (1.5, 1.5, 1.5),
