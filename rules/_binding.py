@@ -186,7 +186,8 @@ class Binding:
     power_off_code: int = 0
     #: The device's ``area`` tag (power-off demands and feed checks are per area).
     area: str | None = None
-    #: Never suppressed by communication loss (power-off alarms, the methane table).
+    #: Never suppressed by communication loss (power-off alarms, the methane table, every alarm
+    #: with a priority-1 level).
     never_hidden: bool = False
 
     @property
@@ -858,6 +859,10 @@ class _Binder:
             priorities = (priority, 0, 0, 0, 0, priority)
             limits = (math.nan, math.nan, math.nan, math.nan, math.nan, limit)
         rule_id = rule.id if rule_id is None else rule_id
+        # A priority-1 alarm (a trapped lift, a crane past its cut-off, a tank at high-high, the
+        # second %LEL level) is never hidden by communication loss either: an alarm whose device
+        # went silent is an alarm whose danger is unknown, not one that has passed.
+        never_hidden = never_hidden or bool(power_off_code) or 1 in priorities
         return Binding(
             alarm_id=f"{dev.name}/{point}/{rule_id}",
             device=dev.name,
@@ -880,7 +885,7 @@ class _Binder:
             spec=spec,
             power_off_code=power_off_code,
             area=dev.tags.get(AREA_TAG),
-            never_hidden=never_hidden or bool(power_off_code),
+            never_hidden=never_hidden,
         )
 
 

@@ -11,8 +11,9 @@ whether it is shelved (and until when), and the state last announced. The displa
     RTN_UNACK     elif not acknowledged
     NORMAL        otherwise
 
-Alarms that demand power-off, and the methane table's alarms, are never suppressed: while their
-device is offline they keep their state and level, marked ``stale``.
+Alarms that demand power-off, the methane table's alarms and every alarm with a priority-1 level
+are never suppressed: while their device is offline they keep their state and level, marked
+``stale``.
 
 A transition is announced when the displayed state changes, when the level of an active
 (UNACK_ACTIVE / ACK_ACTIVE) alarm changes, or when a shown alarm's ``stale`` mark changes.

@@ -15,6 +15,8 @@ Parameters (per device): ``ch4_base`` %vol, ``co_base`` ppm, ``h2s_base`` ppm, `
 ``area`` (index of the power-off area; -1: the detector's own supply only), ``lockout_s`` s
 (a detector with a power-off level whose status stays warm-up, fault or over-range this long
 cuts its relay: fault lockout, 故障闭锁, as the monitoring substation executes it),
+``toxic_start`` s (inf: none) and ``toxic_tau`` s: a toxic release, each gas of
+``TOXIC_GASES`` rising towards its ``{gas}_peak`` ppm (0: none) with that time constant,
 ``leak_start`` s (inf: no leak), ``leak_peak`` %vol added at full leak, ``leak_tau`` s (time
 constant of the rise), ``leak_end`` s (ventilation restored: the leak dilutes away with time
 constant ``clear_tau`` s), ``sensor_fault`` (1: the cell reports a fault), ``warmup_s`` s,
@@ -47,6 +49,8 @@ STATUS: Mapping[str, int] = {
     "over-range": 8,
 }
 
+#: Gases of the toxic_gas_detector profile (ppm), zero unless a scenario releases them.
+TOXIC_GASES = ("nh3", "cl2", "so2", "no2", "hcn", "benzene", "methanol")
 _CH4_LEL = 5.0  # %vol of methane at 100 %LEL
 _DAY = 86400.0
 
@@ -70,6 +74,9 @@ class GasDetectorModel(SignalModel):
         "restore": 1.0,
         "area": -1.0,
         "lockout_s": 2.0,
+        "toxic_start": math.inf,
+        "toxic_tau": 60.0,
+        **{f"{gas}_peak": 0.0 for gas in TOXIC_GASES},
         "leak_start": math.inf,
         "leak_peak": 2.2,
         "leak_tau": 100.0,
@@ -176,6 +183,11 @@ class GasDetectorModel(SignalModel):
     def outputs(self) -> Mapping[str, F64 | Bools]:
         p = self.params
         ch4 = np.minimum(self.ch4, p["ch4_range"])
+        rise = np.where(
+            self._t >= p["toxic_start"],
+            -np.expm1(-np.maximum(self._t - p["toxic_start"], 0.0) / p["toxic_tau"]),
+            0.0,
+        )
         return {
             "status": self.status,
             "ch4": ch4,
@@ -190,6 +202,8 @@ class GasDetectorModel(SignalModel):
             "h2": np.zeros(self.n),
             "humidity": np.full(self.n, 85.0),
             "wind_speed": np.full(self.n, 1.5),
+            # a toxic_gas_detector's cells: zero until a release rises towards each gas's peak
+            **{gas: rise * p[f"{gas}_peak"] for gas in TOXIC_GASES},
             "fault": self.fault,
             "alarm_low": self.alarm_low,
             "alarm_high": self._high,

@@ -277,6 +277,32 @@ def tank_leak(ctx: ScenarioContext) -> None:
         ctx.model(device.id).set(leak_start=90.0, leak_peak=1.6, leak_tau=60.0)
 
 
+#: Peak ppm of each gas in toxic-release: the hazchem pack's second level (200 % of the OEL)
+#: for NH3, SO2, HCN and methanol, the first level only for Cl2, NO2 and benzene.
+TOXIC_PEAKS = {
+    "nh3_peak": 70.0,
+    "cl2_peak": 0.5,
+    "so2_peak": 5.0,
+    "no2_peak": 3.5,
+    "hcn_peak": 2.5,
+    "benzene_peak": 2.5,
+    "methanol_peak": 50.0,
+}
+
+
+@scenario(
+    "toxic-release",
+    "from t=20 s every toxic-gas detector at a loading station (position loading) sees a "
+    "release: each gas rises (tau 60 s) towards a peak above its first alarm level, above the "
+    "second for NH3, SO2, HCN and methanol",
+)
+def toxic_release(ctx: ScenarioContext) -> None:
+    """A release at the loading station."""
+    for device in ctx.of_kind("gas"):
+        if device.tags.get("position") == "loading":
+            ctx.model(device.id).set(toxic_start=20.0, toxic_tau=60.0, **TOXIC_PEAKS)
+
+
 @scenario(
     "elevator-trapped",
     "from t=15 s each car's next journey stops between floors, outside the landing zone, doors "

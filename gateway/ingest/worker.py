@@ -71,6 +71,7 @@ __all__ = ["IngestStats", "IngestWorker"]
 log = logging.getLogger(__name__)
 
 FETCH_WAIT_S: Final = 1.0
+HOLD_POLL_S: Final = 0.02
 RETRY_S: Final = 0.5
 RETRY_MAX_S: Final = 5.0
 MAX_CLUSTER_REPLICAS: Final = 3
@@ -305,6 +306,12 @@ class IngestWorker:
         batch_size = self.cfg.influx.batch_size
         failing = False
         while True:
+            # While the writer is behind (the database is away) no pull request is left open:
+            # a message the server delivers to an open request after the client stopped waiting
+            # for it waits in the subscription's queue, where nothing reports it in progress,
+            # and would be handed to another worker after ack_wait. One that arrived anyway is
+            # fetched (from that queue) at once, and so held and kept alive.
+            await self._room_or_stragglers(psub)
             try:
                 msgs = await psub.fetch(batch_size, timeout=FETCH_WAIT_S)
             except (TimeoutError, NatsTimeout):
@@ -322,6 +329,13 @@ class IngestWorker:
                 log.info("ingest %s: fetching again", self.name)
                 failing = False
             await self._queue.put(self._decode(msgs))
+
+    async def _room_or_stragglers(self, psub: JetStreamContext.PullSubscription) -> None:
+        """Until the queue has room for a batch, or messages wait in the subscription's queue."""
+        while True:
+            if not self._queue.full() or psub.pending_msgs:
+                return
+            await asyncio.sleep(HOLD_POLL_S)
 
     def _decode(self, msgs: list[Msg]) -> _Batch:
         batch = _Batch(msgs, [])

@@ -49,7 +49,8 @@ class RecordingWriter:
 
 
 async def publish(port: int, start: int, count: int) -> None:
-    async with aiomqtt.Client("127.0.0.1", port, identifier="site-gw") as client:
+    # a client id of its own per connection: NATS jails a client id that reconnects at once
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"site-gw-{start}") as client:
         for i in range(start, start + count):
             for dev in DEVICES:
                 doc = {"ts": 1_700_000_000_000 + i, "values": {"ch4": i / 1000}, "quality": {}}

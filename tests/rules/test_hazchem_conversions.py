@@ -95,3 +95,26 @@ def test_every_toxic_gas_alarms_at_its_first_and_second_level() -> None:
         assert [(t.rule, t.level) for t in site.tick(1)] == [(rule.id, "HH")]
         site.set("ga-1", **{point: 0.0})
         assert [t.to_state.value for t in site.tick(1)] == ["RTN_UNACK"]
+
+
+def _profile_scales() -> dict[str, float]:
+    """The resolution (scale) of each toxic point in the shipped gas profiles."""
+    from gateway.config import load_profile
+
+    scales: dict[str, float] = {}
+    for name in ("gas_detector", "toxic_gas_detector"):
+        for point in load_profile(name).points:
+            if point.name in TOXIC:
+                scales.setdefault(point.name, point.scale)
+    return scales
+
+
+@pytest.mark.parametrize("point", sorted(TOXIC))
+def test_every_limit_is_on_the_detectors_resolution(point: str) -> None:
+    """A detector that reads whole ppm shows 17 for a true 17.9 ppm: a limit of 17.1 would then
+    first fire at 18, above the OEL. Every limit sits on the reading's resolution grid, so the
+    first reading at or above the limit is never more than the OEL."""
+    scale = _profile_scales()[point]
+    for level in toxic_rules()[point].levels.values():
+        steps = level.limit / scale
+        assert abs(steps - round(steps)) < 1e-6, (point, level.limit, scale)

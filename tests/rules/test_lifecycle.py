@@ -149,8 +149,11 @@ def test_shelve_rejects_bad_minutes(minutes: Any) -> None:
     assert site.engine.active_alarms() == []
 
 
+LOW_PRIORITY_ONLY = {"H": {"limit": 40.0, "priority": 3, "source": "test"}}
+
+
 def test_point_alarms_are_suppressed_while_the_device_is_offline() -> None:
-    site = probe_site(temperature_rule(), COMM)
+    site = probe_site(temperature_rule(levels=LOW_PRIORITY_ONLY), COMM)
     series(site, 45)
     site.online[0] = False
     out = site.tick(1)
@@ -163,6 +166,17 @@ def test_point_alarms_are_suppressed_while_the_device_is_offline() -> None:
     assert [(t.id, t.to_state) for t in out] == [
         ("p1/t/temp", State.UNACK_ACTIVE),
         ("p1/_device/link", State.RTN_UNACK),
+    ]
+
+
+def test_an_alarm_with_a_priority_one_level_is_never_suppressed() -> None:
+    site = probe_site(temperature_rule(), COMM)  # HH is priority 1
+    series(site, 45)
+    site.online[0] = False
+    out = site.tick(1)
+    assert [(t.id, t.to_state, t.stale) for t in out] == [
+        ("p1/t/temp", State.UNACK_ACTIVE, True),
+        ("p1/_device/link", State.UNACK_ACTIVE, False),
     ]
 
 

@@ -203,6 +203,42 @@ def test_stale_data_alarm_then_comm_failure_suppresses_it() -> None:
     assert (t.id, t.level, t.to_state) == ("tk-101/_device/tank_comm", "COMM", State.UNACK_ACTIVE)
 
 
+@pytest.mark.parametrize("status", [1, 2])
+def test_a_gauge_fault_or_lost_echo_is_an_alarm(status: int) -> None:
+    """A radar gauge that lost its echo may keep reporting its last level as good: the level
+    alarms cannot be trusted, so the fault itself is an alarm."""
+    site = tank()
+    site.set("tk-101", status=status)
+    assert site.tick() == []
+    assert site.run(4) == []  # 5 s on-delay
+    (t,) = site.run(1)
+    assert (t.rule, t.level, t.priority, t.to_state) == (
+        "tank_gauge_fault",
+        "FAULT",
+        2,
+        State.UNACK_ACTIVE,
+    )
+
+
+def test_comm_loss_never_hides_a_priority_one_alarm() -> None:
+    """A tank at high-high whose gauge goes silent is still at high-high as far as anyone knows:
+    the alarm stays active, marked stale, while lower-priority ones are suppressed."""
+    site = tank()
+    site.set("tk-101", level_pct=91, temperature=61)
+    raised = {(t.rule, t.level, t.priority) for t in site.tick(1)}
+    assert ("tank_level", "HH", 1) in raised
+    site.online[0] = False
+    out = {(t.point, t.rule): t for t in site.tick(1)}
+    hh = out[("level_pct", "tank_level")]
+    assert (hh.to_state, hh.level, hh.stale) == (State.UNACK_ACTIVE, "HH", True)
+    others = {t.to_state for (_, rule), t in out.items() if rule != "tank_level"}
+    assert others <= {State.SUPPRESSED}
+    site.online[0] = True
+    out = {(t.point, t.rule): t for t in site.tick(1)}
+    back = out[("level_pct", "tank_level")]
+    assert (back.to_state, back.level, back.stale) == (State.UNACK_ACTIVE, "HH", False)
+
+
 def run_level(site: Site, start: float, per_min: float, minutes: int, **flows: float) -> list:  # type: ignore[type-arg]
     """Move the level at ``per_min`` %/min for ``minutes``, sampled every 2 s, with ``flows``."""
     out = []

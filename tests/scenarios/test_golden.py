@@ -53,6 +53,7 @@ DURATION_S = {
     "crane-overload": 100.0,
     "high-wind": 240.0,
     "crane-tilt": 170.0,
+    "toxic-release": 300.0,
     "calibration": 420.0,
 }
 BUILT_IN = sorted(n for n, s in SCENARIOS.items() if s.setup.__module__ == "simulators.scenarios")
