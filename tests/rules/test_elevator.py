@@ -114,6 +114,20 @@ def test_moving_with_the_door_open_outside_the_zone_in_either_direction() -> Non
         )
 
 
+def test_a_fast_car_with_its_door_open_alarms_even_while_crossing_landing_zones() -> None:
+    """At 2 m/s past 3 m floors the car is outside a landing zone for well under a second at a
+    time: the outside-the-zone rule restarts at every floor. Faster than levelling speed
+    (0.8 m/s, GB/T 7588.1 §5.12.1.4) with the door not closed is an alarm in any zone."""
+    site = elevator()
+    site.set("lift-a", running=1, door_open=1, door_closed=0, speed=-2.0, leveling=1)
+    out = []
+    for i in range(8):  # 0.25 s steps, zone flag alternating every half second
+        site.set("lift-a", leveling=(i // 2) % 2)
+        out += site.tick(0.25)
+    assert raised(out, "elevator_moving_door_open") == []
+    assert raised(out, "elevator_door_open_fast") == [("MOVING_DOOR_OPEN_FAST", State.UNACK_ACTIVE)]
+
+
 def test_pre_opening_and_relevelling_inside_the_unlocking_zone_raise_nothing() -> None:
     site = elevator()
     site.set("lift-a", running=1, direction=2, leveling=1, door_open=0, door_closed=0, speed=-0.3)
