@@ -232,6 +232,18 @@ def main() -> None:
                 next_kill = time.monotonic() + args.restart_every
             if gw.poll() is not None:
                 raise SystemExit(f"gateway exited: see {work / 'gateway.log'}")
+        for mark in pending:  # a checkpoint at the very end of the chaos phase (--seconds)
+            status = tally.newest_status()
+            point = {
+                "at_s": mark,
+                "rss_mb": round(proc.memory_info().rss / 2**20, 1),
+                "outbox_depth": int(status.get("outbox_depth", 0)) if status else None,
+                "outbox_depth_max_since_last": depth_since,
+                "broker_restarts": restarts,
+                "load_1min": round(psutil.getloadavg()[0], 2),
+            }
+            rss_points.append(point)
+            print("checkpoint " + json.dumps(point), flush=True)
         # drain: wait for a status produced after the chaos that reports an empty outbox
         chaos_end = int(time.time() * 1000)
         drain_start = time.monotonic()
