@@ -442,6 +442,8 @@ class RuleEngine:
         the alarm is not awaiting acknowledgement (NORMAL or already acknowledged)."""
         row = self._row(alarm_id)
         now = float(now)
+        if self._book.removed[row]:
+            raise InvalidCommand(alarm_id, "alarm is out of service")
         if not self._book.acknowledge(row):
             raise InvalidCommand(alarm_id, "alarm is not awaiting acknowledgement")
         return self._book.announce(np.array([row], dtype=np.intp), now, user)
@@ -462,9 +464,50 @@ class RuleEngine:
             raise InvalidCommand(
                 alarm_id, f"shelve minutes must be a number in (0, {MAX_SHELVE_MINUTES}]"
             )
+        if self._book.removed[row]:
+            raise InvalidCommand(alarm_id, "alarm is out of service")
         now = float(now)
         self._book.shelve(row, now + float(minutes) * 60.0)
         return self._book.announce(np.array([row], dtype=np.intp), now, user)
+
+    def unshelve(
+        self, alarm_id: str, user: str, now: float, reason: str | None = None
+    ) -> list[AlarmTransition]:
+        """End an alarm's shelve now, with the same result as its expiry (unacknowledged if
+        active). Raises :class:`UnknownAlarm`, or :class:`InvalidCommand` when it is not
+        shelved."""
+        row = self._row(alarm_id)
+        if not self._book.unshelve(row):
+            raise InvalidCommand(alarm_id, "alarm is not shelved")
+        return self._book.announce(np.array([row], dtype=np.intp), float(now), user, reason=reason)
+
+    def out_of_service(
+        self, alarm_id: str, user: str, reason: str, now: float
+    ) -> list[AlarmTransition]:
+        """Remove an alarm from service (``reason`` required): it shows ``OUT_OF_SERVICE`` and
+        annunciates nothing until :meth:`return_to_service`; a power-off it demands stays
+        demanded. Always returns one transition (the event that records who and why). Raises
+        :class:`UnknownAlarm`, or :class:`InvalidCommand` for a blank reason or an alarm already
+        out of service."""
+        row = self._row(alarm_id)
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidCommand(alarm_id, "taking an alarm out of service needs a reason")
+        if not self._book.remove_from_service(row):
+            raise InvalidCommand(alarm_id, "alarm is already out of service")
+        rows = np.array([row], dtype=np.intp)
+        return self._book.announce(rows, float(now), user, reason=reason, always=True)
+
+    def return_to_service(
+        self, alarm_id: str, user: str, now: float, reason: str | None = None
+    ) -> list[AlarmTransition]:
+        """Return an alarm removed by :meth:`out_of_service`: like a shelve expiry, it shows
+        unacknowledged if active now. Always returns one transition. Raises
+        :class:`UnknownAlarm`, or :class:`InvalidCommand` when it is not out of service."""
+        row = self._row(alarm_id)
+        if not self._book.return_to_service(row):
+            raise InvalidCommand(alarm_id, "alarm is not out of service")
+        rows = np.array([row], dtype=np.intp)
+        return self._book.announce(rows, float(now), user, reason=reason, always=True)
 
 
 def _device_ids(

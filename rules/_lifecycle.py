@@ -1,9 +1,12 @@
-"""Alarm lifecycle (ISA-18.2) over arrays: delays, acknowledgement, shelving, suppression.
+"""Alarm lifecycle (ISA-18.2) over arrays: delays, acknowledgement, shelving, suppression,
+removal from service.
 
 Every alarm row carries its *effective level* (after on/off delays), whether it is acknowledged,
-whether it is shelved (and until when), and the state last announced. The displayed state is::
+whether it is shelved (and until when), whether an operator removed it from service, and the
+state last announced. The displayed state is::
 
-    SHELVED         if shelved
+    OUT_OF_SERVICE  if removed from service
+    SHELVED         elif shelved
     OUT_OF_SERVICE  elif the device is in maintenance and (active or unacknowledged)
     SUPPRESSED      elif suppressed and (active or unacknowledged)
     UNACK_ACTIVE  elif active and not acknowledged
@@ -18,8 +21,15 @@ are never suppressed: while their device is offline they keep their state and le
 A transition is announced when the displayed state changes, when the level of an active
 (UNACK_ACTIVE / ACK_ACTIVE) alarm changes, or when a shown alarm's ``stale`` mark changes.
 Activation or escalation (to a more severe level, or to the other side) clears the acknowledgement;
-de-escalation and clearing keep it. When a shelve expires the alarm is unacknowledged if it is
-active then, acknowledged if not.
+de-escalation and clearing keep it. When a shelve expires (or an operator unshelves the alarm)
+the alarm is unacknowledged if it is active then, acknowledged if not.
+
+Removal from service (``out_of_service`` command) is per alarm: the alarm shows
+``OUT_OF_SERVICE`` whatever its level, an activation asks for no acknowledgement (nothing is
+annunciated), a shelve it had ends and it cannot be shelved or acknowledged while removed. It still
+follows its level, so a power-off it demands is still demanded: removal silences the annunciation,
+never the interlock. Returning it to service is like a shelve expiry: unacknowledged if active
+then, acknowledged if not.
 
 Maintenance (calibration, 标校) is per device: while it lasts, the device's alarms still follow
 their levels but an activation asks for no acknowledgement (calibration gas is not an incident),
@@ -69,6 +79,8 @@ class AlarmBook:
         self.acked: BoolArray = np.ones(n, dtype=np.bool_)
         self.shelved: BoolArray = np.zeros(n, dtype=np.bool_)
         self.shelved_until: F64 = np.full(n, np.nan)
+        #: Removed from service by an operator (``out_of_service`` command).
+        self.removed: BoolArray = np.zeros(n, dtype=np.bool_)
         self.shown: I8 = np.full(n, NORMAL, dtype=np.int8)
         self._shown_level: I8 = np.zeros(n, dtype=np.int8)
         self.state_ts: F64 = np.zeros(n)
@@ -121,7 +133,8 @@ class AlarmBook:
         """Acknowledgement and last level after effective-level changes of ``rows``."""
         new = self.eff[rows]
         raised = rows[RAISE_TABLE[previous, new]]
-        self.acked[raised[~self.device_maintenance[self._device[raised]]]] = False
+        quiet = self.device_maintenance[self._device[raised]] | self.removed[raised]
+        self.acked[raised[~quiet]] = False
         active = new != 0
         self.last_level[rows[active]] = new[active]
 
@@ -131,12 +144,16 @@ class AlarmBook:
             return np.zeros(0, dtype=np.intp)
         rows = np.fromiter(sorted(self._shelf), dtype=np.intp, count=len(self._shelf))
         rows = rows[self.shelved_until[rows] <= now]
+        self._end_shelves(rows)
+        return rows
+
+    def _end_shelves(self, rows: IdxArray) -> None:
+        """End the shelves of ``rows``: unacknowledged where active now, acknowledged if not."""
         for row in rows.tolist():
             self._shelf.discard(row)
         self.shelved[rows] = False
         self.shelved_until[rows] = np.nan
         self.acked[rows] = self.eff[rows] == 0
-        return rows
 
     def set_online(self, online: BoolArray, has_comm: BoolArray) -> IdxArray:
         """Update device suppression and staleness; returns the point rows of devices that
@@ -176,13 +193,21 @@ class AlarmBook:
         state = np.where(suppressed & (active | ~acked), SUPPRESSED, state)
         maintenance = self.device_maintenance[self._device[rows]]
         state = np.where(maintenance & (active | ~acked), OUT_OF_SERVICE, state)
-        return np.where(self.shelved[rows], SHELVED, state).astype(np.int8)
+        state = np.where(self.shelved[rows], SHELVED, state)
+        return np.where(self.removed[rows], OUT_OF_SERVICE, state).astype(np.int8)
 
     def announce(
-        self, rows: IdxArray, now: float, user: str | None = None
+        self,
+        rows: IdxArray,
+        now: float,
+        user: str | None = None,
+        *,
+        reason: str | None = None,
+        always: bool = False,
     ) -> list[AlarmTransition]:
         """Recompute the displayed state of ``rows`` (sorted, unique) and return a transition
-        for each row whose displayed state (or active level) changed."""
+        for each row whose displayed state (or active level) changed — for every row when
+        ``always`` (a command that changed the alarm even if not what it shows)."""
         if rows.size == 0:
             return []
         state = self._display(rows)
@@ -194,6 +219,7 @@ class AlarmBook:
             (state != old)
             | (in_active & (level != self._shown_level[rows]))
             | ((state != NORMAL) & (stale != self._shown_stale[rows]))
+            | always
         )
         self._shown_level[rows] = level
         self._shown_stale[rows] = stale
@@ -203,7 +229,9 @@ class AlarmBook:
         self.shown[out_rows] = state[emit]
         self.state_ts[out_rows] = now
         return [
-            self._transition(int(r), STATES_BY_CODE[int(f)], STATES_BY_CODE[int(t)], now, user)
+            self._transition(
+                int(r), STATES_BY_CODE[int(f)], STATES_BY_CODE[int(t)], now, user, reason
+            )
             for r, f, t in zip(
                 out_rows.tolist(), old[emit].tolist(), state[emit].tolist(), strict=True
             )
@@ -221,7 +249,13 @@ class AlarmBook:
         return int(self.eff[row]) >= code and not self.device_maintenance[self._device[row]]
 
     def _transition(
-        self, row: int, from_state: State, to_state: State, now: float, user: str | None
+        self,
+        row: int,
+        from_state: State,
+        to_state: State,
+        now: float,
+        user: str | None,
+        reason: str | None = None,
     ) -> AlarmTransition:
         b = self.bindings[row]
         code = self._report_level(row)
@@ -246,6 +280,7 @@ class AlarmBook:
             user=user,
             power_off=self.power_off(row),
             stale=bool(self.stale[row]),
+            reason=reason,
         )
 
     def state_of(self, row: int) -> AlarmState:
@@ -287,6 +322,30 @@ class AlarmBook:
         self.shelved[row] = True
         self.shelved_until[row] = until
         self._shelf.add(row)
+
+    def unshelve(self, row: int) -> bool:
+        """End ``row``'s shelve now, as if it expired; False if it was not shelved."""
+        if not self.shelved[row]:
+            return False
+        self._end_shelves(np.array([row], dtype=np.intp))
+        return True
+
+    def remove_from_service(self, row: int) -> bool:
+        """Take ``row`` out of service (a shelve it had ends); False if it already was."""
+        if self.removed[row]:
+            return False
+        if self.shelved[row]:
+            self._end_shelves(np.array([row], dtype=np.intp))
+        self.removed[row] = True
+        return True
+
+    def return_to_service(self, row: int) -> bool:
+        """Put ``row`` back in service, unacknowledged if active; False if it was in service."""
+        if not self.removed[row]:
+            return False
+        self.removed[row] = False
+        self.acked[row] = self.eff[row] == 0
+        return True
 
 
 def _rows_by_device(

@@ -101,7 +101,8 @@ class AlarmTransition:
     (true from the power-off level until the value is below its reset); ``stale`` is true while the
     device is offline (the alarm keeps its level and its last value). ``forecast_s`` is the forecast
     seconds until the trend reaches its forecast limit (rate-of-change rules with a forecast), else
-    ``None``. ``user`` is set for transitions caused by an operator command.
+    ``None``. ``user`` is set for transitions caused by an operator command, ``reason`` when that
+    command gave one (out of service, return to service, unshelve).
     """
 
     id: str
@@ -122,6 +123,8 @@ class AlarmTransition:
     power_off: bool | None = None
     #: The device is offline: ``value`` is the last one compared, not a fresh reading.
     stale: bool = False
+    #: Why the operator's command was given (``None``: not a command, or no reason given).
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

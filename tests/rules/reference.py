@@ -66,6 +66,7 @@ class Alarm:
     last_level: int = NONE
     acked: bool = True
     shelved_until: float | None = None
+    removed: bool = False  # out of service by an operator
     shown: State = State.NORMAL
     shown_level: int = NONE
     stale: bool = False
@@ -273,6 +274,8 @@ class ScalarEngine:
         active = alarm.level != NONE
         b = alarm.binding
         suppressed = b.suppressible and self.device_suppressed[b.device_index]
+        if alarm.removed:
+            return State.OUT_OF_SERVICE
         if alarm.shelved_until is not None:
             return State.SHELVED
         if self.device_maintenance[b.device_index] and (active or not alarm.acked):
@@ -285,7 +288,14 @@ class ScalarEngine:
             return State.RTN_UNACK
         return State.NORMAL
 
-    def announce(self, alarm: Alarm, now: float, user: str | None) -> AlarmTransition | None:
+    def announce(
+        self,
+        alarm: Alarm,
+        now: float,
+        user: str | None,
+        reason: str | None = None,
+        always: bool = False,
+    ) -> AlarmTransition | None:
         state = self.display(alarm)
         level_changed = alarm.level != alarm.shown_level
         alarm.shown_level = alarm.level
@@ -293,7 +303,8 @@ class ScalarEngine:
         alarm.shown_stale = alarm.stale
         in_active = state in (State.UNACK_ACTIVE, State.ACK_ACTIVE)
         if (
-            state == alarm.shown
+            not always
+            and state == alarm.shown
             and not (in_active and level_changed)
             and not (state != State.NORMAL and stale_changed)
         ):
@@ -322,6 +333,7 @@ class ScalarEngine:
             user=user,
             power_off=self.power_off(alarm),
             stale=alarm.stale,
+            reason=reason,
         )
 
     def power_off(self, alarm: Alarm) -> bool | None:
@@ -375,7 +387,8 @@ class ScalarEngine:
             if raw != alarm.level:
                 delay = b.on_delay_s if raises(alarm.level, raw) else b.off_delay_s
                 if now - alarm.candidate_since >= delay:
-                    if raises(alarm.level, raw) and not self.device_maintenance[b.device_index]:
+                    quiet = self.device_maintenance[b.device_index] or alarm.removed
+                    if raises(alarm.level, raw) and not quiet:
                         alarm.acked = False
                     alarm.level = raw
                     if raw != NONE:
@@ -417,6 +430,8 @@ class ScalarEngine:
 
     def ack(self, alarm_id: str, user: str, now: float) -> list[AlarmTransition]:
         alarm = self.find(alarm_id)
+        if alarm.removed:
+            raise InvalidCommand(alarm_id, "alarm is out of service")
         if alarm.acked:
             raise InvalidCommand(alarm_id, "alarm is not awaiting acknowledgement")
         alarm.acked = True
@@ -432,8 +447,47 @@ class ScalarEngine:
         )
         if not ok:
             raise InvalidCommand(alarm_id, "bad shelve minutes")
+        if alarm.removed:
+            raise InvalidCommand(alarm_id, "alarm is out of service")
         alarm.shelved_until = float(now) + float(minutes) * 60.0
         transition = self.announce(alarm, float(now), user)
+        return [] if transition is None else [transition]
+
+    def unshelve(
+        self, alarm_id: str, user: str, now: float, reason: str | None = None
+    ) -> list[AlarmTransition]:
+        alarm = self.find(alarm_id)
+        if alarm.shelved_until is None:
+            raise InvalidCommand(alarm_id, "alarm is not shelved")
+        alarm.shelved_until = None
+        alarm.acked = alarm.level == NONE
+        transition = self.announce(alarm, float(now), user, reason)
+        return [] if transition is None else [transition]
+
+    def out_of_service(
+        self, alarm_id: str, user: str, reason: str, now: float
+    ) -> list[AlarmTransition]:
+        alarm = self.find(alarm_id)
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidCommand(alarm_id, "no reason")
+        if alarm.removed:
+            raise InvalidCommand(alarm_id, "already out of service")
+        if alarm.shelved_until is not None:
+            alarm.shelved_until = None
+            alarm.acked = alarm.level == NONE
+        alarm.removed = True
+        transition = self.announce(alarm, float(now), user, reason, always=True)
+        return [] if transition is None else [transition]
+
+    def return_to_service(
+        self, alarm_id: str, user: str, now: float, reason: str | None = None
+    ) -> list[AlarmTransition]:
+        alarm = self.find(alarm_id)
+        if not alarm.removed:
+            raise InvalidCommand(alarm_id, "not out of service")
+        alarm.removed = False
+        alarm.acked = alarm.level == NONE
+        transition = self.announce(alarm, float(now), user, reason, always=True)
         return [] if transition is None else [transition]
 
     # -- maintenance -----------------------------------------------------------------------

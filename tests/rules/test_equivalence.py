@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pytest
@@ -89,6 +89,18 @@ GENERIC_GRID = (-12.0, 12.0, 0.5)
 TIME_STEPS = (0.0, 0.5, 1.0, 1.0, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0, 31.0, 61.0, 300.0, 601.0, 3600.0)
 SHELVE_MINUTES: tuple[Any, ...] = (0.5, 1, 5, 30, 1440, 0, -1, 1441, math.nan, True, "5")
 MAINTENANCE_MINUTES: tuple[Any, ...] = (0.05, 0.5, 2, 30, 480, 0, -1, 481, math.nan, True, "5")
+#: Reasons for out_of_service / return_to_service (blank or missing: refused out of service).
+REASONS: tuple[Any, ...] = ("detector removed for repair", "sensor replaced", "", "  ", None)
+VERBS: Final = (
+    "ack",
+    "ack",
+    "shelve",
+    "unshelve",
+    "out_of_service",
+    "return_to_service",
+    "maintenance",
+    "maintenance_end",
+)
 
 
 def grid_value(point: str) -> st.SearchStrategy[float]:
@@ -112,10 +124,13 @@ class Tick:
 
 @dataclass(frozen=True)
 class Command:
-    verb: str  # ack | shelve | maintenance | maintenance_end (alarm: then a device index)
+    # ack | shelve | unshelve | out_of_service | return_to_service | maintenance |
+    # maintenance_end (alarm: then a device index)
+    verb: str
     alarm: int  # index into the alarm ids (or the non-NORMAL ones); -1 = an id no alarm has
     minutes: Any = None
     among_active: bool = True
+    reason: Any = None
 
 
 @st.composite
@@ -144,14 +159,15 @@ def steps_for(draw: st.DrawFn, points: list[PointRef], n_devices: int) -> list[T
     steps.append(Tick(0.0, first, ()))
     for _ in range(draw(st.integers(1, 60))):
         if draw(st.integers(0, 5)) == 0:
-            verb = draw(st.sampled_from(("ack", "ack", "shelve", "maintenance", "maintenance_end")))
+            verb = draw(st.sampled_from(VERBS))
             alarm = draw(st.integers(-1, 400))
             minutes = None
             if verb == "shelve":
                 minutes = draw(st.sampled_from(SHELVE_MINUTES))
             elif verb == "maintenance":
                 minutes = draw(st.sampled_from(MAINTENANCE_MINUTES))
-            steps.append(Command(verb, alarm, minutes, draw(st.integers(0, 3)) > 0))
+            reason = draw(st.sampled_from(REASONS))
+            steps.append(Command(verb, alarm, minutes, draw(st.integers(0, 3)) > 0, reason))
         else:
             dt = draw(st.sampled_from(TIME_STEPS))
             if draw(st.integers(0, 40)) == 0:
@@ -187,6 +203,12 @@ def run_both(engine: RuleEngine, steps: list[Tick | Command], n_points: int) -> 
                         got = impl.ack(alarm_id, "op", now)
                     elif step.verb == "shelve":
                         got = impl.shelve(alarm_id, "op", step.minutes, now)
+                    elif step.verb == "unshelve":
+                        got = impl.unshelve(alarm_id, "op", now, "back on watch")
+                    elif step.verb == "out_of_service":
+                        got = impl.out_of_service(alarm_id, "op", step.reason, now)
+                    elif step.verb == "return_to_service":
+                        got = impl.return_to_service(alarm_id, "op", now, step.reason)
                     elif step.verb == "maintenance":
                         got = impl.start_maintenance(device, "op", step.minutes, "cal", now)
                     else:
