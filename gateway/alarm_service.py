@@ -5,8 +5,9 @@ pass, at most every ``min_tick`` seconds, and at least once a second for time-ba
 publishes every transition: retained state on ``P/alarms/{device}/{point}/{rule}`` (an empty
 retained payload deletes a cleared, acknowledged alarm) and the transition on
 ``P/events/alarm``, both at QoS 1; in the same tick, the retained power-off state of every area
-that changed on ``P/interlock/{area}`` and unexpected power losses on ``P/events/alarm``. Ack and
-shelve commands arrive on ``P/cmd/alarm/ack`` and ``P/cmd/alarm/shelve``, maintenance commands
+that changed on ``P/interlock/{area}`` and unexpected power losses on ``P/events/alarm``. Alarm
+commands arrive on ``P/cmd/alarm/{ack,shelve,unshelve,out_of_service,return_to_service}``,
+maintenance commands
 on ``P/cmd/device/maintenance`` (and ``/end``); each gets a reply on ``P/cmd/reply`` and a bad
 one changes nothing.
 """
@@ -264,7 +265,7 @@ class AlarmService:
     # ------------------------------------------------------------------ commands
 
     def handle_command(self, topic: str, payload: bytes) -> list[OutboundMessage]:
-        """Validate and apply an ack/shelve or maintenance command; always exactly one reply,
+        """Validate and apply an alarm or maintenance command; always exactly one reply,
         returned (see :mod:`gateway.maintenance` for the maintenance commands).
 
         Validation and the reply are :func:`gateway.alarms.handle_command`'s; the transitions a

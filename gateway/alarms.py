@@ -8,7 +8,10 @@ contract in DESIGN.md (``P`` = ``{topic_prefix}/{site_id}``, passed in as ``base
 * ``P/events/alarm`` — QoS 1: every transition, with ``id``, ``from`` and ``to``; flood start and
   end are announced here too, as ``{"type": "flood", …}``.
 * ``P/cmd/alarm/ack`` and ``P/cmd/alarm/shelve`` — JSON commands ``{"id", "user", "minutes"}``;
-  :func:`handle_command` validates one, applies it to the engine and returns the reply for
+  ``P/cmd/alarm/unshelve``, ``…/out_of_service`` and ``…/return_to_service`` — ``{"id", "user",
+  "reason"}`` (the reason required out of service); the event of the transition they cause
+  carries ``user`` and ``reason``. :func:`handle_command` validates one, applies it to the
+  engine and returns the reply for
   ``P/cmd/reply`` (``{"ok", "error", "request"}``). A malformed command or one naming an unknown
   alarm gets an error reply and changes nothing.
 
@@ -57,6 +60,9 @@ __all__ = [
 
 MAX_ID_CHARS: Final = 256
 MAX_USER_CHARS: Final = 128
+MAX_REASON_CHARS: Final = 512
+#: The verbs of ``P/cmd/alarm/{verb}``.
+ALARM_VERBS: Final = ("ack", "shelve", "unshelve", "out_of_service", "return_to_service")
 QOS_ALARM: Final = 1
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -69,6 +75,18 @@ class AlarmCommandTarget(Protocol):
 
     def shelve(
         self, alarm_id: str, user: str, minutes: float, now: float
+    ) -> list[AlarmTransition]: ...
+
+    def unshelve(
+        self, alarm_id: str, user: str, now: float, reason: str | None = None
+    ) -> list[AlarmTransition]: ...
+
+    def out_of_service(
+        self, alarm_id: str, user: str, reason: str, now: float
+    ) -> list[AlarmTransition]: ...
+
+    def return_to_service(
+        self, alarm_id: str, user: str, now: float, reason: str | None = None
     ) -> list[AlarmTransition]: ...
 
 
@@ -147,6 +165,8 @@ def event_message(base: str, t: AlarmTransition) -> OutboundMessage:
     }
     if t.user is not None:
         doc["user"] = t.user
+    if t.reason is not None:
+        doc["reason"] = t.reason
     return OutboundMessage(f"{base}/events/alarm", _dumps(doc).encode(), QOS_ALARM, False, "event")
 
 
@@ -231,6 +251,12 @@ def _text(request: Mapping[str, Any], key: str, limit: int) -> str:
     return value
 
 
+def _optional_reason(request: Mapping[str, Any]) -> str | None:
+    if request.get("reason") is None:
+        return None
+    return _text(request, "reason", MAX_REASON_CHARS)
+
+
 def _minutes(request: Mapping[str, Any]) -> float:
     value = request.get("minutes")
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -270,22 +296,32 @@ def handle_command(
     """Validate and apply one alarm command received on ``topic``.
 
     ``P/cmd/alarm/ack`` takes ``{"id", "user"}``; ``P/cmd/alarm/shelve`` also ``"minutes"``
-    (0 < minutes ≤ 1440). Other keys are ignored and echoed back in ``request``. Any problem —
-    size, encoding, JSON, types, range, unknown alarm, an alarm not awaiting acknowledgement —
-    gives ``{"ok": false, "error": …}`` and leaves the engine unchanged.
+    (0 < minutes ≤ 1440); ``unshelve``, ``out_of_service`` and ``return_to_service`` take
+    ``{"id", "user", "reason"}`` (``reason`` required out of service, optional otherwise). Other
+    keys are ignored and echoed back in ``request``. Any problem — size, encoding, JSON, types,
+    range, unknown alarm, an alarm not awaiting acknowledgement, not shelved, already or not out
+    of service — gives ``{"ok": false, "error": …}`` and leaves the engine unchanged.
     """
     request: Any = None
     try:
         verb = topic.removeprefix(f"{base}/cmd/alarm/") if topic.startswith(base + "/") else ""
-        if verb not in ("ack", "shelve"):
+        if verb not in ALARM_VERBS:
             raise _Rejected(f"unknown command topic {topic!r}")
         request = _parse(payload)
         alarm_id = _text(request, "id", MAX_ID_CHARS)
         user = _text(request, "user", MAX_USER_CHARS)
         if verb == "ack":
             transitions = engine.ack(alarm_id, user, now)
-        else:
+        elif verb == "shelve":
             transitions = engine.shelve(alarm_id, user, _minutes(request), now)
+        elif verb == "out_of_service":
+            reason = _text(request, "reason", MAX_REASON_CHARS)
+            transitions = engine.out_of_service(alarm_id, user, reason, now)
+        elif verb == "unshelve":
+            transitions = engine.unshelve(alarm_id, user, now, _optional_reason(request))
+        else:
+            back = _optional_reason(request)
+            transitions = engine.return_to_service(alarm_id, user, now, back)
     except _Rejected as exc:
         reply = _reply(base, now, request, exc.reason)
         return CommandResult(False, reply, (), (reply,))

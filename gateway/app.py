@@ -283,6 +283,9 @@ class Gateway:
         known = (
             self.topics.cmd_ack,
             self.topics.cmd_shelve,
+            self.topics.cmd_unshelve,
+            self.topics.cmd_out_of_service,
+            self.topics.cmd_return_to_service,
             self.topics.cmd_maintenance,
             self.topics.cmd_maintenance_end,
             self.topics.cmd_rescue_arrive,

@@ -230,7 +230,7 @@ class AlarmBook:
         self.state_ts[out_rows] = now
         return [
             self._transition(
-                int(r), STATES_BY_CODE[int(f)], STATES_BY_CODE[int(t)], now, user, reason
+                int(r), STATES_BY_CODE[int(f)], STATES_BY_CODE[int(t)], now, user, reason=reason
             )
             for r, f, t in zip(
                 out_rows.tolist(), old[emit].tolist(), state[emit].tolist(), strict=True
@@ -255,6 +255,7 @@ class AlarmBook:
         to_state: State,
         now: float,
         user: str | None,
+        *,
         reason: str | None = None,
     ) -> AlarmTransition:
         b = self.bindings[row]
