@@ -17,7 +17,10 @@ BACK = f"{BASE}/cmd/alarm/return_to_service"
 EVENTS = f"{BASE}/events/alarm"
 
 
-def send(alarms: Alarms, topic: str, **command: Any) -> tuple[dict[str, Any], list[OutboundMessage]]:
+Sent = tuple[dict[str, Any], list[OutboundMessage]]
+
+
+def send(alarms: Alarms, topic: str, **command: Any) -> Sent:
     """The parsed reply and everything else published for one command."""
     alarms.published.clear()
     (reply,) = alarms.service.handle_command(topic, json.dumps(command).encode())
