@@ -131,6 +131,8 @@ class Gateway:
             )
         if site.rules:
             engine = build_engine(site, self.table)
+            rescue = RescueBook.for_site(site, self.topics.base)
+            rescue.write_line = lambda line: self._write_lines([line])
             self.alarms = AlarmService(
                 engine,
                 self.table,
@@ -139,18 +141,19 @@ class Gateway:
                 on_transition=self._record_transition,
                 on_maintenance=self._maintenance_changed,
                 on_day=self._day_finished,
-                rescue=RescueBook.for_site(site, self.topics.base),
+                rescue=rescue,
             )
             self.report = DailyReporter(
                 site, engine, self.topics, self.publisher.publish, lines=self._daily_lines
             )
             if engine.exposure_points:
                 self.exposure = ExposureKeeper(
-                    engine, site.exposure, site.site.id, self._write_exposure
+                    engine, site.exposure, site.site.id, self._write_lines
                 )
 
-    def _write_exposure(self, lines: list[str]) -> None:
-        """Per-shift exposure rows go to the database like alarms (through the outbox)."""
+    def _write_lines(self, lines: list[str]) -> None:
+        """Per-shift exposure rows and rescue records go to the database like alarms (through
+        the outbox)."""
         if self.sink is not None:
             self.sink.add_lines(lines)
 

@@ -22,13 +22,14 @@ board shows open rescues only. Commands are validated here and always get one re
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from gateway.commands import MAX_COMMAND_BYTES, command_reply
 from gateway.config import SiteConfig
 from gateway.messages import OutboundMessage
+from gateway.sinks.lineprotocol import rescue_line
 from rules import AlarmTransition, State
 
 __all__ = [
@@ -97,6 +98,22 @@ class RescueRecord:
                 out.add(stage)
         return out
 
+    def line(self, site_id: str, targets: RescueTargets, now: float) -> str:
+        """The record as one ``rescue`` line for the database (the elevator board reads it)."""
+        reached = [i for i, stage in enumerate(STAGES) if self.times[stage] is not None]
+        overdue = self.overdue(targets, now)
+        return rescue_line(
+            site_id,
+            round(now * 1000),
+            device=self.device,
+            open_=self.open,
+            stage=max(reached, default=0),
+            to_arrival_s=self.elapsed_s("arrived", now),
+            to_release_s=self.elapsed_s("released", now),
+            overdue_arrival="arrived" in overdue,
+            overdue_release="released" in overdue,
+        )
+
     def doc(self, targets: RescueTargets, now: float) -> dict[str, Any]:
         """The payload of ``P/rescue/{device}``."""
         return {
@@ -143,6 +160,10 @@ class RescueBook:
         self.device_tags = device_tags
         self.targets = targets or RescueTargets()
         self.open: dict[str, RescueRecord] = {}
+        #: Called with one ``rescue`` line each time a record changes (the gateway sends it to
+        #: the database through the outbox); None: no database.
+        self.write_line: Callable[[str], None] | None = None
+        self.site_id = base.rsplit("/", 1)[-1]
         self.arrive_topic = f"{base}/cmd/rescue/arrive"  # as gateway.telemetry.Topics names them
         self.release_topic = f"{base}/cmd/rescue/release"
 
@@ -150,7 +171,9 @@ class RescueBook:
     def for_site(cls, site: SiteConfig, base: str) -> RescueBook:
         """The book of a site: its devices' tags and its ``rescue`` targets."""
         targets = RescueTargets(site.rescue.arrive_within_min, site.rescue.release_within_min)
-        return cls(base, {d.id: dict(d.tags) for d in site.devices}, targets)
+        book = cls(base, {d.id: dict(d.tags) for d in site.devices}, targets)
+        book.site_id = site.site.id
+        return book
 
     def topic(self, device: str) -> str:
         return f"{self.base}/rescue/{device}"
@@ -162,6 +185,8 @@ class RescueBook:
         )
 
     def _publish(self, record: RescueRecord, now: float) -> list[OutboundMessage]:
+        if self.write_line is not None:
+            self.write_line(record.line(self.site_id, self.targets, now))
         if record.open:
             return [self._message(record, now, retain=True)]
         # the final record once, then the retained topic cleared: boards show open rescues only

@@ -81,7 +81,7 @@ def line_kind(measurement: str) -> EntryKind:
     match measurement:
         case "alarm":
             return "alarm"
-        case "device_status" | "exposure" | "daily":  # shift and day records: kept like status
+        case "device_status" | "exposure" | "daily" | "rescue":  # records: kept like status
             return "status"
         case _:
             return "telemetry"

@@ -14,6 +14,8 @@ profile ``measurement``     site, device, + device tags      one per *good* poin
 ``gateway``                 site                             see :data:`GATEWAY_FIELDS`
 ``exposure``                site, device, point, rule,       see :data:`EXPOSURE_FIELDS` (one
                             substance                        line per point per closed shift)
+``rescue``                  site, device                     see :data:`RESCUE_FIELDS` (one line
+                                                             per change of a rescue record)
 ==========================  ===============================  ====================================
 
 Field types are fixed per point so a series never changes type (InfluxDB rejects a write whose
@@ -60,6 +62,7 @@ __all__ = [
     "format_int",
     "gateway_line",
     "is_integer_point",
+    "rescue_line",
     "schema_for",
 ]
 
@@ -121,6 +124,17 @@ EXPOSURE_FIELDS: Final[Mapping[str, str]] = {
     "mac": "float",
 }
 EXPOSURE_TAGS: Final = frozenset({"site", "device", "point", "rule", "substance"})
+#: Fields of ``rescue`` (one line each time an elevator rescue record changes: opened,
+#: acknowledged, arrived, released, a target missed): name -> "int" | "float".
+RESCUE_FIELDS: Final[Mapping[str, str]] = {
+    "open": "int",  # 1 while the passengers are not yet released
+    "stage": "int",  # last stage reached: 0 raised, 1 acknowledged, 2 arrived, 3 released
+    "to_arrival_s": "float",  # from the alarm to the rescuer's arrival (or to now)
+    "to_release_s": "float",  # from the alarm to the release (or to now)
+    "overdue_arrival": "int",  # 1 when the arrival target is missed
+    "overdue_release": "int",
+}
+RESCUE_TAGS: Final = frozenset({"site", "device"})
 #: Tags every telemetry line carries (device tags come on top, but vary by site).
 TELEMETRY_TAGS: Final = frozenset({"site", "device"})
 ALARM_TAGS: Final = frozenset({"site", "device", "point", "rule", "level"})
@@ -444,6 +458,30 @@ def exposure_lines(site_id: str, shift: ShiftExposure) -> list[str]:
     return lines
 
 
+def rescue_line(
+    site_id: str,
+    ts_ms: int,
+    *,
+    device: str,
+    open_: bool,
+    stage: int,
+    to_arrival_s: float,
+    to_release_s: float,
+    overdue_arrival: bool,
+    overdue_release: bool,
+) -> str:
+    """One ``rescue`` line: the state of one elevator rescue record (:mod:`gateway.rescue`)."""
+    fields = [f"open={int(open_)}i", f"stage={stage}i"]
+    for name, value in (("to_arrival_s", to_arrival_s), ("to_release_s", to_release_s)):
+        text = format_float(value)
+        if text is not None:
+            fields.append(f"{name}={text}")
+    fields.append(f"overdue_arrival={int(overdue_arrival)}i")
+    fields.append(f"overdue_release={int(overdue_release)}i")
+    prefix = "rescue" + _tag_set([("site", site_id), ("device", device)])
+    return f"{prefix} {','.join(fields)} {ts_ms}"
+
+
 def device_status_line(
     site_id: str, ts_ms: int, *, device: str, online: bool, latency_ms: float | None, errors: int
 ) -> str:
@@ -518,4 +556,5 @@ def schema_for(profiles: Iterable[Profile]) -> dict[str, MeasurementSchema]:
     out["gateway"] = MeasurementSchema("gateway", GATEWAY_TAGS, GATEWAY_FIELDS)
     out["daily"] = MeasurementSchema("daily", DAILY_TAGS, DAILY_FIELDS)
     out["exposure"] = MeasurementSchema("exposure", EXPOSURE_TAGS, EXPOSURE_FIELDS)
+    out["rescue"] = MeasurementSchema("rescue", RESCUE_TAGS, RESCUE_FIELDS)
     return out

@@ -192,9 +192,17 @@ def test_schema_comes_from_the_profiles() -> None:
         "gateway",
         "daily",
         "exposure",
+        "rescue",
     }
     assert {"ch4", "co", "o2", "h2s"} <= set(SCHEMA["gas"].fields)
     assert {"moment_pct", "wind_ms", "load_t"} <= set(SCHEMA["crane"].fields)
+
+
+def test_the_elevator_board_lists_open_rescues() -> None:
+    texts = [q.text for q in QUERIES if q.board == "elevators.json"]
+    assert any(
+        'r._measurement == "rescue"' in t and "r.open == 1" in t and "last(" in t for t in texts
+    )
 
 
 def test_exposure_panels_read_the_shift_rows() -> None:

@@ -212,3 +212,36 @@ def test_the_consoles_rescue_panel_lists_open_rescues_only() -> None:
     _, *records = command(book, "release", site.now + 600, device="lift-a", user="li")
     feed(records)
     assert rescues() == {}
+
+
+def test_every_change_of_a_record_is_a_rescue_line_for_the_board() -> None:
+    """The elevator board lists open rescues from the ``rescue`` measurement: one line each
+    time a record changes, its stage, whether it is open, elapsed times and missed targets."""
+    site = Site(device_points("lift-a", 0, "elevator"), ELEVATOR)
+    site.set("lift-a", **IDLE)
+    site.tick()
+    book = RescueBook(BASE, TAGS, RescueTargets(arrive_within_min=10))
+    lines: list[str] = []
+    book.write_line = lines.append
+    site.set("lift-a", floor=7, leveling=0, door_open=0, door_closed=1, occupied=1)
+    site.tick()
+    for t in site.run(30):
+        book.observe(t)
+    raised = site.now
+    (opened,) = lines
+    assert opened.startswith("rescue,device=lift-a,site=site-1 open=1i,stage=0i,")
+    assert opened.endswith(f"overdue_arrival=0i,overdue_release=0i {round(raised * 1000)}")
+    for t in site.engine.ack("lift-a/floor/elevator_trapped", "duty.op", raised + 60):
+        book.observe(t)
+    book.check(raised + 601)  # arrival target (10 min) missed
+    command(book, "arrive", raised + 900, device="lift-a", user="li.rescuer")
+    command(book, "release", raised + 1380, device="lift-a", user="li.rescuer")
+    fields = [dict(kv.split("=") for kv in line.split(" ")[1].split(",")) for line in lines]
+    assert [(f["open"], f["stage"], f["overdue_arrival"]) for f in fields] == [
+        ("1i", "0i", "0i"),  # raised
+        ("1i", "1i", "0i"),  # acknowledged
+        ("1i", "1i", "1i"),  # the arrival target missed
+        ("1i", "2i", "1i"),  # arrived (late)
+        ("0i", "3i", "1i"),  # released
+    ]
+    assert float(fields[-1]["to_release_s"]) == 1380.0
