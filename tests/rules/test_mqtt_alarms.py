@@ -154,7 +154,8 @@ def test_a_shelved_power_off_alarm_keeps_its_area_in_power_off() -> None:
         ("shelve", {"id": ALARM, "user": "li", "minutes": "30"}, "must be a number"),
         ("shelve", {"id": ALARM, "user": "li", "minutes": True}, "must be a number"),
         ("shelve", b'{"id": "x", "user": "li", "minutes": NaN}', "(0, 1440]"),
-        ("unshelve", {"id": ALARM, "user": "li"}, "unknown command topic"),
+        ("delete", {"id": ALARM, "user": "li"}, "unknown command topic"),
+        ("unshelve", {"id": ALARM, "user": "li"}, "alarm is not shelved"),
     ],
 )
 def test_malformed_or_unknown_commands_change_nothing(verb: str, payload: Any, error: str) -> None:
