@@ -381,8 +381,10 @@ class ExposureConfig(_Frozen):
     shifts: Annotated[list[str], Field(min_length=1, max_length=24)] = Field(
         default_factory=lambda: list(DEFAULT_SHIFT_STARTS)
     )
-    #: The state file (doses, shift, excursions); relative paths to the working directory.
-    state_file: Annotated[str, Field(min_length=1)] = "hazardgw-exposure.npz"
+    #: The state file (doses, shift, excursions). Without it ``exposure-{site id}.npz`` in the
+    #: state directory (:func:`state_directory`); a relative path is taken relative to the site
+    #: file. In a :class:`SiteConfig` it is always resolved.
+    state_file: Annotated[str | None, Field(min_length=1)] = None
     #: Seconds between saves of the state (and one at shutdown).
     save_interval: Annotated[float, Field(ge=5, le=3600)] = 60.0
 
@@ -834,7 +836,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         source=source,
         shutdown_timeout=sf.shutdown_timeout,
         metrics=sf.metrics,
-        exposure=sf.exposure,
+        exposure=_resolve_exposure(sf.exposure, sf.site.id, base_dir),
         rescue=sf.rescue,
     )
 
@@ -851,6 +853,19 @@ def _resolve_outbox(cfg: OutboxConfig, site_id: str, base_dir: Path | None) -> O
         if not path.is_absolute():
             path = (base_dir or Path.cwd()) / path
     return cfg.model_copy(update={"path": str(path)})
+
+
+def _resolve_exposure(cfg: ExposureConfig, site_id: str, base_dir: Path | None) -> ExposureConfig:
+    """The exposure config with an absolute ``state_file``: the state directory's
+    ``exposure-{site id}.npz`` by default (beside the outbox, so a service started from ``/``
+    keeps its doses where it keeps its outbox); a relative path is relative to the site file."""
+    if cfg.state_file is None:
+        path = state_directory() / f"exposure-{site_id}.npz"
+    else:
+        path = Path(cfg.state_file).expanduser()
+        if not path.is_absolute():
+            path = (base_dir or Path.cwd()) / path
+    return cfg.model_copy(update={"state_file": str(path)})
 
 
 def _epoch(iso: str | None, zone: dt.tzinfo) -> float | None:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.config import ExposureConfig
+from gateway.config import ExposureConfig, state_directory
 from gateway.sinks.lineprotocol import exposure_lines
 from rules import RuleEngine, RulesConfigError, ShiftExposure, save_exposure_state
 
@@ -51,7 +51,12 @@ class ExposureKeeper:
         self.site_id = site_id
         self.write = write
         self.clock = clock
-        self.path = Path(config.state_file)
+        # parse_site resolves it; a config built by hand falls back to the state directory
+        self.path = (
+            Path(config.state_file)
+            if config.state_file is not None
+            else state_directory() / f"exposure-{site_id}.npz"
+        )
         self.shifts_written = 0
         self._last_save = clock()
 

@@ -129,3 +129,18 @@ def test_the_start_log_says_where_the_outbox_is_or_warns_it_is_off(
     else:
         assert len(off) == 1
         assert not any(i.startswith("outbox /") for i in infos)
+
+
+def test_the_exposure_state_lives_in_the_state_directory_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not in whatever directory the service was started from: a systemd unit starts in `/`."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    assert parse_site(_site()).exposure.state_file == str(
+        tmp_path / "state" / "exposure-mine-7.npz"
+    )
+    site_dir = tmp_path / "etc"
+    site_dir.mkdir()
+    named = parse_site(_site(exposure={"state_file": "doses.npz"}), base_dir=site_dir)
+    assert named.exposure.state_file == str(site_dir / "doses.npz")
