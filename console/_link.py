@@ -72,10 +72,6 @@ class Hub:
                     q.get_nowait()
             q.put_nowait(None)
 
-    @property
-    def pages(self) -> int:
-        return len(self._queues)
-
     def send(self, deltas: Sequence[Delta]) -> None:
         if not deltas or not self._queues:
             return

@@ -1,4 +1,4 @@
-"""MQTT payloads and topics, per the contract in DESIGN.md."""
+"""MQTT payloads and topics, per the contract in README.md ("MQTT topics") and docs/rules.md."""
 
 from __future__ import annotations
 
