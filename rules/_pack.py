@@ -123,6 +123,9 @@ class RuleBase(_Model):
     message: str | None = None
     unit: str | None = None
     enabled: bool = True
+    #: A device the rule selects must have every point the rule needs: a device lacking one is
+    #: a config error. Without it such a device is listed (``BindingPlan.missing_points``).
+    required: bool = False
 
     #: Keys a site may override per device (``overrides: {device: {rule: {key: value}}}``).
     overridable: ClassVar[tuple[str, ...]] = ()

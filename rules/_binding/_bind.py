@@ -57,6 +57,7 @@ def bind(
         site.n_devices,
         unbound,
         tuple(site.loosened),
+        tuple(site.missing),
     )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "ConditionSpec",
     "FeedSpec",
     "LoosenedLimit",
+    "MissingPoints",
     "Spec",
     "StaleSpec",
     "ThresholdSpec",
@@ -131,6 +132,18 @@ class LoosenedLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class MissingPoints:
+    """A rule that selects a device (by kind, tags and position) but does not bind there,
+    because the device lacks points the rule needs: an alarm that does not exist on that device
+    (logged at start and shown in the gateway status and ``hazardgw check``)."""
+
+    device: str
+    rule: str
+    #: The points the rule needs that the device does not have, in the rule's order.
+    points: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Binding:
     """One alarm: a rule bound to a point (or to a device, for communication rules)."""
 
@@ -184,6 +197,8 @@ class BindingPlan:
     unbound_points: tuple[tuple[str, str], ...]
     #: Per-device limits looser than the table, each with the device's reason.
     loosened: tuple[LoosenedLimit, ...] = ()
+    #: Rules that select a device lacking points they need, so their alarm does not exist there.
+    missing_points: tuple[MissingPoints, ...] = ()
 
     def block_slice(self, block: int) -> slice:
         start = next((i for i, b in enumerate(self.bindings) if b.block >= block), None)

@@ -61,14 +61,20 @@ class RuleBinder(Generic[R]):
 
 
 def point_targets(
-    rule: PointRule, devices: Iterable[BoundDevice]
+    rule: PointRule, devices: Iterable[BoundDevice], site: BindSite
 ) -> Iterator[tuple[BoundDevice, str, int]]:
     """``(device, point name, point index)`` for each point of ``rule`` a device has
-    (``point: "*"``: all of them)."""
+    (``point: "*"``: all of them).
+
+    A point the device lacks is a quantity it does not measure (a CO limit on a methane-only
+    detector): skipped, unless the rule is ``required`` (then a config error).
+    """
     for dev in devices:
         names = rule.point_names
         if names == ("*",):
             names = tuple(dev.points)
+        elif rule.required:
+            site.lacks(rule, dev, names)
         for name in names:
             index = dev.points.get(name)
             if index is not None:

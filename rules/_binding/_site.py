@@ -12,7 +12,15 @@ from rules._model import PointRef
 from rules._pack import CommRule, Predicate, RuleBase, RulePack
 
 from ._overrides import Changes, Overrides
-from ._plan import AREA_TAG, Binding, BlockKind, BoundPredicate, LoosenedLimit, Spec
+from ._plan import (
+    AREA_TAG,
+    Binding,
+    BlockKind,
+    BoundPredicate,
+    LoosenedLimit,
+    MissingPoints,
+    Spec,
+)
 
 __all__ = ["BindSite", "BoundDevice", "bind_predicate", "devices_of"]
 
@@ -105,6 +113,7 @@ class BindSite:
         )
         self.limits_reasons = limits_reasons
         self.loosened: list[LoosenedLimit] = []
+        self.missing: list[MissingPoints] = []
         self.overrides = overrides
         max_index = max((d.index for d in self.devices.values()), default=-1)
         self.n_devices = max_index + 1 if n_devices is None else n_devices
@@ -143,6 +152,22 @@ class BindSite:
                 "overrides", f"{device}.{rule_id}", change, "a mapping of level/key to value"
             )
         return change
+
+    def lacks(self, rule: RuleBase, dev: BoundDevice, needed: Iterable[str]) -> None:
+        """Record that ``dev`` lacks the points of ``needed`` it does not have, so ``rule`` does
+        not bind there; a ``required`` rule makes that a :class:`RulesConfigError`."""
+        missing = tuple(dict.fromkeys(name for name in needed if name not in dev.points))
+        if not missing:
+            return
+        if rule.required:
+            raise RulesConfigError(
+                "devices",
+                f"{dev.name} (kind {dev.kind!r})",
+                ", ".join(missing),
+                f"the points rule {rule.id!r} needs: the pack marks it required, so a device it "
+                "selects must have them (or exclude the device with tags)",
+            )
+        self.missing.append(MissingPoints(dev.name, rule.id, missing))
 
     def unit(self, rule: RuleBase, index: int) -> str:
         """The unit of an alarm on point ``index``: the rule's, else the point's."""

@@ -28,10 +28,14 @@ class ConditionBinder(RuleBinder[C]):
     def rows(self, rule: C, devices: Iterable[BoundDevice], site: BindSite) -> Iterator[Row]:
         preds = rule.predicates()
         alternatives = rule.alternatives()
-        needed = {name for p in (*preds, *alternatives) for name in p.points_used}
         report = rule.report_point or preds[0].point
+        needed = tuple(
+            dict.fromkeys([*(n for p in (*preds, *alternatives) for n in p.points_used), report])
+        )
         for dev in devices:
-            if not needed <= dev.points.keys() or report not in dev.points:
+            if not dev.points.keys() >= set(needed):
+                # a rule on the device's state (a lockout, a trapped car): never silently absent
+                site.lacks(rule, dev, needed)
                 continue
             changes = scalar_overrides(
                 rule, site.changes(dev.name, rule.id), f"{dev.name}.{rule.id}"

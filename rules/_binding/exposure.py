@@ -37,7 +37,7 @@ class ExposureBinder(RuleBinder[ExposureRule]):
         self, rule: ExposureRule, devices: Iterable[BoundDevice], site: BindSite
     ) -> Iterator[Row]:
         checks = exposure_checks(rule.pc_twa, rule.pc_stel, rule.mac)
-        for dev, name, index in point_targets(rule, devices):
+        for dev, name, index in point_targets(rule, devices, site):
             unit = site.unit(rule, index)
             scalar_overrides(rule, site.changes(dev.name, rule.id), f"{dev.name}.{rule.id}")
             limits: dict[str, float] = {}

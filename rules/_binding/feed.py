@@ -29,6 +29,8 @@ class FeedBinder(RuleBinder[FeedCheckRule]):
             changes = scalar_overrides(
                 rule, site.changes(dev.name, rule.id), f"{dev.name}.{rule.id}"
             )
+            if rule.required:
+                site.lacks(rule, dev, rule.point_names)
             for name in rule.point_names:
                 index = dev.points.get(name)
                 if index is None:

@@ -22,7 +22,7 @@ class StaleBinder(RuleBinder[StaleRule]):
     def rows(
         self, rule: StaleRule, devices: Iterable[BoundDevice], site: BindSite
     ) -> Iterator[Row]:
-        for dev, name, index in point_targets(rule, devices):
+        for dev, name, index in point_targets(rule, devices, site):
             changes = scalar_overrides(
                 rule, site.changes(dev.name, rule.id), f"{dev.name}.{rule.id}"
             )

@@ -30,10 +30,11 @@ class ThresholdBinder(RuleBinder[ThresholdRule]):
         table_rule = rule.id in site.table_rules
         po_level = rule.power_off_level
         po_code = int(LEVEL_CODES[po_level]) if po_level is not None else 0
-        for dev, name, index in point_targets(rule, devices):
+        for dev, name, index in point_targets(rule, devices, site):
             other = -1
             if rule.magnitude_with is not None:
                 if rule.magnitude_with not in dev.points:
+                    site.lacks(rule, dev, (rule.magnitude_with,))  # a single-axis tilt sensor
                     continue
                 other = dev.points[rule.magnitude_with]
             level_changes = site.changes(dev.name, rule.id)

@@ -24,10 +24,11 @@ class TrendBinder(RuleBinder[RateOfChangeRule]):
     def rows(
         self, rule: RateOfChangeRule, devices: Iterable[BoundDevice], site: BindSite
     ) -> Iterator[Row]:
-        needed = {n for c in rule.conditions for n in c.points_used}
+        needed = tuple(dict.fromkeys(n for c in rule.conditions for n in c.points_used))
         fc = rule.forecast
-        for dev, name, index in point_targets(rule, devices):
-            if not needed <= dev.points.keys():
+        for dev, name, index in point_targets(rule, devices, site):
+            if not dev.points.keys() >= set(needed):
+                site.lacks(rule, dev, needed)  # the reading is there, a condition's is not
                 continue
             changes = scalar_overrides(
                 rule, site.changes(dev.name, rule.id), f"{dev.name}.{rule.id}"
