@@ -63,9 +63,9 @@ def test_warning_at_start_and_the_list_in_the_gateway_status(
     with caplog.at_level(logging.WARNING):
         gw = Gateway(site)
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(
-        "lift-1" in m and "elevator_trapped" in m and "car_call" in m for m in messages
-    ), messages
+    assert any("lift-1" in m and "elevator_trapped" in m and "car_call" in m for m in messages), (
+        messages
+    )
     assert any("crane-1" in m and "crane_tilt" in m and "tilt_y_deg" in m for m in messages)
     sent: list[OutboundMessage] = []
     gw.publisher.publish = sent.append  # type: ignore[method-assign]
