@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from gateway.quality import BAD, GOOD, MAINTENANCE, QUALITY_NAMES
+from fieldmodel.quality import BAD, GOOD, MAINTENANCE, QUALITY_NAMES
 
 if TYPE_CHECKING:  # (the site config imports this module for RESERVED_DEVICE_IDS)
     from gateway.points import DeviceRows
