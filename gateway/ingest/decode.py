@@ -38,7 +38,7 @@ from gateway.sinks.lineprotocol import (
     device_status_line,
     gateway_line,
 )
-from gateway.telemetry import RESERVED_DEVICE_IDS
+from gateway.topics import RESERVED_DEVICE_IDS
 
 __all__ = ["UNREGISTERED_MEASUREMENT", "Decoded", "PlatformDecoder"]
 
