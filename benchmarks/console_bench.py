@@ -46,7 +46,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.services import Mosquitto, free_port, wait_port  # noqa: E402
+from tests.harness.mosquitto import Mosquitto, free_port, wait_port  # noqa: E402
 
 PREFIX = "bench"
 USER, PASSWORD = "bench.operator", "bench-password-1"

@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._processes import start_gateway, start_simulators, stop_all  # noqa: E402
-from tests.services import Mosquitto, free_port  # noqa: E402
+from tests.harness.mosquitto import Mosquitto, free_port  # noqa: E402
 
 BENCH_RULES = ROOT / "benchmarks" / "bench_rules.yaml"
 
