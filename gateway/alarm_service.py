@@ -41,7 +41,7 @@ from gateway.maintenance import (
 from gateway.messages import OutboundMessage
 from gateway.points import PointTable
 from gateway.rescue import RescueBook
-from gateway.telemetry import Topics
+from gateway.topics import Topics
 from rules import (
     AlarmTransition,
     AreaInterlock,
@@ -93,6 +93,14 @@ def build_engine(site: SiteConfig, table: PointTable) -> RuleEngine:
             lo.value,
             lo.table,
             lo.reason,
+        )
+    for gap in engine.plan.missing_points:
+        log.warning(
+            "%s: rule %s selects this device but it lacks point %s: the alarm does not exist "
+            "on this device",
+            gap.device,
+            gap.rule,
+            ", ".join(gap.points),
         )
     return engine
 
