@@ -21,8 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.aio import raise_if_cancelling, wait_event
-from gateway.drivers.modbus.adaptive import AdaptiveReader
-from gateway.drivers.modbus.link import ModbusLink
+from gateway.drivers.modbus.adaptive import AdaptiveReader, RegisterReader
 from gateway.errors import DeviceError, ReadsStopped
 from gateway.points import DeviceRows
 
@@ -51,7 +50,7 @@ class DevicePoller:
     def __init__(
         self,
         rows: DeviceRows,
-        link: ModbusLink,
+        link: RegisterReader,
         on_result: Callable[[PollResult], None],
         *,
         backoff_max: float = 10.0,
