@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 from gateway.commands import command_reply, entry_refusal
 from gateway.config import MqttConfig
 from gateway.errors import BrokerError
-from gateway.messages import OutboundMessage
+from gateway.messages import OutboundMessage, json_payload
 from gateway.mqtt_transport import (
     AiomqttTransport,
     ConnectOptions,
@@ -41,7 +41,7 @@ from gateway.mqtt_transport import (
 )
 from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, OutboxError, StoredEntry
 from gateway.redact import SECRETS, secret_from_env
-from gateway.telemetry import Topics, json_payload
+from gateway.topics import Topics
 
 __all__ = ["MqttPublisher", "MqttStats", "broker_address", "failover_delay"]
 
@@ -414,7 +414,7 @@ class MqttPublisher:
     async def _listen_loop(self, conn: MqttConnection) -> None:
         async for message in conn.messages():
             topic, payload = message.topic, message.payload
-            if topic == self.topics.cmd_reply or self.on_command is None:
+            if self.topics.is_reply(topic) or self.on_command is None:
                 continue
             self.stats.commands += 1
             now = time.time()

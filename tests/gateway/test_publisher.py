@@ -20,7 +20,7 @@ from gateway.config import MqttConfig
 from gateway.messages import OutboundMessage
 from gateway.mqtt import QOS0_QUEUE, MqttPublisher, failover_delay
 from gateway.mqtt_fake import FakeBroker, Received, topic_matches
-from gateway.telemetry import Topics
+from gateway.topics import Topics
 
 TOPICS = Topics("hz", "s1")
 STATUS = TOPICS.gateway_status
