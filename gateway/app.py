@@ -33,7 +33,7 @@ from gateway.poller import DevicePoller, PollResult
 from gateway.redact import SECRETS, secret_from_env
 from gateway.rescue import RescueBook
 from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, influx_token
-from gateway.telemetry import device_status_payload, telemetry_doc
+from gateway.telemetry import TelemetryPayload, TelemetrySample, device_status_payload
 from gateway.topics import Topics
 from rules import AlarmTransition, DailyStats, MaintenanceEvent
 
@@ -118,6 +118,8 @@ class Gateway:
         self._last_error: list[str | None] = [None] * len(self.pollers)
         self._latency_ms: list[float | None] = [None] * len(self.pollers)
         self._device_index = {rows.device.id: rows.index for rows in self.table.devices}
+        self._telemetry_topics = [self.topics.telemetry(r.device.id) for r in self.table.devices]
+        self._payloads = [TelemetryPayload(r.names, r.integer) for r in self.table.devices]
         self.telemetry_qos = self.mqtt_cfg.telemetry_qos
         self.outbox: AsyncOutbox | None = None
         self.alarms: AlarmService | None = None
@@ -192,7 +194,7 @@ class Gateway:
                 point=tr.point,
                 rule=tr.rule,
                 level=tr.level,
-                state=str(tr.to_state),
+                state=tr.to_state,
                 value=tr.value,
                 limit=tr.limit,
             )
@@ -213,18 +215,21 @@ class Gateway:
             self.table.update(idx, res.values, res.good, res.ts)
             st.points += int(res.good.sum())
             maintenance = self.alarms is not None and bool(self.alarms.engine.in_maintenance[idx])
-            doc = telemetry_doc(res.rows, ts_ms, res.values, res.good, maintenance=maintenance)
+            # one record of the poll, read by the MQTT payload and the database line
+            sample = TelemetrySample.from_poll(
+                res.rows, ts_ms, res.values, res.good, maintenance=maintenance
+            )
             st.telemetry_messages += 1
             # With an outbox, the message and the line below are committed in one transaction.
             self.publisher.publish(
                 OutboundMessage(
-                    self.topics.telemetry(dev.id), json_payload(doc), qos=self.telemetry_qos
+                    self._telemetry_topics[idx],
+                    self._payloads[idx].encode(sample),
+                    qos=self.telemetry_qos,
                 )
             )
             if self.sink is not None:
-                self.sink.add_telemetry(
-                    dev, ts_ms, doc["values"], doc["quality"], maintenance=maintenance
-                )
+                self.sink.add_sample(dev, sample)
             online, error = True, None
         else:
             st.failed_polls += 1
