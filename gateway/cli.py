@@ -24,6 +24,7 @@ from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
     from gateway.drivers.modbus.link import ModbusLink
+    from rules import RuleEngine
 
 __all__ = ["main"]
 
@@ -36,10 +37,6 @@ def _load(path: str, *, check_rules: bool = True) -> SiteConfig:
 
     ``check_rules=False`` leaves binding the packs to the caller (the gateway binds them itself;
     compiling them twice would double a large site's start-up)."""
-    from gateway.alarm_service import build_engine
-    from gateway.points import PointTable
-    from rules import RulesConfigError
-
     try:
         site = load_site(path)
     except ConfigError as exc:
@@ -49,11 +46,20 @@ def _load(path: str, *, check_rules: bool = True) -> SiteConfig:
             print(f"  {issue}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
     if site.rules and check_rules:
-        try:
-            build_engine(site, PointTable(site.devices))
-        except RulesConfigError as exc:
-            _rules_error(path, exc)
+        _bind_rules(path, site)
     return site
+
+
+def _bind_rules(path: str, site: SiteConfig) -> RuleEngine:
+    """The site's rules bound to its points; on a rule problem print it and exit 2."""
+    from gateway.alarm_service import build_engine
+    from gateway.points import PointTable
+    from rules import RulesConfigError
+
+    try:
+        return build_engine(site, PointTable(site.devices))
+    except RulesConfigError as exc:
+        _rules_error(path, exc)
 
 
 def _rules_error(path: str, exc: Exception) -> NoReturn:
@@ -113,7 +119,8 @@ async def _run_until_signal(coro_factory: object) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     from gateway.drivers.modbus.planner import plan_reads
 
-    site = _load(args.config)
+    site = _load(args.config, check_rules=False)
+    engine = _bind_rules(args.config, site) if site.rules else None
     n_points = sum(len(d.points) for d in site.devices)
     print(f"site {site.site.id} ({site.site.name or 'no name'}): OK")
     print(f"  MQTT {' '.join(site.mqtt.brokers)} prefix {site.mqtt.topic_prefix}/{site.site.id}")
@@ -140,9 +147,26 @@ def cmd_check(args: argparse.Namespace) -> int:
         for line in plan.describe(dev.points):
             print(f"      {line}")
     print(f"  read plan: {total_requests} requests per cycle")
+    if engine is not None:
+        _print_rule_gaps(engine)
     if args.probe:
         return _check_probe(site)
     return 0
+
+
+def _print_rule_gaps(engine: RuleEngine) -> None:
+    """What the gateway logs at start as WARNING and lists in its status: looser limits and
+    rules whose alarm does not exist on a device for want of a point."""
+    plan = engine.plan
+    for lo in plan.loosened:
+        print(
+            f"  WARNING {lo.device}: {lo.rule} {lo.level} {lo.key} {lo.value:g} is looser than "
+            f"the table's {lo.table:g} (limits_reason: {lo.reason})"
+        )
+    if plan.missing_points:
+        print(f"  WARNING {len(plan.missing_points)} alarms do not exist (device lacks a point):")
+    for gap in plan.missing_points:
+        print(f"    - {gap.device}: rule {gap.rule} needs {', '.join(gap.points)}")
 
 
 def _check_probe(site: SiteConfig) -> int:

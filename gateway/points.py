@@ -67,7 +67,7 @@ class PointTable:
         good: npt.NDArray[np.bool_],
         ts: float,
     ) -> None:
-        """Store one poll's result for a device (bad points keep their last value as NaN)."""
+        """Store one poll's result for a device (a bad point's value is NaN, from the decoder)."""
         rows = self.devices[device_index].rows
         self.values[rows] = values
         self.quality[rows] = np.where(good, GOOD, BAD)

@@ -1,7 +1,7 @@
 """InfluxDB line protocol for the gateway's four record kinds: pure, fast, no I/O.
 
-The schema is the contract with the Grafana boards (DESIGN.md, "InfluxDB line protocol"; the full
-table with types is in docs/influx.md):
+The schema is the contract with the Grafana boards (the full table with types is in
+docs/influx.md):
 
 ==========================  ===============================  ====================================
 measurement                 tags                             fields
@@ -344,11 +344,10 @@ class TelemetryEncoder:
 class LineEncoder:
     """Encodes every record kind of one site. Keeps a :class:`TelemetryEncoder` per device."""
 
-    __slots__ = ("_site_tag", "_telemetry", "site_id")
+    __slots__ = ("_telemetry", "site_id")
 
     def __init__(self, site_id: str) -> None:
         self.site_id = site_id
-        self._site_tag = f",site={escape_key(site_id)}"
         self._telemetry: dict[str, tuple[Device, TelemetryEncoder]] = {}
 
     def telemetry_encoder(self, device: Device) -> TelemetryEncoder:
