@@ -2,7 +2,7 @@
 
 One good poll becomes one :class:`TelemetrySample`: the device's point names and integer mask
 (shared with the point table, not copied), the poll's timestamp, the values array and an array
-of quality codes (:mod:`gateway.quality`). Both encoders read it: :func:`telemetry_payload`
+of quality codes (:mod:`fieldmodel.quality`). Both encoders read it: :func:`telemetry_payload`
 (``P/{device}/telemetry``, README.md's topic table) and the line-protocol
 :class:`~gateway.sinks.lineprotocol.TelemetryEncoder` (the database line). The city platform's
 ingest turns a received payload back into a record with :func:`sample_from_doc`.
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from fieldmodel.quality import BAD, GOOD, MAINTENANCE, QUALITY_NAMES
 from gateway.messages import json_payload
-from gateway.quality import BAD, GOOD, MAINTENANCE, QUALITY_NAMES
 
 __all__ = [
     "TelemetryPayload",

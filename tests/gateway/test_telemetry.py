@@ -18,11 +18,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from fieldmodel.quality import BAD, GOOD, MAINTENANCE
+from fieldmodel.registers import is_integer_point
 from gateway.config import Device
 from gateway.messages import json_payload
 from gateway.points import PointTable
-from gateway.quality import BAD, GOOD, MAINTENANCE
-from gateway.sinks.lineprotocol import TelemetryEncoder, is_integer_point
+from gateway.sinks.lineprotocol import TelemetryEncoder
 from gateway.telemetry import (
     TelemetryPayload,
     TelemetrySample,
