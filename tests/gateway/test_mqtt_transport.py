@@ -21,7 +21,7 @@ from gateway.mqtt_transport import (
     MqttTransport,
     Will,
 )
-from tests.services import Mosquitto, free_port, mosquitto_binary
+from tests.harness.mosquitto import Mosquitto, free_port, mosquitto_binary
 
 
 @dataclass
