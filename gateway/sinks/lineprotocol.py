@@ -38,10 +38,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from fieldmodel.model import Device, Profile
 from fieldmodel.quality import MAINTENANCE as MAINTENANCE_QUALITY
 from fieldmodel.quality import QUALITY_NAMES
 from fieldmodel.registers import is_integer_point
-from gateway.config import RESERVED_TAGS, Device, Profile
+from gateway.config import RESERVED_TAGS
 from rules import DAILY_FIELDS, ShiftExposure
 
 __all__ = [
