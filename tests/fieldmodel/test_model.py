@@ -18,7 +18,6 @@ from fieldmodel.model import (
 )
 from fieldmodel.registers import REGISTER_WIDTH
 from gateway.config import parse_site
-from gateway.drivers.modbus.probe import build_connection
 
 
 def _site(*connections: dict[str, object]) -> dict[str, object]:
@@ -71,20 +70,6 @@ def test_point_width_follows_the_register_table_on_word_kinds(type_name: str) ->
 @pytest.mark.parametrize("kind", ["coil", "discrete"])
 def test_a_bit_point_spans_one_bit(kind: str) -> None:
     assert Point("p", kind, 7, "bool").width == 1  # type: ignore[arg-type]
-
-
-def test_probe_options_are_checked_as_a_site_file_connection() -> None:
-    assert build_connection(host="10.0.0.9") == TcpConnection(host="10.0.0.9", port=502)
-    assert build_connection(serial="/dev/ttyUSB0", baudrate=38400) == RtuConnection(
-        port="/dev/ttyUSB0", baudrate=38400
-    )
-    assert build_connection(host="h", port=4001, rtu_over_tcp=True) == RtuOverTcpConnection(
-        host="h", port=4001
-    )
-    with pytest.raises(ValueError, match=r"--baudrate: .*1200.*\(got 1234\)"):
-        build_connection(serial="/dev/ttyUSB0", baudrate=1234)
-    with pytest.raises(ValueError, match=r"--port: .*\(got 70000\)"):
-        build_connection(host="h", port=70000)
 
 
 def test_fieldmodel_imports_no_other_project_package() -> None:
