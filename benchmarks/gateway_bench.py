@@ -67,7 +67,7 @@ from gateway.topics import (  # noqa: E402
     Topics,
     interlock_topic,
 )
-from tests.services import Mosquitto, free_port  # noqa: E402
+from tests.harness.mosquitto import Mosquitto, free_port  # noqa: E402
 
 BENCH_RULES = ROOT / "benchmarks" / "bench_rules.yaml"
 
@@ -275,7 +275,7 @@ def main() -> None:
     profiled = None
     if args.profile:
         prof = str(work / "gateway.prof")
-        profiled = [sys.executable, "-m", "cProfile", "-o", prof, "-m", "gateway", "run"]
+        profiled = [sys.executable, "-m", "cProfile", "-o", prof, "-m", "hazardgw", "run"]
         profiled += ["-c", str(site)]
     gw = start_gateway(site, work / "gateway.log", argv=profiled)
     proc = psutil.Process(gw.pid)

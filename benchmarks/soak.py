@@ -1,7 +1,7 @@
 """Soak: the gateway benchmark's load under repeated broker restarts; counts what was lost.
 
 The load of ``benchmarks/gateway_bench.py`` (its synthetic profile and site, simulators in their
-own processes, the gateway as ``python -m gateway run``), with what makes losses countable:
+own processes, the gateway as ``python -m hazardgw run``), with what makes losses countable:
 ``telemetry_qos: 1`` through the durable outbox, a rule pack on the synthetic profile (a
 threshold in the middle of a random walk, so alarms come and go), and a Mosquitto with
 persistence (saved every second). Every ``--restart-every`` seconds the broker is SIGKILLed and
@@ -17,7 +17,7 @@ outbox before that status, so:
     alarms_lost  = alarm_transitions  - distinct (alarm id, ts, state) received likewise
 
 Mosquitto itself may lose a message it acknowledged in the instant before a SIGKILL (it saves
-every second); see tests/chaos/harness.py. ``rss_growth_pct`` compares the gateway's RSS after
+every second); see the chaos harness. ``rss_growth_pct`` compares the gateway's RSS after
 the warm-up with its RSS after the final drain; at each of ``--checkpoints`` (seconds into the
 chaos phase: 5, 15, 30 and 60 min by default) it records the gateway's RSS, the outbox depth of
 the newest status and the deepest one since the previous checkpoint (``checkpoint {...}`` lines
@@ -52,7 +52,7 @@ from _processes import start_gateway, start_simulators, stop_all  # noqa: E402
 from gateway_bench import write_site  # noqa: E402
 
 from gateway.topics import TELEMETRY, Topics  # noqa: E402
-from tests.chaos.harness import PersistentMosquitto  # noqa: E402
+from tests.gateway.chaos.harness import PersistentMosquitto  # noqa: E402
 
 SITE_ID = "bench"  # gateway_bench's site id
 TOPICS = Topics("hazard", SITE_ID)

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from gateway.app import Gateway
-from gateway.cli import main
 from gateway.config import ConfigError, load_site, parse_site, state_directory
-from tests.services import free_port
+from hazardgw.cli import main
+from tests.harness.mosquitto import free_port
 
 
 def _site(**extra: Any) -> dict[str, Any]:

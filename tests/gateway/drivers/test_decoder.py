@@ -1,5 +1,5 @@
 """DeviceDecoder: a device's read responses -> (values, good), checked against words built with
-:mod:`struct` (tests/struct_reference.py), not with the gateway's own codec."""
+:mod:`struct` (tests/fieldmodel/struct_reference.py), not with the gateway's own codec."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from fieldmodel.model import Point
 from gateway.drivers.modbus.decoder import DeviceDecoder
 from gateway.drivers.modbus.planner import ReadPlan, plan_reads
-from tests.struct_reference import struct_words
+from tests.fieldmodel.struct_reference import struct_words
 
 ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 #: One telling value per type: sign, high bits, more than 2**53 for the 64-bit types, and floats
