@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from rules import PointRef, RuleEngine, load_packs
+from rules._binding import TrendSpec
 from rules._exposure import ExposureSpec
 from rules._pack import StaleRule
 from tests.rules.harness import PACKS, Site, device_points
@@ -65,14 +66,20 @@ def _limits(site: Site, alarm_id: str) -> float:
     return b.limits[5]
 
 
+def _forecast_limit(site: Site) -> float | None:
+    (b,) = [b for b in site.engine.plan.bindings if b.rule_id == "tank_level_rise"]
+    assert isinstance(b.spec, TrendSpec)
+    return b.spec.forecast_limit
+
+
 def test_tank_forecast_and_feed_check_follow_the_tank_level_hh() -> None:
     """One fact, one place: the high-high setpoint of tank_level is the forecast's target and
     the level above which feeding is an interlock failure, also after a per-tank override."""
     site = _tank_site()
-    assert _limits(site, "tk1/level_pct/tank_level_rise") == 90.0
+    assert _forecast_limit(site) == 90.0
     assert _limits(site, "tk1/level_pct/tank_feeding_above_hh") == 90.0
     lowered = _tank_site({"tk1": {"tank_level": {"H": 75.0, "HH": 80.0}}})
-    assert _limits(lowered, "tk1/level_pct/tank_level_rise") == 80.0
+    assert _forecast_limit(lowered) == 80.0
     assert _limits(lowered, "tk1/level_pct/tank_feeding_above_hh") == 80.0
     # and it alarms there: at 82 % with the feed still on
     lowered.set("tk1", level_pct=82.0, inflow=5.0, outflow=0.0, status=0)
@@ -117,3 +124,30 @@ def test_exposure_limits_sit_on_the_detectors_resolution(profile: str) -> None:
         assert limits["d1/h2s/h2s_exposure_mac"] == 7.0
         assert limits["d1/co/co_exposure_twa"] == 17.0
         assert limits["d1/co/co_exposure_stel"] == 25.0
+
+
+@pytest.mark.parametrize(
+    ("when", "error"),
+    [
+        ({"point": "level_pct", "op": "ge", "limit_of": "nowhere.HH"}, "names no level"),
+        ({"point": "level_pct", "op": "ge", "limit_of": "lvl.LL"}, "names no level"),
+        ({"point": "level_pct", "op": "ge", "limit_of": "lvl.HH", "value": 1}, "exactly one"),
+        ({"point": "level_pct", "op": "in", "values": [1], "limit_of": "lvl.HH"}, "comparisons"),
+    ],
+)
+def test_a_bad_level_reference_names_what_is_wrong(when: dict[str, object], error: str) -> None:
+    from rules import RulesConfigError, parse_pack
+
+    level = {"limit": 90.0, "priority": 1, "source": "test"}
+    doc = {
+        "pack": "p",
+        "title": "p",
+        "rules": [
+            {"id": "lvl", "type": "threshold", "title": "t", "kind": "tank", "point": "level_pct",
+             "levels": {"HH": level}},
+            {"id": "feed", "type": "discrete", "title": "f", "kind": "tank", "level": "X",
+             "priority": 1, "source": "test", "when": when},
+        ],
+    }  # fmt: skip
+    with pytest.raises(RulesConfigError, match=error):
+        parse_pack(doc, "p.yaml")
