@@ -69,6 +69,8 @@ def build_engine(site: SiteConfig, table: PointTable) -> RuleEngine:
             kind=rows.device.kind,
             tags=dict(rows.device.tags),
             unit=p.unit,
+            # a scaled integer reads in steps of its scale; a float is continuous
+            resolution=0.0 if p.type in ("float32", "float64") else abs(p.scale),
         )
         for rows in table.devices
         for p in rows.device.points
