@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from fieldmodel.registers import REGISTER_KINDS, REGISTER_WIDTH, WORD_KINDS
 from gateway import __version__
-from gateway.config import REGISTER_WIDTH, SiteConfig, load_site
+from gateway.config import SiteConfig, load_site
 from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -277,7 +278,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from gateway.drivers.modbus.probe import describe_connection, format_probe, probe
     from gateway.errors import DeviceError
 
-    if args.type == "bool" and args.register in ("holding", "input"):
+    if args.type == "bool" and args.register in WORD_KINDS:
         print("--type bool: read coils or discrete inputs with --register", file=sys.stderr)
         return EXIT_CONFIG
     try:
@@ -497,9 +498,7 @@ def _with_line(sp: argparse.ArgumentParser, timeout: float) -> None:
     g.add_argument("--stopbits", type=int, choices=(1, 2), default=1)
     g.add_argument("--frame-gap", type=float, help="seconds between frames (default 3.5 chars)")
     g.add_argument("--timeout", type=float, default=timeout, help=f"seconds (default {timeout:g})")
-    sp.add_argument(
-        "--register", choices=("holding", "input", "coil", "discrete"), default="holding"
-    )
+    sp.add_argument("--register", choices=REGISTER_KINDS, default="holding")
     sp.add_argument("--address", type=int, default=0, help="0-based protocol address")
 
 

@@ -65,7 +65,6 @@ HIGH_LEVELS: tuple[LevelName, ...] = ("H", "HH")
 LOW_LEVELS: tuple[LevelName, ...] = ("L", "LL")
 MESSAGE_FIELDS = frozenset({"device", "point", "rule", "level", "value", "limit", "unit", "title"})
 COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
-PREDICATE_OPS = (*COMPARISONS, "bit_set", "bit_clear", "in", "not_in")
 
 Priority = Annotated[int, Field(ge=1, le=4)]
 Seconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]

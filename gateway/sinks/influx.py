@@ -45,6 +45,7 @@ from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
 from gateway.aio import raise_if_cancelling, wait_event
+from gateway.backoff import Backoff
 from gateway.config import Device, InfluxConfig
 from gateway.errors import GatewayError
 from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, OutboxError, StoredEntry
@@ -260,12 +261,11 @@ class InfluxSink:
         self._client: _ClientWriter | None = None
         self._max_buffer = max_buffer
         self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
         self.close_timeout = close_timeout
         """Seconds :meth:`aclose` tries to write what is left (the gateway shortens it to what
         its ``shutdown_timeout`` leaves)."""
         self._request_timeout = request_timeout
-        self._rng = rng or random.Random()
+        self._backoff = Backoff(backoff_initial, backoff_max, (rng or random.Random()).random)
 
         self._buffer: deque[str] = deque()
         self._inflight: list[str] = []
@@ -721,5 +721,4 @@ class InfluxSink:
             log.debug("InfluxDB write to %s failed again: %s", self.config.url, self._last_error)
         attempt = self._failures_in_outage
         self._failures_in_outage += 1
-        capped = min(self._backoff_max, self._backoff_initial * (1 << min(attempt, 30)))
-        return capped * (0.5 + 0.5 * self._rng.random())
+        return self._backoff.delay(attempt)
