@@ -151,3 +151,31 @@ def test_a_bad_level_reference_names_what_is_wrong(when: dict[str, object], erro
     }  # fmt: skip
     with pytest.raises(RulesConfigError, match=error):
         parse_pack(doc, "p.yaml")
+
+
+def test_fan_inlet_second_step_calls_for_the_local_fan_at_one_and_a_half_percent() -> None:
+    """CMSR art. 498 (DOMAIN.md, fan_inlet row): the heading is cut at ≥0.5 %; at ≥1.5 % the
+    local fan too. The second step is its own priority-1 alarm now, not only range text."""
+    tags = {"area": "heading-3", "position": "fan_inlet"}
+    site = Site(device_points("fan3-gas", 0, "gas", tags), load_packs([PACKS / "coal_mine.yaml"]))
+    site.set("fan3-gas", ch4=0.1, co=2, o2=20.9, h2s=0, status=1, fault=0, feed_on=0)
+    site.tick()
+    site.set("fan3-gas", ch4=1.0)
+    assert [(t.rule, t.level) for t in site.tick(0.5) if t.point == "ch4"] == [
+        ("ch4_fan_inlet", "HH")
+    ]
+    site.set("fan3-gas", ch4=1.49)
+    assert [t.rule for t in site.tick(0.5) if t.point == "ch4"] == []
+    site.set("fan3-gas", ch4=1.5)
+    (t,) = [t for t in site.tick(0.5) if t.point == "ch4"]
+    assert (t.rule, t.level, t.priority, t.to_state.value) == (
+        "ch4_fan_inlet_local_fan",
+        "LOCAL_FAN_OFF",
+        1,
+        "UNACK_ACTIVE",
+    )
+    # back below 1.5 %: the local-fan alarm returns, the heading stays cut until < 0.5 %
+    site.set("fan3-gas", ch4=1.0)
+    (t,) = [t for t in site.tick(0.5) if t.point == "ch4"]
+    assert (t.rule, t.to_state.value) == ("ch4_fan_inlet_local_fan", "RTN_UNACK")
+    assert site.state("fan3-gas/ch4/ch4_fan_inlet").power_off
