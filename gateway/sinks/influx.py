@@ -51,6 +51,8 @@ from gateway.errors import GatewayError
 from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, OutboxError, StoredEntry
 from gateway.redact import SECRETS
 from gateway.sinks.lineprotocol import LineEncoder
+from gateway.telemetry import TelemetrySample
+from rules import State
 
 __all__ = [
     "InfluxSink",
@@ -370,6 +372,12 @@ class InfluxSink:
         if line is not None:
             self._append(line, "telemetry", device.id, device.measurement)
 
+    def add_sample(self, device: Device, sample: TelemetrySample) -> None:
+        """Queue the line of one telemetry record (see ``TelemetryEncoder.encode_sample``)."""
+        line = self.encoder.telemetry_encoder(device).encode_sample(sample)
+        if line is not None:
+            self._append(line, "telemetry", device.id, device.measurement)
+
     def add_device_status(
         self,
         device_id: str,
@@ -396,7 +404,7 @@ class InfluxSink:
         point: str,
         rule: str,
         level: str,
-        state: str,
+        state: State | str,
         value: float | None,
         limit: float | None,
         active: bool | None = None,
