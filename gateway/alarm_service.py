@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fieldmodel.registers import FLOAT_TYPES
 from gateway.aio import wait_event
 from gateway.alarms import (
     MAX_COMMAND_BYTES,
@@ -71,7 +72,7 @@ def build_engine(site: SiteConfig, table: PointTable) -> RuleEngine:
             tags=dict(rows.device.tags),
             unit=p.unit,
             # a scaled integer reads in steps of its scale; a float is continuous
-            resolution=0.0 if p.type in ("float32", "float64") else abs(p.scale),
+            resolution=0.0 if p.type in FLOAT_TYPES else abs(p.scale),
         )
         for rows in table.devices
         for p in rows.device.points

@@ -122,6 +122,7 @@ def test_every_limit_is_on_the_detectors_resolution(point: str) -> None:
 
 def _shipped_resolutions() -> dict[tuple[str, str], set[float]]:
     """``(kind, point) → {step}`` over the shipped profiles (scaled integers only)."""
+    from fieldmodel.registers import FLOAT_TYPES
     from gateway.config import load_profile
 
     names = ("gas_detector", "toxic_gas_detector", "mine_environment", "tank_gauge")
@@ -130,7 +131,7 @@ def _shipped_resolutions() -> dict[tuple[str, str], set[float]]:
     for name in names:
         profile = load_profile(name)
         for point in profile.points:
-            if point.type not in ("float32", "float64"):
+            if point.type not in FLOAT_TYPES:
                 out.setdefault((profile.kind, point.name), set()).add(abs(point.scale))
     return out
 

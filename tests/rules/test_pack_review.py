@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fieldmodel.registers import FLOAT_TYPES
 from rules import PointRef, RuleEngine, load_packs
 from rules._binding import TrendSpec
 from rules._exposure import ExposureSpec
@@ -90,7 +91,7 @@ def test_tank_forecast_and_feed_check_follow_the_tank_level_hh() -> None:
 def _profile_resolution(profile: str, point: str) -> float:
     doc = yaml.safe_load((PROFILES / f"{profile}.yaml").read_text(encoding="utf-8"))
     (p,) = [p for p in doc["points"] if p["name"] == point]
-    return 0.0 if p["type"].startswith("float") else float(p.get("scale", 1.0))
+    return 0.0 if p["type"] in FLOAT_TYPES else float(p.get("scale", 1.0))
 
 
 EXPOSURE_POINTS = {
