@@ -45,7 +45,7 @@ def write_site(tmp_path: Path, **device: Any) -> Path:
 
 def check(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway", "check", "-c", str(path)],
+        [sys.executable, "-m", "hazardgw", "check", "-c", str(path)],
         capture_output=True,
         text=True,
         check=False,
