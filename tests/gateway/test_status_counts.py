@@ -13,7 +13,7 @@ from gateway import app as app_module
 from gateway.app import Gateway
 from gateway.config import load_site
 from gateway.poller import PollResult
-from tests.badinput.alarm_fixture import ACK, FACE_CH4, live_alarms
+from tests.gateway.badinput.alarm_fixture import ACK, FACE_CH4, live_alarms
 
 SITE = """
 site: {id: counts}

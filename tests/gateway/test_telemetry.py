@@ -30,7 +30,7 @@ from gateway.telemetry import (
     sample_from_doc,
     telemetry_payload,
 )
-from tests.sink.devices import TS, make_device
+from tests.gateway.sinks.devices import TS, make_device
 
 
 def reference_doc(
