@@ -44,9 +44,10 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
+from fieldmodel.model import Device
 from gateway.aio import raise_if_cancelling, wait_event
 from gateway.backoff import Backoff
-from gateway.config import Device, InfluxConfig
+from gateway.config import InfluxConfig
 from gateway.errors import GatewayError
 from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, OutboxError, StoredEntry
 from gateway.redact import SECRETS
