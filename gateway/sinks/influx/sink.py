@@ -216,8 +216,7 @@ class InfluxSink:
                 await self._transaction.commit()
         if self.in_memory and self._delivery is not None:
             self._delivery.closing()
-            if not await self.flush(self.close_timeout):
-                raise_if_cancelling()
+            await self.flush(self.close_timeout)  # what is left is logged below
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
