@@ -46,6 +46,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gateway.topics import Topics, alarm_topic, events_alarm_topic, site_base  # noqa: E402
 from tests.services import Mosquitto, free_port, wait_port  # noqa: E402
 
 PREFIX = "bench"
@@ -116,11 +117,12 @@ class Gateways:
     def publish_all(self) -> None:
         now_ms = round(time.time() * 1000)
         for site in self.sites:
-            self.client.publish(f"{PREFIX}/{site}/gateway/status", b'{"online":true}', 1, True)
+            self.client.publish(Topics(PREFIX, site).gateway_status, b'{"online":true}', 1, True)
         for i, key in enumerate(self.alarms):
             self.seq += 1
             payload = alarm_doc("UNACK_ACTIVE", self.priority[key], self.seq, 1.6, now_ms - i)
-            self.client.publish(f"{PREFIX}/{key[0]}/alarms/{key[1]}", payload, qos=1, retain=True)
+            topic = alarm_topic(site_base(PREFIX, key[0]), key[1])
+            self.client.publish(topic, payload, qos=1, retain=True)
 
     def transition(self, rng: random.Random) -> None:
         key = rng.choice(self.alarms)
@@ -136,8 +138,9 @@ class Gateways:
         event.update({"type": "transition", "id": alarm_id, "from": before, "to": after})
         self.published[self.seq] = time.time()
         self.top[self.seq] = priority == 1
-        self.client.publish(f"{PREFIX}/{site}/alarms/{alarm_id}", payload, qos=1, retain=True)
-        self.client.publish(f"{PREFIX}/{site}/events/alarm", json.dumps(event).encode(), qos=1)
+        base = site_base(PREFIX, site)
+        self.client.publish(alarm_topic(base, alarm_id), payload, qos=1, retain=True)
+        self.client.publish(events_alarm_topic(base), json.dumps(event).encode(), qos=1)
 
     def close(self) -> None:
         self.client.loop_stop()

@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._processes import start_gateway, start_simulators, stop_all  # noqa: E402
 from benchmarks.gateway_bench import synthetic_profile  # noqa: E402
 from gateway.config import load_site  # noqa: E402
+from gateway.topics import STATUS, TELEMETRY, site_base  # noqa: E402
 from simulators import Delay, Silence, SiteSimulator  # noqa: E402
 from tests.services import Mosquitto, free_port  # noqa: E402
 
@@ -149,15 +150,15 @@ class Collector:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"fb-{site_id}")
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
-        base = f"hazard/{site_id}"
-        self.client.subscribe([(f"{base}/+/telemetry", 0), (f"{base}/+/status", 1)])
+        base = site_base("hazard", site_id)
+        self.client.subscribe([(f"{base}/+/{TELEMETRY}", 0), (f"{base}/+/{STATUS}", 1)])
         self.client.loop_start()
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         doc = json.loads(msg.payload)
         device = msg.topic.split("/")[-2]
         with self.lock:
-            if msg.topic.endswith("/telemetry"):
+            if msg.topic.endswith("/" + TELEMETRY):
                 if self.recording:
                     self.ts[device].append(int(doc["ts"]))
             elif device == "gateway":

@@ -60,6 +60,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._processes import start_gateway, start_simulators, stop_all  # noqa: E402
+from gateway.topics import (  # noqa: E402
+    EVENTS_ALARM,
+    INTERLOCK,
+    TELEMETRY,
+    Topics,
+    interlock_topic,
+)
 from tests.services import Mosquitto, free_port  # noqa: E402
 
 BENCH_RULES = ROOT / "benchmarks" / "bench_rules.yaml"
@@ -156,12 +163,13 @@ class Counter:
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-counter")
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
+        topics = Topics("hazard", "bench")
         self.client.subscribe(
             [
-                ("hazard/bench/+/telemetry", 0),
-                ("hazard/bench/gateway/status", 1),
-                ("hazard/bench/events/alarm", 1),
-                ("hazard/bench/interlock/+", 1),
+                (topics.telemetry("+"), 0),
+                (topics.gateway_status, 1),
+                (topics.events_alarm, 1),
+                (interlock_topic(topics.base, "+"), 1),
             ]
         )
         self.client.loop_start()
@@ -169,7 +177,7 @@ class Counter:
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         received = time.time()
         doc = json.loads(msg.payload)
-        if msg.topic.endswith("/telemetry"):
+        if msg.topic.endswith("/" + TELEMETRY):
             good = sum(1 for q in doc["quality"].values() if q == "good")
             self.telemetry_ms.append((received, received * 1000.0 - doc["ts"]))
             device = msg.topic.split("/")[2]
@@ -185,11 +193,11 @@ class Counter:
             with self.lock:
                 self.points += good
                 self.messages += 1
-        elif msg.topic.endswith("/events/alarm"):
+        elif msg.topic.endswith("/" + EVENTS_ALARM):
             if doc.get("to") == "UNACK_ACTIVE" and doc.get("from") in ("NORMAL", "RTN_UNACK"):
                 self.raised.append(received)
                 self._match((doc["device"], doc["point"]), received, float(doc["limit"]))
-        elif "/interlock/" in msg.topic:
+        elif f"/{INTERLOCK}/" in msg.topic:
             # a new demand: power_off on, since = this update (not a change of feed or causes)
             if doc["power_off"] and doc["since"] == doc["ts"] and doc["causes"]:
                 device, point, _rule = doc["causes"][0].split("/")

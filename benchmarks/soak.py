@@ -51,10 +51,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _processes import start_gateway, start_simulators, stop_all  # noqa: E402
 from gateway_bench import write_site  # noqa: E402
 
+from gateway.topics import TELEMETRY, Topics  # noqa: E402
 from tests.chaos.harness import PersistentMosquitto  # noqa: E402
 
 SITE_ID = "bench"  # gateway_bench's site id
-BASE = f"hazard/{SITE_ID}"
+TOPICS = Topics("hazard", SITE_ID)
 
 RULE_PACK = """\
 pack: soak
@@ -98,9 +99,9 @@ class Tally:
         if rc == 0:
             client.subscribe(
                 [
-                    (f"{BASE}/+/telemetry", 1),
-                    (f"{BASE}/events/alarm", 1),
-                    (f"{BASE}/gateway/status", 1),
+                    (TOPICS.telemetry("+"), 1),
+                    (TOPICS.events_alarm, 1),
+                    (TOPICS.gateway_status, 1),
                 ]
             )
 
@@ -110,11 +111,11 @@ class Tally:
         doc = json.loads(msg.payload)
         topic = msg.topic
         with self.lock:
-            if topic.endswith("/telemetry"):
+            if topic.endswith("/" + TELEMETRY):
                 stream = topic.split("/")[2]
                 key: tuple[Any, ...] = (stream, int(doc["ts"]))
                 target: set[Any] = self.telemetry
-            elif topic.endswith("/events/alarm"):
+            elif topic == TOPICS.events_alarm:
                 if doc.get("type") != "transition":
                     return
                 stream = str(doc["id"])

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import rules
+from gateway.topics import ALARMS, CMD_REPLY, EVENTS_ALARM, INTERLOCK, RESCUE, STATUS
 from rules import load_packs
 
 __all__ = ["JOURNAL_SIZE", "AlarmBoard", "Delta", "TitleBook", "builtin_packs"]
@@ -36,7 +37,7 @@ JOURNAL_SIZE: Final = 500
 Kind = Literal["alarm", "device", "interlock", "rescue", "journal", "link", "snapshot"]
 
 #: Topic groups under ``P`` whose entries live on the board, by first topic segment.
-_RETAINED_GROUPS: Final = {"alarms": "alarm", "interlock": "interlock", "rescue": "rescue"}
+_RETAINED_GROUPS: Final = {ALARMS: "alarm", INTERLOCK: "interlock", RESCUE: "rescue"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,8 @@ class AlarmBoard:
     def subscriptions(self) -> list[str]:
         """Topic filters that cover everything the board reads (``cmd/reply`` included)."""
         roots = [f"{self.prefix}/{s}" for s in sorted(self.sites)] or [f"{self.prefix}/+"]
-        tails = ("alarms/#", "events/alarm", "+/status", "interlock/+", "rescue/+", "cmd/reply")
+        tails = [f"{ALARMS}/#", EVENTS_ALARM, f"+/{STATUS}", f"{INTERLOCK}/+", f"{RESCUE}/+"]
+        tails.append(CMD_REPLY)
         return [f"{root}/{tail}" for root in roots for tail in tails]
 
     def split(self, topic: str) -> tuple[str, list[str]] | None:
@@ -147,10 +149,10 @@ class AlarmBoard:
             return self._alarm(site, "/".join(parts[1:]), parts[3], payload)
         if group in ("interlock", "rescue") and len(parts) == 2:
             return self._retained(group, f"{site}/{parts[1]}", site, parts[1], payload)
-        if parts == ["events", "alarm"]:
+        if "/".join(parts) == EVENTS_ALARM:
             doc = _decode(payload)
             return [] if doc is None else [self._journal_event(site, doc, now)]
-        if len(parts) == 2 and parts[1] == "status":
+        if len(parts) == 2 and parts[1] == STATUS:
             return self._retained("device", f"{site}/{parts[0]}", site, parts[0], payload)
         return []
 

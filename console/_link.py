@@ -25,6 +25,7 @@ from typing import Any, Final
 import aiomqtt
 
 from console._board import AlarmBoard, Delta
+from gateway.topics import cmd_alarm_topic, is_reply_topic, site_base
 
 __all__ = ["SETTLE_S", "BrokerLink", "BrokerUnavailable", "Hub"]
 
@@ -178,7 +179,7 @@ class BrokerLink:
             topic = str(msg.topic)
             if msg.retain:
                 self._last_retained = time.monotonic()
-            if topic.endswith("/cmd/reply"):
+            if is_reply_topic(topic):
                 self._reply(payload)
                 continue
             self.hub.send(self.board.apply(topic, payload, retained=msg.retain, now=self.clock()))
@@ -218,7 +219,7 @@ class BrokerLink:
         self._pending[rid] = future
         stamped = {**request, "ts": round(self.clock() * 1000), "request_id": rid}
         body = json.dumps(stamped, ensure_ascii=False).encode()
-        topic = f"{self.board.prefix}/{site}/cmd/alarm/{verb}"
+        topic = cmd_alarm_topic(site_base(self.board.prefix, site), verb)
         try:
             try:
                 await client.publish(topic, body, qos=1, retain=False)

@@ -41,7 +41,7 @@ from gateway.maintenance import (
 from gateway.messages import OutboundMessage
 from gateway.points import PointTable
 from gateway.rescue import RescueBook
-from gateway.telemetry import Topics
+from gateway.topics import Topics
 from rules import (
     AlarmTransition,
     AreaInterlock,

@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from gateway.commands import MAX_COMMAND_BYTES, command_reply
-from gateway.messages import OutboundMessage
+from gateway.messages import OutboundMessage, json_payload
+from gateway.topics import (
+    ALARM_VERBS,
+    alarm_topic,
+    cmd_alarm_topic,
+    events_alarm_topic,
+    interlock_topic,
+)
 from rules import (
     MAX_SHELVE_MINUTES,
     AlarmCommandError,
@@ -46,12 +53,10 @@ __all__ = [
     "AlarmCommandTarget",
     "CommandResult",
     "OutboundMessage",
-    "alarm_topic",
     "event_message",
     "flood_message",
     "handle_command",
     "interlock_message",
-    "interlock_topic",
     "power_loss_message",
     "state_message",
     "state_messages",
@@ -61,11 +66,7 @@ __all__ = [
 MAX_ID_CHARS: Final = 256
 MAX_USER_CHARS: Final = 128
 MAX_REASON_CHARS: Final = 512
-#: The verbs of ``P/cmd/alarm/{verb}``.
-ALARM_VERBS: Final = ("ack", "shelve", "unshelve", "out_of_service", "return_to_service")
 QOS_ALARM: Final = 1
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 class AlarmCommandTarget(Protocol):
@@ -111,11 +112,6 @@ def _num(value: float | None) -> float | None:
     return value
 
 
-def alarm_topic(base: str, alarm_id: str) -> str:
-    """``P/alarms/{device}/{point}/{rule}`` for an alarm id ``{device}/{point}/{rule}``."""
-    return f"{base}/alarms/{alarm_id}"
-
-
 def _state_fields(record: AlarmTransition | AlarmState, state: State) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "ts": _ms(record.ts),
@@ -143,7 +139,7 @@ def state_message(base: str, state: AlarmState) -> OutboundMessage:
     doc = _state_fields(state, state.state)
     if state.shelved_until is not None:
         doc["shelved_until"] = _ms(state.shelved_until)
-    return OutboundMessage(topic, _dumps(doc).encode(), QOS_ALARM, True, "alarm")
+    return OutboundMessage(topic, json_payload(doc), QOS_ALARM, True, "alarm")
 
 
 def state_messages(base: str, states: Iterable[AlarmState]) -> list[OutboundMessage]:
@@ -167,7 +163,7 @@ def event_message(base: str, t: AlarmTransition) -> OutboundMessage:
         doc["user"] = t.user
     if t.reason is not None:
         doc["reason"] = t.reason
-    return OutboundMessage(f"{base}/events/alarm", _dumps(doc).encode(), QOS_ALARM, False, "event")
+    return OutboundMessage(events_alarm_topic(base), json_payload(doc), QOS_ALARM, False, "event")
 
 
 def _retained_of(base: str, t: AlarmTransition) -> OutboundMessage:
@@ -175,7 +171,7 @@ def _retained_of(base: str, t: AlarmTransition) -> OutboundMessage:
     if t.to_state is State.NORMAL:
         return OutboundMessage(topic, b"", QOS_ALARM, True, "alarm")
     doc = _state_fields(t, t.to_state)
-    return OutboundMessage(topic, _dumps(doc).encode(), QOS_ALARM, True, "alarm")
+    return OutboundMessage(topic, json_payload(doc), QOS_ALARM, True, "alarm")
 
 
 def transition_messages(base: str, t: AlarmTransition) -> list[OutboundMessage]:
@@ -196,12 +192,7 @@ def flood_message(base: str, event: FloodEvent) -> OutboundMessage:
         "window_s": event.window_s,
         "message": event.message,
     }
-    return OutboundMessage(f"{base}/events/alarm", _dumps(doc).encode(), QOS_ALARM, False, "event")
-
-
-def interlock_topic(base: str, area: str) -> str:
-    """``P/interlock/{area}``: the retained power-off state of one area."""
-    return f"{base}/interlock/{area}"
+    return OutboundMessage(events_alarm_topic(base), json_payload(doc), QOS_ALARM, False, "event")
 
 
 def interlock_message(base: str, state: AreaInterlock) -> OutboundMessage:
@@ -215,7 +206,7 @@ def interlock_message(base: str, state: AreaInterlock) -> OutboundMessage:
         "since": _ms(state.since),
     }
     return OutboundMessage(
-        interlock_topic(base, state.area), _dumps(doc).encode(), QOS_ALARM, True, "alarm"
+        interlock_topic(base, state.area), json_payload(doc), QOS_ALARM, True, "alarm"
     )
 
 
@@ -230,7 +221,7 @@ def power_loss_message(base: str, event: PowerLossEvent) -> OutboundMessage:
         "ts": _ms(event.ts),
         "message": event.message,
     }
-    return OutboundMessage(f"{base}/events/alarm", _dumps(doc).encode(), QOS_ALARM, False, "event")
+    return OutboundMessage(events_alarm_topic(base), json_payload(doc), QOS_ALARM, False, "event")
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -278,7 +269,7 @@ def _parse(payload: bytes) -> dict[str, Any]:
     if not isinstance(request, dict):
         raise _Rejected("payload must be a JSON object")
     try:  # JSON escapes can spell lone surrogates: no reply or event could carry them
-        _dumps(request).encode()
+        json_payload(request)
     except UnicodeEncodeError:
         raise _Rejected("command text holds lone UTF-16 surrogates") from None
     except ValueError:
@@ -304,7 +295,8 @@ def handle_command(
     """
     request: Any = None
     try:
-        verb = topic.removeprefix(f"{base}/cmd/alarm/") if topic.startswith(base + "/") else ""
+        prefix = cmd_alarm_topic(base, "")
+        verb = topic.removeprefix(prefix) if topic.startswith(prefix) else ""
         if verb not in ALARM_VERBS:
             raise _Rejected(f"unknown command topic {topic!r}")
         request = _parse(payload)

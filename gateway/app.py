@@ -25,7 +25,7 @@ from gateway.delivery import TickTransaction
 from gateway.drivers.modbus.link import ModbusLink, link_key
 from gateway.exposure import ExposureKeeper
 from gateway.maintenance import maintenance_status
-from gateway.messages import OutboundMessage
+from gateway.messages import OutboundMessage, json_payload
 from gateway.metrics import GatewayReadings, MetricsServer
 from gateway.mqtt import MqttPublisher
 from gateway.outbox import AsyncOutbox, OutboxError
@@ -34,7 +34,8 @@ from gateway.poller import DevicePoller, PollResult
 from gateway.redact import SECRETS, secret_from_env
 from gateway.rescue import RescueBook
 from gateway.sinks.influx import InfluxSink, influx_token
-from gateway.telemetry import Topics, device_status_payload, encode_doc, json_payload, telemetry_doc
+from gateway.telemetry import device_status_payload, telemetry_doc
+from gateway.topics import Topics
 from rules import AlarmTransition, DailyStats, MaintenanceEvent
 
 __all__ = ["Gateway", "GatewayStats"]
@@ -216,7 +217,7 @@ class Gateway:
             # this one callback, so they are committed in one transaction (gateway/delivery.py).
             self.publisher.publish(
                 OutboundMessage(
-                    self.topics.telemetry(dev.id), encode_doc(doc), qos=self.telemetry_qos
+                    self.topics.telemetry(dev.id), json_payload(doc), qos=self.telemetry_qos
                 )
             )
             if self.sink is not None:
@@ -280,19 +281,9 @@ class Gateway:
     # ------------------------------------------------------------------ commands
 
     async def handle_command(self, topic: str, payload: bytes) -> list[OutboundMessage]:
-        if topic == self.topics.cmd_reply:
+        if self.topics.is_reply(topic):
             return []  # our own replies come back on the cmd/# subscription
-        known = (
-            self.topics.cmd_ack,
-            self.topics.cmd_shelve,
-            self.topics.cmd_unshelve,
-            self.topics.cmd_out_of_service,
-            self.topics.cmd_return_to_service,
-            self.topics.cmd_maintenance,
-            self.topics.cmd_maintenance_end,
-            self.topics.cmd_rescue_arrive,
-            self.topics.cmd_rescue_release,
-        )
+        known = self.topics.commands
         if self.alarms is None or topic not in known:
             error = (
                 f"unknown command topic {topic}"

@@ -22,7 +22,8 @@ import json
 import math
 from typing import Any, Final
 
-from gateway.messages import OutboundMessage
+from gateway.messages import OutboundMessage, json_payload
+from gateway.topics import cmd_reply_topic
 
 __all__ = [
     "MAX_COMMAND_AGE_S",
@@ -39,8 +40,6 @@ MAX_COMMAND_AGE_S: Final = 60.0
 #: A command whose ``ts`` is further ahead of the gateway's clock than this is refused (seconds).
 MAX_COMMAND_AHEAD_S: Final = 60.0
 QOS_REPLY: Final = 1
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 def _ts_refusal(ts: Any, now: float) -> str | None:
@@ -80,7 +79,7 @@ def command_reply(base: str, now: float, request: Any, error: str | None) -> Out
     the parsed command, or null when it could not be parsed or cannot be echoed)."""
     doc = {"ts": round(now * 1000.0), "ok": error is None, "error": error, "request": request}
     try:
-        payload = _dumps(doc).encode()
+        payload = json_payload(doc)
     except (ValueError, UnicodeEncodeError):  # NaN, Infinity or a lone surrogate in the request
-        payload = _dumps({**doc, "request": None}).encode()
-    return OutboundMessage(f"{base}/cmd/reply", payload, QOS_REPLY, False, "reply")
+        payload = json_payload({**doc, "request": None})
+    return OutboundMessage(cmd_reply_topic(base), payload, QOS_REPLY, False, "reply")

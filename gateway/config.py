@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from gateway.errors import ConfigError, ConfigIssue
-from gateway.telemetry import RESERVED_DEVICE_IDS
+from gateway.topics import RESERVED_DEVICE_IDS
 from rules import DEFAULT_SHIFT_STARTS, ShiftSchedule
 from rules.yamlfile import YamlFileError, load_yaml, read_text_file
 

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from gateway.config import SiteConfig
-from gateway.messages import OutboundMessage
+from gateway.messages import OutboundMessage, json_payload
 from gateway.report import DailyStore, daily_lines, report_directory, summary_doc, write_report
-from gateway.telemetry import Topics, json_payload
+from gateway.topics import Topics
 from rules import DailyStats, RuleEngine
 
 __all__ = ["DailyReporter"]

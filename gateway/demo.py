@@ -35,7 +35,7 @@ from rich.text import Text
 from gateway.app import Gateway
 from gateway.config import SiteConfig, load_site
 from gateway.mqtt import broker_address
-from gateway.telemetry import Topics
+from gateway.topics import ALARMS, CMD_REPLY, GATEWAY_STATUS, TELEMETRY, Topics
 
 __all__ = ["DemoView", "demo_site", "run_demo"]
 
@@ -129,19 +129,19 @@ class DemoView:
         except json.JSONDecodeError:
             return
         parts = rel.split("/")
-        if rel.startswith("alarms/") and len(parts) == 4:
+        if parts[0] == ALARMS and len(parts) == 4:
             alarm_id = "/".join(parts[1:])
             if doc is None or doc.get("state") == "NORMAL":
                 self.alarms.pop(alarm_id, None)
             else:
                 self.alarms[alarm_id] = doc
-        elif rel == "gateway/status" and isinstance(doc, dict):
+        elif rel == GATEWAY_STATUS and isinstance(doc, dict):
             self.gateway = doc
-        elif rel == "cmd/reply" and isinstance(doc, dict):
+        elif rel == CMD_REPLY and isinstance(doc, dict):
             self.replies.appendleft("ok" if doc.get("ok") else f"error: {doc.get('error')}")
         elif len(parts) == 2 and isinstance(doc, dict):
             device, leaf = parts
-            if leaf == "telemetry":
+            if leaf == TELEMETRY:
                 self.values[device] = doc.get("values", {})
                 self.quality[device] = doc.get("quality", {})
             elif leaf == "status":

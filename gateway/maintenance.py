@@ -25,7 +25,6 @@ from typing import Any, Final, Protocol
 from gateway.alarms import (
     MAX_USER_CHARS,
     CommandResult,
-    _dumps,
     _ms,
     _parse,
     _Rejected,
@@ -33,7 +32,8 @@ from gateway.alarms import (
     _text,
     transition_messages,
 )
-from gateway.messages import OutboundMessage
+from gateway.messages import OutboundMessage, json_payload
+from gateway.topics import CMD_DEVICE, events_maintenance_topic
 from rules import MAX_MAINTENANCE_MINUTES, AlarmCommandError, AlarmTransition, MaintenanceEvent
 
 __all__ = [
@@ -101,7 +101,7 @@ def handle_maintenance_command(
     """
     request: Any = None
     try:
-        verb = topic.removeprefix(f"{base}/cmd/device/")
+        verb = topic.removeprefix(f"{base}/{CMD_DEVICE}")
         if verb not in ("maintenance", "maintenance/end"):
             raise _Rejected(f"unknown command topic {topic!r}")
         request = _parse(payload)
@@ -142,7 +142,7 @@ def maintenance_message(base: str, event: MaintenanceEvent) -> OutboundMessage:
         "expired": event.expired,
         "ts": _ms(event.ts),
     }
-    return OutboundMessage(f"{base}/events/maintenance", _dumps(doc).encode(), 1, False, "event")
+    return OutboundMessage(events_maintenance_topic(base), json_payload(doc), 1, False, "event")
 
 
 def maintenance_status(event: MaintenanceEvent | None) -> dict[str, Any] | None:
@@ -180,4 +180,4 @@ def calibration_due_message(base: str, due: CalibrationDue, now: float) -> Outbo
         "interval_days": CALIBRATION_INTERVAL_DAYS,
         "ts": _ms(now),
     }
-    return OutboundMessage(f"{base}/events/maintenance", _dumps(doc).encode(), 1, False, "event")
+    return OutboundMessage(events_maintenance_topic(base), json_payload(doc), 1, False, "event")

@@ -32,10 +32,10 @@ import aiomqtt
 from gateway.commands import command_reply, entry_refusal
 from gateway.config import MqttConfig
 from gateway.delivery import TickTransaction
-from gateway.messages import OutboundMessage
+from gateway.messages import OutboundMessage, json_payload
 from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, StoredEntry
 from gateway.redact import SECRETS, secret_from_env
-from gateway.telemetry import Topics, json_payload
+from gateway.topics import Topics
 
 __all__ = ["MqttPublisher", "MqttStats", "broker_address", "failover_delay"]
 
@@ -347,7 +347,7 @@ class MqttPublisher:
     async def _listen_loop(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             topic = str(message.topic)
-            if topic == self.topics.cmd_reply or self.on_command is None:
+            if self.topics.is_reply(topic) or self.on_command is None:
                 continue
             payload = message.payload if isinstance(message.payload, bytes) else b""
             self.stats.commands += 1

@@ -30,6 +30,7 @@ from gateway.commands import MAX_COMMAND_BYTES, command_reply
 from gateway.config import SiteConfig
 from gateway.messages import OutboundMessage
 from gateway.sinks.lineprotocol import rescue_line
+from gateway.topics import CMD_RESCUE, rescue_topic
 from rules import AlarmTransition, State
 
 __all__ = [
@@ -164,8 +165,8 @@ class RescueBook:
         #: the database through the outbox); None: no database.
         self.write_line: Callable[[str], None] | None = None
         self.site_id = base.rsplit("/", 1)[-1]
-        self.arrive_topic = f"{base}/cmd/rescue/arrive"  # as gateway.telemetry.Topics names them
-        self.release_topic = f"{base}/cmd/rescue/release"
+        self.arrive_topic = f"{base}/{CMD_RESCUE}arrive"
+        self.release_topic = f"{base}/{CMD_RESCUE}release"
 
     @classmethod
     def for_site(cls, site: SiteConfig, base: str) -> RescueBook:
@@ -176,7 +177,7 @@ class RescueBook:
         return book
 
     def topic(self, device: str) -> str:
-        return f"{self.base}/rescue/{device}"
+        return rescue_topic(self.base, device)
 
     def _message(self, record: RescueRecord, now: float, *, retain: bool) -> OutboundMessage:
         payload = json.dumps(record.doc(self.targets, now), ensure_ascii=False).encode()

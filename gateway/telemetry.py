@@ -1,73 +1,23 @@
-"""MQTT payloads and topics, per the contract in DESIGN.md."""
+"""MQTT payloads of telemetry and device status (the contract: README.md's topic table)."""
 
 from __future__ import annotations
 
-import json
 import math
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from gateway.messages import json_payload
 from gateway.quality import BAD, GOOD, MAINTENANCE, QUALITY_NAMES
 
-if TYPE_CHECKING:  # (the site config imports this module for RESERVED_DEVICE_IDS)
+if TYPE_CHECKING:
     from gateway.points import DeviceRows
 
 __all__ = [
-    "RESERVED_DEVICE_IDS",
-    "Topics",
     "device_status_payload",
-    "encode_doc",
-    "json_payload",
     "telemetry_doc",
 ]
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-
-
-#: First levels of the topic tree under ``P`` that are not devices. A device's topics are
-#: ``P/{device}/...``, so a device id equal to one of these would publish into that subtree
-#: (``gateway`` overwrites the gateway status, ``cmd`` is answered as a command): the site config
-#: refuses them. Add the first level of every new topic here.
-RESERVED_DEVICE_IDS: Final = frozenset(
-    {"gateway", "cmd", "alarms", "events", "interlock", "report", "rescue"}
-)
-
-
-class Topics:
-    """Topic names under ``P = {topic_prefix}/{site_id}``."""
-
-    def __init__(self, prefix: str, site_id: str) -> None:
-        self.base = f"{prefix.rstrip('/')}/{site_id}"
-        self.gateway_status = f"{self.base}/gateway/status"
-        self.events_alarm = f"{self.base}/events/alarm"
-        self.cmd_ack = f"{self.base}/cmd/alarm/ack"
-        self.cmd_shelve = f"{self.base}/cmd/alarm/shelve"
-        self.cmd_unshelve = f"{self.base}/cmd/alarm/unshelve"
-        self.cmd_out_of_service = f"{self.base}/cmd/alarm/out_of_service"
-        self.cmd_return_to_service = f"{self.base}/cmd/alarm/return_to_service"
-        self.cmd_filter = f"{self.base}/cmd/#"
-        self.cmd_reply = f"{self.base}/cmd/reply"
-        self.cmd_maintenance = f"{self.base}/cmd/device/maintenance"
-        self.cmd_maintenance_end = f"{self.base}/cmd/device/maintenance/end"
-        self.cmd_rescue_arrive = f"{self.base}/cmd/rescue/arrive"
-        self.cmd_rescue_release = f"{self.base}/cmd/rescue/release"
-        self.events_maintenance = f"{self.base}/events/maintenance"
-        self.report_daily = f"{self.base}/report/daily"
-
-    def telemetry(self, device: str) -> str:
-        return f"{self.base}/{device}/telemetry"
-
-    def status(self, device: str) -> str:
-        return f"{self.base}/{device}/status"
-
-    def alarm(self, device: str, point: str, rule: str) -> str:
-        return f"{self.base}/alarms/{device}/{point}/{rule}"
-
-
-def encode_doc(doc: dict[str, Any]) -> bytes:
-    return _dumps(doc).encode()
 
 
 def telemetry_doc(
@@ -108,7 +58,7 @@ def device_status_payload(
     """The retained ``P/{device}/status``; ``maintenance`` is ``{"user", "reason", "since",
     "until"}`` (ms) while the device is in maintenance, else null."""
     lat = None if latency_ms is None or math.isnan(latency_ms) else round(latency_ms, 3)
-    return _dumps(
+    return json_payload(
         {
             "ts": ts_ms,
             "online": online,
@@ -117,8 +67,4 @@ def device_status_payload(
             "errors": errors,
             "maintenance": maintenance,
         }
-    ).encode()
-
-
-def json_payload(obj: Any) -> bytes:
-    return _dumps(obj).encode()
+    )

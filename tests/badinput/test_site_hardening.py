@@ -10,7 +10,7 @@ import pytest
 
 from gateway.config import MIN_POLL_INTERVAL_S, MIN_TIMEOUT_S, parse_site
 from gateway.errors import ConfigError
-from gateway.telemetry import RESERVED_DEVICE_IDS
+from gateway.topics import RESERVED_DEVICE_IDS
 
 SITE: dict[str, Any] = {
     "site": {"id": "hard-mine"},

@@ -15,7 +15,7 @@ from gateway.alarm_service import AlarmService, build_engine
 from gateway.config import ConfigError, SiteConfig, parse_site
 from gateway.messages import OutboundMessage
 from gateway.points import PointTable
-from gateway.telemetry import Topics
+from gateway.topics import Topics
 
 NOW = dt.datetime(2026, 12, 1, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
 

@@ -10,7 +10,7 @@ import pytest
 from gateway.config import parse_site
 from gateway.errors import ConfigError
 from gateway.mqtt import FAILOVER_DELAY_S, MqttPublisher, failover_delay
-from gateway.telemetry import Topics
+from gateway.topics import Topics
 from tests.services import Mosquitto, free_port
 
 

@@ -13,7 +13,7 @@ from gateway.alarm_service import AlarmService, build_engine
 from gateway.config import parse_site
 from gateway.points import PointTable
 from gateway.rescue import RescueBook, RescueTargets
-from gateway.telemetry import Topics
+from gateway.topics import Topics
 from tests.rules.harness import Site
 from tests.rules.test_elevator import ELEVATOR, IDLE, device_points
 

@@ -130,3 +130,15 @@ def test_a_device_without_a_site_file_is_written_not_lost(decoder: PlatformDecod
     got = decoder.decode("hazard.new-site.gas9.telemetry", json.dumps(doc).encode())
     assert got.line == f"{UNREGISTERED_MEASUREMENT},device=gas9,site=new-site ch4=0.5,fault=1i 7"
     assert decoder.unregistered_messages == 1
+
+
+def test_what_pythons_json_accepts_is_still_decoded(decoder: PlatformDecoder) -> None:
+    """The fast parser refuses NaN and integers beyond 64 bits; such a message is decoded as
+    before (the NaN point is not written, the huge integer is out of int64 and left out), not
+    turned into an invalid message that would lose its other points."""
+    payload = b'{"ts": 9, "values": {"a": NaN, "b": 2.5, "c": 123456789012345678901234567890}}'
+    got = decoder.decode("hazard.new-site.dev1.telemetry", payload)
+    assert got.outcome == "line"
+    assert got.line == f"{UNREGISTERED_MEASUREMENT},device=dev1,site=new-site b=2.5 9"
+    bad_utf8 = decoder.decode(subject("face1-gas", "telemetry"), b'{"ts": 1, "values": "\xff"}')
+    assert bad_utf8.outcome == "invalid" and "not JSON" in bad_utf8.reason

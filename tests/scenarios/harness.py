@@ -28,7 +28,7 @@ from gateway.errors import DeviceError, DeviceException, DeviceOffline
 from gateway.messages import OutboundMessage
 from gateway.points import PointTable
 from gateway.rescue import RescueBook
-from gateway.telemetry import Topics
+from gateway.topics import Topics
 from rules import AlarmTransition, DailyStats, State
 from simulators import SiteSimulator
 
