@@ -12,6 +12,7 @@ WORKDIR /app
 
 # Dependencies and the packages first, so editing the site files does not reinstall them.
 COPY pyproject.toml README.md ./
+COPY fieldmodel ./fieldmodel
 COPY gateway ./gateway
 COPY rules ./rules
 COPY simulators ./simulators

@@ -2,7 +2,7 @@
 
 :class:`AlarmBoard` is pure: :meth:`AlarmBoard.apply` takes one MQTT message (topic, payload,
 retain flag) and returns the :class:`Delta` values the browsers need; nothing here does I/O. Topics
-are read per DESIGN.md's MQTT contract, with ``P = {prefix}/{site}``:
+are read per the gateway's MQTT contract (README.md, docs/rules.md), with ``P = {prefix}/{site}``:
 
 * ``P/alarms/{device}/{point}/{rule}`` — retained alarm state; an empty payload deletes it.
 * ``P/events/alarm`` — transitions (and flood starts and ends), written to the journal.

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import ssl
 import time
 import uuid
@@ -25,6 +24,7 @@ from typing import Any, Final
 import aiomqtt
 
 from console._board import AlarmBoard, Delta
+from gateway.backoff import Backoff
 from gateway.topics import cmd_alarm_topic, is_reply_topic, site_base
 
 __all__ = ["SETTLE_S", "BrokerLink", "BrokerUnavailable", "Hub"]
@@ -72,10 +72,6 @@ class Hub:
                 while q.full():
                     q.get_nowait()
             q.put_nowait(None)
-
-    @property
-    def pages(self) -> int:
-        return len(self._queues)
 
     def send(self, deltas: Sequence[Delta]) -> None:
         if not deltas or not self._queues:
@@ -161,8 +157,7 @@ class BrokerLink:
                     self.hub.send(self.board.link_down(self.clock(), "broker unreachable"))
                 self._fail_pending()
                 attempt += 1
-                delay = min(self.backoff_max, 0.1 * 2 ** min(attempt, 8))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                await asyncio.sleep(Backoff(0.1, self.backoff_max).delay(attempt))
 
     async def _settle(self) -> None:
         started = time.monotonic()

@@ -50,7 +50,7 @@ __all__ = ["ACTIONS", "REASON_REQUIRED", "create_app"]
 
 log = logging.getLogger(__name__)
 
-#: The alarm commands of DESIGN.md's MQTT contract the page can send.
+#: The alarm commands of the MQTT contract (docs/rules.md, "Commands over MQTT") the page can send.
 ACTIONS: Final = ("ack", "shelve", "unshelve", "out_of_service", "return_to_service")
 #: Actions that must say why (the reason travels in the command and is journaled).
 REASON_REQUIRED: Final = frozenset({"shelve", "out_of_service", "return_to_service"})

@@ -94,6 +94,14 @@ def build_engine(site: SiteConfig, table: PointTable) -> RuleEngine:
             lo.table,
             lo.reason,
         )
+    for gap in engine.plan.missing_points:
+        log.warning(
+            "%s: rule %s selects this device but it lacks point %s: the alarm does not exist "
+            "on this device",
+            gap.device,
+            gap.rule,
+            ", ".join(gap.points),
+        )
     return engine
 
 

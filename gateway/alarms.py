@@ -1,7 +1,8 @@
 """Alarm messages on MQTT: transitions, retained state, flood events and operator commands.
 
 Pure functions from the rules engine's records to :class:`OutboundMessage` values, per the MQTT
-contract in DESIGN.md (``P`` = ``{topic_prefix}/{site_id}``, passed in as ``base``):
+contract in README.md and docs/rules.md (``P`` = ``{topic_prefix}/{site_id}``, passed in as
+``base``):
 
 * ``P/alarms/{device}/{point}/{rule}`` — retained, QoS 1: the alarm's current state; an empty
   retained payload deletes an alarm that is cleared and acknowledged (state NORMAL).

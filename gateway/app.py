@@ -359,6 +359,11 @@ class Gateway:
                 }
                 for lo in (self.alarms.engine.plan.loosened if self.alarms else ())
             ],
+            # rules that select a device lacking points they need: alarms that do not exist
+            "missing_points": [
+                {"device": gap.device, "rule": gap.rule, "points": list(gap.points)}
+                for gap in (self.alarms.engine.plan.missing_points if self.alarms else ())
+            ],
         }
         self.publisher.publish(
             OutboundMessage(

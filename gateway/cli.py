@@ -18,12 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from fieldmodel.registers import REGISTER_KINDS, REGISTER_WIDTH, WORD_KINDS
 from gateway import __version__
-from gateway.config import REGISTER_WIDTH, SiteConfig, load_site
+from gateway.config import SiteConfig, load_site
 from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
     from gateway.drivers.modbus.link import ModbusLink
+    from rules import RuleEngine
 
 __all__ = ["main"]
 
@@ -36,10 +38,6 @@ def _load(path: str, *, check_rules: bool = True) -> SiteConfig:
 
     ``check_rules=False`` leaves binding the packs to the caller (the gateway binds them itself;
     compiling them twice would double a large site's start-up)."""
-    from gateway.alarm_service import build_engine
-    from gateway.points import PointTable
-    from rules import RulesConfigError
-
     try:
         site = load_site(path)
     except ConfigError as exc:
@@ -49,11 +47,20 @@ def _load(path: str, *, check_rules: bool = True) -> SiteConfig:
             print(f"  {issue}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
     if site.rules and check_rules:
-        try:
-            build_engine(site, PointTable(site.devices))
-        except RulesConfigError as exc:
-            _rules_error(path, exc)
+        _bind_rules(path, site)
     return site
+
+
+def _bind_rules(path: str, site: SiteConfig) -> RuleEngine:
+    """The site's rules bound to its points; on a rule problem print it and exit 2."""
+    from gateway.alarm_service import build_engine
+    from gateway.points import PointTable
+    from rules import RulesConfigError
+
+    try:
+        return build_engine(site, PointTable(site.devices))
+    except RulesConfigError as exc:
+        _rules_error(path, exc)
 
 
 def _rules_error(path: str, exc: Exception) -> NoReturn:
@@ -113,7 +120,8 @@ async def _run_until_signal(coro_factory: object) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     from gateway.drivers.modbus.planner import plan_reads
 
-    site = _load(args.config)
+    site = _load(args.config, check_rules=False)
+    engine = _bind_rules(args.config, site) if site.rules else None
     n_points = sum(len(d.points) for d in site.devices)
     print(f"site {site.site.id} ({site.site.name or 'no name'}): OK")
     print(f"  MQTT {' '.join(site.mqtt.brokers)} prefix {site.mqtt.topic_prefix}/{site.site.id}")
@@ -140,9 +148,26 @@ def cmd_check(args: argparse.Namespace) -> int:
         for line in plan.describe(dev.points):
             print(f"      {line}")
     print(f"  read plan: {total_requests} requests per cycle")
+    if engine is not None:
+        _print_rule_gaps(engine)
     if args.probe:
         return _check_probe(site)
     return 0
+
+
+def _print_rule_gaps(engine: RuleEngine) -> None:
+    """What the gateway logs at start as WARNING and lists in its status: looser limits and
+    rules whose alarm does not exist on a device for want of a point."""
+    plan = engine.plan
+    for lo in plan.loosened:
+        print(
+            f"  WARNING {lo.device}: {lo.rule} {lo.level} {lo.key} {lo.value:g} is looser than "
+            f"the table's {lo.table:g} (limits_reason: {lo.reason})"
+        )
+    if plan.missing_points:
+        print(f"  WARNING {len(plan.missing_points)} alarms do not exist (device lacks a point):")
+    for gap in plan.missing_points:
+        print(f"    - {gap.device}: rule {gap.rule} needs {', '.join(gap.points)}")
 
 
 def _check_probe(site: SiteConfig) -> int:
@@ -253,7 +278,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from gateway.drivers.modbus.probe import describe_connection, format_probe, probe
     from gateway.errors import DeviceError
 
-    if args.type == "bool" and args.register in ("holding", "input"):
+    if args.type == "bool" and args.register in WORD_KINDS:
         print("--type bool: read coils or discrete inputs with --register", file=sys.stderr)
         return EXIT_CONFIG
     try:
@@ -473,9 +498,7 @@ def _with_line(sp: argparse.ArgumentParser, timeout: float) -> None:
     g.add_argument("--stopbits", type=int, choices=(1, 2), default=1)
     g.add_argument("--frame-gap", type=float, help="seconds between frames (default 3.5 chars)")
     g.add_argument("--timeout", type=float, default=timeout, help=f"seconds (default {timeout:g})")
-    sp.add_argument(
-        "--register", choices=("holding", "input", "coil", "discrete"), default="holding"
-    )
+    sp.add_argument("--register", choices=REGISTER_KINDS, default="holding")
     sp.add_argument("--address", type=int, default=0, help="0-based protocol address")
 
 

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from fieldmodel.registers import BIT_KINDS, REGISTER_WIDTH, DataType, RegisterKind, WordOrder
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.topics import RESERVED_DEVICE_IDS
 from rules import DEFAULT_SHIFT_STARTS, ShiftSchedule
@@ -36,7 +37,6 @@ from rules.yamlfile import YamlFileError, load_yaml, read_text_file
 
 __all__ = [
     "BUILTIN_PROFILES",
-    "REGISTER_WIDTH",
     "RESERVED_TAGS",
     "ConfigError",
     "ConfigIssue",
@@ -61,25 +61,6 @@ BUILTIN_PROFILES: dict[str, Path] = {
     "tower_crane": PROFILE_DIR / "tower_crane.yaml",
 }
 
-DataType = Literal[
-    "bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"
-]
-RegisterKind = Literal["holding", "input", "coil", "discrete"]
-WordOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
-
-#: 16-bit registers each data type occupies (bool on a register kind reads one bit of one word).
-REGISTER_WIDTH: dict[str, int] = {
-    "bool": 1,
-    "int16": 1,
-    "uint16": 1,
-    "int32": 2,
-    "uint32": 2,
-    "float32": 2,
-    "int64": 4,
-    "uint64": 4,
-    "float64": 4,
-}
-BIT_KINDS = frozenset({"coil", "discrete"})
 NAME_RE = r"^[a-z0-9_]+$"
 DEVICE_ID_RE = r"^[a-z0-9_-]+$"
 #: Tag keys the gateway sets itself on database lines; device tags must not use them.

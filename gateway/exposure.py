@@ -57,7 +57,6 @@ class ExposureKeeper:
             if config.state_file is not None
             else state_directory() / f"exposure-{site_id}.npz"
         )
-        self.shifts_written = 0
         self._last_save = clock()
 
     def restore(self) -> int:
@@ -84,7 +83,6 @@ class ExposureKeeper:
             log.info("shift %.0f-%.0f closed: %d exposure rows", shift.start, shift.end, len(lines))
             if self.write is not None and lines:
                 self.write(lines)
-            self.shifts_written += 1
         return shifts
 
     def save(self) -> None:

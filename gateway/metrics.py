@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 #: Poll lag buckets (seconds): a poll on time is well under 10 ms late; one a second late is lost.
 LAG_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-MAX_REQUEST_BYTES: Final = 8192
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import ssl
 import time
@@ -29,6 +28,7 @@ from urllib.parse import urlparse
 
 import aiomqtt
 
+from gateway.backoff import Backoff, jitter
 from gateway.commands import command_reply, entry_refusal
 from gateway.config import MqttConfig
 from gateway.delivery import TickTransaction
@@ -91,7 +91,7 @@ def failover_delay(attempt: int, nodes: int, backoff_max: float) -> float:
     doubles each time the whole list has failed, up to ``backoff_max``."""
     if attempt % nodes:
         return min(backoff_max, FAILOVER_DELAY_S)
-    return min(backoff_max, 0.2 * 2.0 ** min(attempt // nodes, 8))
+    return Backoff(0.2, backoff_max).ceiling(attempt // nodes)
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
@@ -286,7 +286,7 @@ class MqttPublisher:
                 self._broker = (self._broker + 1) % len(self.brokers)
                 if len(self.brokers) > 1 and attempt < len(self.brokers):
                     log.warning("MQTT: failing over to %s:%s", self.host, self.port)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                await asyncio.sleep(jitter(delay))
 
     def _disconnected(self) -> None:
         self._client = None

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from fieldmodel.quality import BAD, GOOD, MAINTENANCE, QUALITY_NAMES, STALE
+from fieldmodel.registers import is_integer_point
 from gateway.config import Device
-from gateway.quality import BAD, GOOD, MAINTENANCE, QUALITY_NAMES, STALE
 
 __all__ = ["BAD", "GOOD", "MAINTENANCE", "QUALITY_NAMES", "STALE", "DeviceRows", "PointTable"]
 
@@ -38,14 +39,7 @@ class PointTable:
         intervals: list[float] = []
         for i, dev in enumerate(devices):
             n = len(dev.points)
-            integer = np.array(
-                [
-                    p.type == "bool"
-                    or (p.type not in ("float32", "float64") and p.scale == 1 and p.offset == 0)
-                    for p in dev.points
-                ],
-                dtype=bool,
-            )
+            integer = np.array([is_integer_point(p) for p in dev.points], dtype=bool)
             self.devices.append(
                 DeviceRows(
                     i, dev, slice(start, start + n), tuple(p.name for p in dev.points), integer
@@ -67,7 +61,7 @@ class PointTable:
         good: npt.NDArray[np.bool_],
         ts: float,
     ) -> None:
-        """Store one poll's result for a device (bad points keep their last value as NaN)."""
+        """Store one poll's result for a device (a bad point's value is NaN, from the decoder)."""
         rows = self.devices[device_index].rows
         self.values[rows] = values
         self.quality[rows] = np.where(good, GOOD, BAD)

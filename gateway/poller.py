@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.aio import raise_if_cancelling, wait_event
+from gateway.backoff import Backoff
 from gateway.drivers.modbus.adaptive import AdaptiveReader
 from gateway.drivers.modbus.decoder import DeviceDecoder
 from gateway.drivers.modbus.link import ModbusLink
@@ -64,6 +64,7 @@ class DevicePoller:
         self.link = link
         self.on_result = on_result
         self.backoff_max = max(backoff_max, self.device.poll_interval)
+        self.backoff = Backoff(self.device.poll_interval, self.backoff_max)
         self.start_delay = start_delay
         self.reader = AdaptiveReader(self.device)
         self.failures = 0
@@ -133,5 +134,4 @@ class DevicePoller:
                 else:
                     log.debug("%s: still failing: %s", self.device.id, error)
                 self.failures += 1
-                backoff = min(self.backoff_max, interval * 2 ** (self.failures - 1))
-                next_at = done + backoff * random.uniform(0.5, 1.0)
+                next_at = done + self.backoff.delay(self.failures - 1)

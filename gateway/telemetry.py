@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from fieldmodel.quality import BAD, GOOD, MAINTENANCE, QUALITY_NAMES
 from gateway.messages import json_payload
-from gateway.quality import BAD, GOOD, MAINTENANCE, QUALITY_NAMES
 
 if TYPE_CHECKING:
     from gateway.points import DeviceRows

@@ -9,7 +9,15 @@ Load rule packs, bind them to the point table and tick::
 See ``docs/rules.md`` for rule kinds, the pack format, binding, overrides and the alarm lifecycle.
 """
 
-from ._binding import AREA_TAG, COMM_POINT, Binding, BindingPlan, LoosenedLimit, bind
+from ._binding import (
+    AREA_TAG,
+    COMM_POINT,
+    Binding,
+    BindingPlan,
+    LoosenedLimit,
+    MissingPoints,
+    bind,
+)
 from ._daily import DAILY_FIELDS, DailyAccumulator, DailyStats, SensorRef, day_bounds
 from ._engine import MAX_MAINTENANCE_MINUTES, MAX_SHELVE_MINUTES, RuleEngine
 from ._errors import (
@@ -67,6 +75,7 @@ __all__ = [
     "Level",
     "LoosenedLimit",
     "MaintenanceEvent",
+    "MissingPoints",
     "PointRef",
     "PowerLossEvent",
     "RuleEngine",

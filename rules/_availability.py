@@ -6,13 +6,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fieldmodel.quality import STALE
+
 from ._arrays import ACTIVE, F64, I8, U8, BoolArray, IdxArray
 from ._binding import Binding, StaleSpec
 
-__all__ = ["QUALITY_STALE", "CommBlock", "StaleBlock"]
-
-#: Quality codes of the point table: 0 good, 1 bad, 2 stale.
-QUALITY_STALE = 2
+__all__ = ["CommBlock", "StaleBlock"]
 
 
 class StaleBlock:
@@ -35,7 +34,7 @@ class StaleBlock:
             return
         p = self.point_index
         age = now - np.fmax(sample_ts[p], start)
-        stale = (quality[p] == QUALITY_STALE) | (age > self._max_age)
+        stale = (quality[p] == STALE) | (age > self._max_age)
         np.copyto(raw, np.where(stale, ACTIVE, np.int8(0)))
         np.copyto(value_out, age)
 

@@ -13,6 +13,8 @@ from typing import Final
 
 import numpy as np
 
+from fieldmodel.quality import GOOD
+
 from ._arrays import ACTIVE, F64, I8, U8, BoolArray, IdxArray
 from ._binding import Binding, BoundPredicate, ConditionSpec
 
@@ -82,10 +84,10 @@ class PredicateTable:
         if self._rows.size == 0:
             return row_holds, row_good
         v = values[self._point]
-        good = (quality[self._point] == 0) & ~np.isnan(v)
+        good = (quality[self._point] == GOOD) & ~np.isnan(v)
         v = np.where(self._magnitude, np.abs(v), v)
         ref_v = values[self._ref]
-        good &= ~self._has_ref | ((quality[self._ref] == 0) & ~np.isnan(ref_v))
+        good &= ~self._has_ref | ((quality[self._ref] == GOOD) & ~np.isnan(ref_v))
         rhs = np.where(self._has_ref, ref_v * self._factor, self._value)
         holds = self._holds
         for op, idx in self._by_op.items():

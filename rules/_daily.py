@@ -34,6 +34,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from fieldmodel.quality import GOOD
+
 from ._arrays import F64, U8, BoolArray, IdxArray
 
 __all__ = [
@@ -62,7 +64,6 @@ DAILY_FIELDS: Final[Mapping[str, str]] = {
     "feed_abnormal_count": "int",
     "maintenance_s": "float",
 }
-_GOOD: Final = 0
 _FORMAT: Final = 1  # version of the saved arrays
 
 
@@ -303,7 +304,7 @@ class DailyAccumulator:
         self._bin_maint[b] |= maintenance
 
         v = values[self._point]
-        take = new_sample[self._point] & (quality[self._point] == _GOOD) & ~maintenance
+        take = new_sample[self._point] & (quality[self._point] == GOOD) & ~maintenance
         take &= np.isfinite(v)
         if take.any():
             v = np.where(take, v, 0.0)

@@ -192,10 +192,10 @@ class RuleEngine:
         """Evaluate every rule at time ``now`` and return the alarm transitions, in row order.
 
         ``values``/``quality``/``sample_ts`` have one entry per point (NaN value where never
-        read; quality 0 good, 1 bad, 2 stale; ``sample_ts`` the epoch seconds of each point's
-        latest sample), ``device_online`` one per device. New samples (``sample_ts`` greater
-        than last seen) enter the trend ring buffers. Flood start/end events are queued for
-        :meth:`take_flood_events`.
+        read; quality codes of :mod:`fieldmodel.quality`: GOOD, BAD, STALE; ``sample_ts`` the
+        epoch seconds of each point's latest sample), ``device_online`` one per device. New
+        samples (``sample_ts`` greater than last seen) enter the trend ring buffers. Flood
+        start/end events are queued for :meth:`take_flood_events`.
         """
         values = np.asarray(values, dtype=np.float64)
         quality = np.asarray(quality, dtype=np.uint8)

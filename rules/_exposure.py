@@ -57,6 +57,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import numpy.typing as npt
 
+from fieldmodel.quality import GOOD
+
 from ._arrays import ACTIVE, F64, I8, U8, BoolArray, IdxArray
 
 if TYPE_CHECKING:
@@ -407,7 +409,7 @@ class ExposureBlock:
         dt = 0.0 if last is None else min(max(now - last, 0.0), MAX_HOLD_S)
         self._last_now = now if last is None else max(last, now)
         v = values[self.point_index]
-        good = (quality[self.point_index] == 0) & ~np.isnan(v)
+        good = (quality[self.point_index] == GOOD) & ~np.isnan(v)
         if maintenance.any():
             good &= ~maintenance[self.device_index]
         conc = np.fmax(v, 0.0)  # NaN and below zero count as zero

@@ -21,6 +21,8 @@ from typing import Final
 
 import numpy as np
 
+from fieldmodel.quality import GOOD
+
 from ._arrays import ACTIVE, F64, I8, U8, BoolArray, IdxArray
 from ._binding import Binding, BlockKind, FeedSpec
 
@@ -130,7 +132,7 @@ class InterlockBlock:
         if self.feed_point.size == 0:
             return
         v = values[self.feed_point]
-        good = (quality[self.feed_point] == 0) & ~np.isnan(v)
+        good = (quality[self.feed_point] == GOOD) & ~np.isnan(v)
         on = good & (v != 0)
         checked = self.demand[self._feed_area] & ~maintenance
         level = np.where(checked & on, ACTIVE, np.int8(0)).astype(np.int8)
@@ -146,7 +148,7 @@ class InterlockBlock:
             return [], []
         n = self.size
         v = values[self.feed_point]
-        good = (quality[self.feed_point] == 0) & ~np.isnan(v)
+        good = (quality[self.feed_point] == GOOD) & ~np.isnan(v)
         on = good & (v != 0)
         off = good & (v == 0)
         any_on = np.bincount(self._feed_area, weights=on, minlength=n) > 0

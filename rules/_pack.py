@@ -10,7 +10,7 @@ from __future__ import annotations
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -34,17 +34,21 @@ __all__ = [
     "ExposureRule",
     "FeedCheckRule",
     "Forecast",
+    "LevelName",
     "LevelSpec",
+    "PackRule",
     "PositionTable",
     "Predicate",
     "RateOfChangeRule",
     "Rule",
+    "RuleBase",
     "RulePack",
     "StaleRule",
     "ThresholdRule",
     "check_threshold_levels",
     "load_packs",
     "parse_pack",
+    "rule_type_of",
 ]
 
 RULE_ID = r"^[a-z][a-z0-9_]*$"
@@ -52,12 +56,12 @@ RULE_ID = r"^[a-z][a-z0-9_]*$"
 POSITION_TAG = "position"
 PositionCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)]
 LEVEL_NAME = r"^[A-Z][A-Z0-9_]*$"
-THRESHOLD_LEVELS = ("LL", "L", "H", "HH")
-HIGH_LEVELS = ("H", "HH")
-LOW_LEVELS = ("L", "LL")
+LevelName = Literal["LL", "L", "H", "HH"]
+THRESHOLD_LEVELS: tuple[LevelName, ...] = ("LL", "L", "H", "HH")
+HIGH_LEVELS: tuple[LevelName, ...] = ("H", "HH")
+LOW_LEVELS: tuple[LevelName, ...] = ("L", "LL")
 MESSAGE_FIELDS = frozenset({"device", "point", "rule", "level", "value", "limit", "unit", "title"})
 COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
-PREDICATE_OPS = (*COMPARISONS, "bit_set", "bit_clear", "in", "not_in")
 
 Priority = Annotated[int, Field(ge=1, le=4)]
 Seconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
@@ -107,7 +111,9 @@ class LevelSpec(_Model):
         return self
 
 
-class _RuleBase(_Model):
+class RuleBase(_Model):
+    """What every rule has: id, title, the device kinds and tags it binds to, its message."""
+
     id: Annotated[str, Field(pattern=RULE_ID, max_length=64)]
     title: Annotated[str, Field(min_length=1)]
     kind: str | list[str]
@@ -116,6 +122,12 @@ class _RuleBase(_Model):
     message: str | None = None
     unit: str | None = None
     enabled: bool = True
+    #: A device the rule selects must have every point the rule needs: a device lacking one is
+    #: a config error. Without it such a device is listed (``BindingPlan.missing_points``).
+    required: bool = False
+
+    #: Keys a site may override per device (``overrides: {device: {rule: {key: value}}}``).
+    overridable: ClassVar[tuple[str, ...]] = ()
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -139,12 +151,12 @@ class _RuleBase(_Model):
         return value
 
 
-class _PointRule(_RuleBase):
+class PointRule(RuleBase):
     point: str | None = None
     points: list[str] | None = None
 
     @model_validator(mode="after")
-    def _one_point_key(self) -> _PointRule:
+    def _one_point_key(self) -> PointRule:
         if (self.point is None) == (self.points is None):
             raise ValueError("give exactly one of 'point' (a name or '*') or 'points' (a list)")
         return self
@@ -156,15 +168,16 @@ class _PointRule(_RuleBase):
 
 
 def check_threshold_levels(
-    levels: Mapping[str, tuple[float, float]],
-) -> tuple[str, str, float, str] | None:
+    levels: Mapping[LevelName, tuple[float, float]],
+) -> tuple[LevelName, str, float, str] | None:
     """Check the ordering of threshold levels given as ``{level: (limit, reset)}``.
 
     Returns ``(level, key, value, allowed)`` for the first problem, ``None`` when consistent.
     Requirements: high levels reset at or below their limit, low levels at or above; LL ≤ L < H ≤
     HH for limits and resets alike; and the two sides never overlap, even in their hysteresis bands.
     """
-    for lower, upper in (("LL", "L"), ("H", "HH")):
+    pairs: tuple[tuple[LevelName, LevelName], ...] = (("LL", "L"), ("H", "HH"))
+    for lower, upper in pairs:
         if lower in levels and upper in levels:
             for i, key in ((0, "limit"), (1, "reset")):
                 if levels[upper][i] < levels[lower][i]:
@@ -197,11 +210,11 @@ def check_threshold_levels(
     return None
 
 
-class ThresholdRule(_PointRule):
+class ThresholdRule(PointRule):
     """Multi-level limit alarm (LL/L/H/HH) with deadband (reset values) and on/off delays."""
 
     type: Literal["threshold"]
-    levels: dict[Literal["LL", "L", "H", "HH"], LevelSpec]
+    levels: dict[LevelName, LevelSpec]
     #: Compare the magnitude √(point² + magnitude_with²) of two points (the axes of a tilt
     #: sensor) instead of one value; the alarm sits on ``point``.
     magnitude_with: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")] | None = None
@@ -222,24 +235,24 @@ class ThresholdRule(_PointRule):
             level, key, value, allowed = problem
             raise ValueError(f"levels.{level}.{key} = {value:g}: {allowed}")
         for name in LOW_LEVELS:
-            spec = self.levels.get(name)  # type: ignore[call-overload]
+            spec = self.levels.get(name)
             if spec is not None and spec.power_off:
                 raise ValueError(f"levels.{name}.power_off: only high levels (H, HH) cut power")
         return self
 
     @property
-    def power_off_level(self) -> str | None:
+    def power_off_level(self) -> LevelName | None:
         """The lowest high level that demands power-off (``None``: the rule never cuts)."""
         return next(
-            (n for n in HIGH_LEVELS if n in self.levels and self.levels[n].power_off),  # type: ignore[index,operator]
+            (n for n in HIGH_LEVELS if n in self.levels and self.levels[n].power_off),
             None,
         )
 
-    def resolved_levels(self) -> dict[str, tuple[float, float]]:
+    def resolved_levels(self) -> dict[LevelName, tuple[float, float]]:
         """``{level: (limit, reset)}`` with the default reset taken from ``deadband``."""
-        out: dict[str, tuple[float, float]] = {}
+        out: dict[LevelName, tuple[float, float]] = {}
         for name in THRESHOLD_LEVELS:
-            spec = self.levels.get(name)  # type: ignore[call-overload]
+            spec = self.levels.get(name)
             if spec is None:
                 continue
             if spec.reset is not None:
@@ -300,7 +313,7 @@ class Forecast(_Model):
     within_s: Seconds = 0.0
 
 
-class RateOfChangeRule(_PointRule):
+class RateOfChangeRule(PointRule):
     """Least-squares slope over a time window, per minute, with an optional forecast."""
 
     type: Literal["rate_of_change"]
@@ -331,7 +344,7 @@ class RateOfChangeRule(_PointRule):
         return self
 
 
-class StaleRule(_PointRule):
+class StaleRule(PointRule):
     """No fresh sample for ``max_age_s`` seconds, or the gateway marked the point stale."""
 
     type: Literal["stale"]
@@ -345,7 +358,7 @@ class StaleRule(_PointRule):
     overridable: ClassVar[tuple[str, ...]] = ("max_age_s",)
 
 
-class ConditionRule(_RuleBase):
+class ConditionRule(RuleBase):
     """Common part of discrete and duration rules (a conjunction of predicates on one device)."""
 
     level: Annotated[str, Field(pattern=LEVEL_NAME)]
@@ -405,7 +418,7 @@ class DurationRule(ConditionRule):
         return self.for_s
 
 
-class CommRule(_RuleBase):
+class CommRule(RuleBase):
     """Communication failure: the device is offline (its ``device_online`` flag is false)."""
 
     type: Literal["comm"]
@@ -420,7 +433,7 @@ class CommRule(_RuleBase):
     overridable: ClassVar[tuple[str, ...]] = ("on_delay_s",)
 
 
-class FeedCheckRule(_PointRule):
+class FeedCheckRule(PointRule):
     """Power-off verification (馈电): while power-off is demanded in the device's ``area``, its
     feed point (1 = power on) must read 0 within ``for_s`` seconds, whatever a relay reports."""
 
@@ -437,7 +450,7 @@ class FeedCheckRule(_PointRule):
 MgPerM3 = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
 
 
-class ExposureRule(_PointRule):
+class ExposureRule(PointRule):
     """Occupational exposure of one substance (GBZ 2.1-2019): rolling 8-h TWA, 15-min STEL,
     MAC (ceiling) and, for a substance with a PC-TWA but no PC-STEL, the excursion limits.
 
@@ -475,7 +488,9 @@ class ExposureRule(_PointRule):
         return self
 
 
-Rule = Annotated[
+#: Every rule type of a pack. A new rule type is a model here and a binder in
+#: ``rules/_binding/`` (see docs/rules.md, "Adding a rule type").
+PackRule = (
     ThresholdRule
     | RateOfChangeRule
     | StaleRule
@@ -483,19 +498,22 @@ Rule = Annotated[
     | DurationRule
     | CommRule
     | ExposureRule
-    | FeedCheckRule,
-    Field(discriminator="type"),
-]
-RULE_TYPES = (
-    "threshold",
-    "rate_of_change",
-    "stale",
-    "discrete",
-    "duration",
-    "comm",
-    "exposure",
-    "feed_check",
+    | FeedCheckRule
 )
+Rule = Annotated[PackRule, Field(discriminator="type")]
+
+
+def rule_type_of(model: type[RuleBase]) -> str:
+    """The ``type:`` value that selects ``model`` in a pack (its ``type`` field's literal)."""
+    field = model.model_fields.get("type")
+    literal = get_args(field.annotation) if field is not None else ()
+    if len(literal) != 1 or not isinstance(literal[0], str):
+        raise TypeError(f"{model.__name__} has no `type: Literal[...]` field")
+    return literal[0]
+
+
+RULE_MODELS: tuple[type[RuleBase], ...] = get_args(PackRule)
+RULE_TYPES: tuple[str, ...] = tuple(rule_type_of(model) for model in RULE_MODELS)
 
 
 class PositionTable(_Model):
@@ -508,7 +526,7 @@ class PositionTable(_Model):
     source: Annotated[str, Field(min_length=3)]
 
 
-def _in_table(table: PositionTable, rule: Any) -> bool:
+def _in_table(table: PositionTable, rule: PackRule) -> bool:
     return (
         isinstance(rule, ThresholdRule)
         and table.kind in rule.kinds
@@ -516,7 +534,7 @@ def _in_table(table: PositionTable, rule: Any) -> bool:
     )
 
 
-def _check_table(table: PositionTable, positions: Sequence[str], rules: Sequence[Any]) -> None:
+def _check_table(table: PositionTable, positions: Sequence[str], rules: Sequence[PackRule]) -> None:
     if not positions:
         raise ValueError("position_table needs the pack's positions")
     covered: dict[str, str] = {}

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fieldmodel.quality import GOOD
+
 from ._arrays import F64, I8, U8, IdxArray
 from ._binding import Binding, ThresholdSpec
 from ._model import Level
@@ -73,7 +75,7 @@ class ThresholdBlock:
         mag = self._mag_rows
         if mag.size:  # two-axis rows compare the magnitude; a bad second axis holds the row
             second = values[self._mag_other]
-            second = np.where(quality[self._mag_other] == 0, second, np.nan)
+            second = np.where(quality[self._mag_other] == GOOD, second, np.nan)
             v[mag] = np.hypot(v[mag], second)
         b, acc, q = self._b, self._acc, self._q
         # acc = 3*(v >= t_h) + (v >= t_hh) + (v <= t_l) + (v <= t_ll)  →  codes L=1 LL=2 H=3 HH=4
@@ -85,9 +87,9 @@ class ThresholdBlock:
         np.add(acc, b, out=acc)
         np.less_equal(v, self._t_ll, out=b)
         np.add(acc, b, out=acc)
-        # hold where the sample is not good: quality != 0 or NaN
+        # hold where the sample is not good: quality not GOOD, or NaN
         np.take(quality, self.point_index, out=q)
-        np.not_equal(q, 0, out=b)
+        np.not_equal(q, GOOD, out=b)
         b |= np.isnan(v)
         np.copyto(raw, acc)
         np.copyto(raw, eff, where=b)

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fieldmodel.quality import GOOD
+
 from ._arrays import ACTIVE, F64, I8, U8, BoolArray, IdxArray
 from ._binding import Binding, TrendSpec
 from ._condition import PredicateTable
@@ -117,7 +119,7 @@ class TrendBlock:
             self._rebase(now)
         p = self.point_index
         v = values[p]
-        rows = np.flatnonzero(new_sample[p] & (quality[p] == 0) & ~np.isnan(v))
+        rows = np.flatnonzero(new_sample[p] & (quality[p] == GOOD) & ~np.isnan(v))
         if rows.size:
             full = rows[self._count[rows] == self._capacity[rows]]
             if full.size:
@@ -176,7 +178,7 @@ class TrendBlock:
         conditions_hold, conditions_good = self._conditions.evaluate(values, quality)
         hit &= conditions_hold
         level = np.where(hit, ACTIVE, np.int8(0)).astype(np.int8)
-        hold = (quality[p] != 0) | np.isnan(current) | ~conditions_good
+        hold = (quality[p] != GOOD) | np.isnan(current) | ~conditions_good
         np.copyto(raw, np.where(hold, eff, level))
         np.copyto(value_out, slope_min)
         self.forecast = eta

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from fieldmodel.registers import BIT_KINDS
 from gateway.config import Device
-from simulators._layout import BIT_KINDS, RegisterLayout
+from simulators._layout import RegisterLayout
 from simulators._noise import FAULTS, NOISE, WALK, NoiseSource, device_rng
 from simulators.faults import DeviceFaults, Spikes
 from simulators.signals import F64, SignalModel

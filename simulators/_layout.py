@@ -2,9 +2,10 @@
 
 A :class:`RegisterLayout` is built once per distinct point list (usually one per profile). It
 turns a ``(devices, points)`` matrix of engineering values into one raw image per register kind,
-for every device at once: numeric points are grouped by (type, order) and encoded with the
-gateway's own codec (inverse scale/offset, clipped to the type's range); bool points set or clear
-their bit of a holding/input word, or their coil/discrete bit. The same layout decodes an image
+for every device at once: numeric points are grouped by (type, order) and encoded with
+:mod:`fieldmodel.codec`, the codec the gateway reads with (inverse scale/offset, clipped to the
+type's range); bool points set or clear their bit of a holding/input word, or their
+coil/discrete bit. The same layout decodes an image
 back, so tests and tools check the simulators through the gateway's reading of the registers.
 """
 
@@ -17,32 +18,36 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from fieldmodel.codec import decode_words, encode_values
+from fieldmodel.registers import BIT_KINDS, DTYPES, FLOAT_TYPES, REGISTER_WIDTH, WORD_KINDS
 from gateway.config import Point
-from gateway.drivers.modbus.codec import DTYPES, decode_words, encode_values
 
-__all__ = ["BIT_KINDS", "KINDS", "WORD_KINDS", "RegisterLayout"]
+__all__ = ["KINDS", "RegisterLayout"]
 
 F64 = npt.NDArray[np.float64]
 U16 = npt.NDArray[np.uint16]
 Bools = npt.NDArray[np.bool_]
 
 #: Register kinds in the order pymodbus takes them: (coils, discretes, holding, input).
-KINDS: Final = ("coil", "discrete", "holding", "input")
-WORD_KINDS: Final = ("holding", "input")
-BIT_KINDS: Final = ("coil", "discrete")
+KINDS: Final = BIT_KINDS + WORD_KINDS
 
-#: Raw range each integer type saturates at (floats pass through; 64-bit ranges stay inside
-#: what a float64 carries exactly).
-_RAW_RANGE: Final[dict[str, tuple[float, float]]] = {
-    "int16": (-32768, 32767),
-    "uint16": (0, 65535),
-    "int32": (-(2**31), 2**31 - 1),
-    "uint32": (0, 2**32 - 1),
-    "int64": (-(2**63), 2**63 - 1024),
-    "uint64": (0, 2**64 - 2048),
-    "float32": (-3.4e38, 3.4e38),
-    "float64": (-1.7e308, 1.7e308),
-}
+
+def _raw_range(type_name: str) -> tuple[float, float]:
+    """Raw range a type saturates at: the integer type's range, kept inside what a float64
+    carries exactly (so 64-bit types stop just below 2**63 and 2**64); floats their finite
+    range."""
+    dtype = np.dtype(DTYPES[type_name])
+    if type_name in FLOAT_TYPES:
+        top = float(np.finfo(dtype).max)
+        return -top, top
+    info = np.iinfo(dtype)
+    low, high = float(info.min), float(info.max)
+    if high > info.max:  # int64/uint64 max rounds up to a power of two in float64
+        high = float(np.nextafter(high, 0.0))
+    return low, high
+
+
+_RAW_RANGE: Final[dict[str, tuple[float, float]]] = {t: _raw_range(t) for t in DTYPES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +109,7 @@ class RegisterLayout:
                 keys.setdefault((p.register, p.type, p.order), []).append(i)
         groups = []
         for (kind, type_name, order), cols in keys.items():
-            width = np.dtype(DTYPES[type_name]).itemsize // 2
+            width = REGISTER_WIDTH[type_name]
             words = [self.points[i].address + w for i in cols for w in range(width)]
             low, high = _RAW_RANGE[type_name]
             groups.append(

@@ -25,9 +25,9 @@ from typing import Final
 
 from pymodbus.constants import ExcCodes
 
+from fieldmodel.registers import BIT_KINDS
 from gateway.config import Device, SiteConfig
 from simulators._fleet import Fleet
-from simulators._layout import BIT_KINDS
 from simulators._methane import relay_settings
 from simulators._noise import FAULTS, device_rng
 from simulators.crane import TowerCraneModel

@@ -62,6 +62,7 @@ from nats.js.api import (
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from gateway.backoff import Backoff
 from gateway.ingest.config import IngestConfig
 from gateway.ingest.decode import PlatformDecoder
 from gateway.sinks.influx import InfluxWriteError, InfluxWriter, LineWriter
@@ -74,6 +75,8 @@ FETCH_WAIT_S: Final = 1.0
 HOLD_POLL_S: Final = 0.02
 RETRY_S: Final = 0.5
 RETRY_MAX_S: Final = 5.0
+#: Connecting to NATS and binding the consumer retry after 0.5, 1, 2, 4, then every 5 s.
+_RETRY: Final = Backoff(RETRY_S, RETRY_MAX_S)
 MAX_CLUSTER_REPLICAS: Final = 3
 MQTT_STORE: Final = "$MQTT_msgs"
 """nats-server's stream of QoS 1 MQTT messages (on the subjects ``$MQTT.msgs.<subject>``)."""
@@ -172,7 +175,7 @@ class IngestWorker:
                 log.info("ingest %s stopped: %s", self.name, self.stats.describe())
 
     async def _connect(self, stop: asyncio.Event) -> NatsClient | None:
-        delay = RETRY_S
+        failures = 0
         while not stop.is_set():
             try:
                 return await nats.connect(
@@ -189,8 +192,8 @@ class IngestWorker:
             except Exception as exc:  # no server reachable yet: normal weather
                 log.error("NATS %s unreachable (%s); retrying", self.cfg.nats.urls, exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(RETRY_MAX_S, delay * 2)
+                    await asyncio.wait_for(stop.wait(), _RETRY.ceiling(failures))
+                failures += 1
         return None
 
     async def _nats_error(self, exc: Exception) -> None:
@@ -208,7 +211,7 @@ class IngestWorker:
     ) -> JetStreamContext.PullSubscription | None:
         """Create the stream and the consumer when missing (every worker may try: it is
         idempotent) and bind to the consumer; retried while the cluster is not ready."""
-        delay = RETRY_S
+        failures = 0
         while not stop.is_set():
             try:
                 await self._ensure_stream(js, nc)
@@ -224,8 +227,8 @@ class IngestWorker:
                     exc,
                 )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(RETRY_MAX_S, delay * 2)
+                    await asyncio.wait_for(stop.wait(), _RETRY.ceiling(failures))
+                failures += 1
         return None
 
     @property

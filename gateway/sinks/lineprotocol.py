@@ -1,7 +1,7 @@
 """InfluxDB line protocol for the gateway's four record kinds: pure, fast, no I/O.
 
-The schema is the contract with the Grafana boards (DESIGN.md, "InfluxDB line protocol"; the full
-table with types is in docs/influx.md):
+The schema is the contract with the Grafana boards (the full table with types is in
+docs/influx.md):
 
 ==========================  ===============================  ====================================
 measurement                 tags                             fields
@@ -23,7 +23,8 @@ field type differs from the one already stored):
 
 * ``bool`` points are integers ``0i``/``1i``;
 * integer register types (``int16`` … ``uint64``) with ``scale`` 1 and ``offset`` 0 are integers;
-* everything else (float types, scaled or offset integers) is a float.
+* everything else (float types, scaled or offset integers) is a float
+  (:func:`fieldmodel.registers.is_integer_point`).
 
 NaN and infinities are skipped (line protocol cannot carry them), as are integers outside int64.
 Timestamps are Unix epoch milliseconds: write with precision ``ms``.
@@ -37,9 +38,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from gateway.config import RESERVED_TAGS, Device, Point, Profile
-from gateway.quality import MAINTENANCE as MAINTENANCE_QUALITY
-from gateway.quality import QUALITY_NAMES
+from fieldmodel.quality import MAINTENANCE as MAINTENANCE_QUALITY
+from fieldmodel.quality import QUALITY_NAMES
+from fieldmodel.registers import is_integer_point
+from gateway.config import RESERVED_TAGS, Device, Profile
 from rules import DAILY_FIELDS, ShiftExposure
 
 __all__ = [
@@ -47,7 +49,6 @@ __all__ = [
     "DEVICE_STATUS_FIELDS",
     "EXPOSURE_FIELDS",
     "GATEWAY_FIELDS",
-    "INTEGER_TYPES",
     "MAINTENANCE",
     "LineEncoder",
     "MeasurementSchema",
@@ -61,7 +62,6 @@ __all__ = [
     "format_float",
     "format_int",
     "gateway_line",
-    "is_integer_point",
     "rescue_line",
     "schema_for",
 ]
@@ -143,7 +143,6 @@ GATEWAY_TAGS: Final = frozenset({"site"})
 #: The daily report (24 h): one line per sensor and day, stamped with the day's local midnight.
 DAILY_TAGS: Final = frozenset({"site", "device", "point"})
 
-INTEGER_TYPES: Final = frozenset({"int16", "uint16", "int32", "uint32", "int64", "uint64"})
 #: The ``quality`` tag of the lines of a device in maintenance (calibration): its quality name.
 MAINTENANCE: Final = QUALITY_NAMES[MAINTENANCE_QUALITY]
 _INT64_MIN: Final = -(2**63)
@@ -171,13 +170,6 @@ def escape_key(text: str) -> str:
     influxdb-client writes them: line protocol has no way to carry them raw.
     """
     return text.translate(_ESCAPE_KEY)
-
-
-def is_integer_point(point: Point) -> bool:
-    """True when ``point`` is written as an integer field (``i``), False for a float field."""
-    if point.type == "bool":
-        return True
-    return point.type in INTEGER_TYPES and point.scale == 1 and point.offset == 0
 
 
 def format_float(value: float | int | bool) -> str | None:
@@ -317,11 +309,10 @@ class TelemetryEncoder:
 class LineEncoder:
     """Encodes every record kind of one site. Keeps a :class:`TelemetryEncoder` per device."""
 
-    __slots__ = ("_site_tag", "_telemetry", "site_id")
+    __slots__ = ("_telemetry", "site_id")
 
     def __init__(self, site_id: str) -> None:
         self.site_id = site_id
-        self._site_tag = f",site={escape_key(site_id)}"
         self._telemetry: dict[str, tuple[Device, TelemetryEncoder]] = {}
 
     def telemetry_encoder(self, device: Device) -> TelemetryEncoder:

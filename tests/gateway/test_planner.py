@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.config import REGISTER_WIDTH, Point, load_profile
+from fieldmodel.registers import REGISTER_WIDTH
+from gateway.config import Point, load_profile
 from gateway.drivers.modbus.planner import MAX_BITS, MAX_REGISTERS, plan_reads
 
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import numpy as np
 from pymodbus.client import AsyncModbusTcpClient, ModbusBaseClient
 
+from fieldmodel.codec import decode_words
 from gateway.config import Device, SiteConfig
-from gateway.drivers.modbus.codec import decode_words
 from gateway.drivers.modbus.planner import plan_reads
 from simulators import SiteSimulator
 from tests.simulators.conftest import FakeClock

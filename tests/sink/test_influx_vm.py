@@ -12,9 +12,10 @@ import time
 
 import pytest
 
+from fieldmodel.registers import is_integer_point
 from gateway.config import BUILTIN_PROFILES, InfluxConfig
 from gateway.sinks import InfluxSink, InfluxWriteError
-from gateway.sinks.lineprotocol import ALARM_STATE_CODES, is_integer_point
+from gateway.sinks.lineprotocol import ALARM_STATE_CODES
 from tests.sink.devices import make_device
 from tests.vm import VictoriaMetrics
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fieldmodel.registers import is_integer_point
 from gateway.config import BUILTIN_PROFILES, load_profile
 from gateway.sinks.lineprotocol import (
     ALARM_STATE_CODES,
@@ -21,7 +22,6 @@ from gateway.sinks.lineprotocol import (
     format_float,
     format_int,
     gateway_line,
-    is_integer_point,
 )
 from tests.sink.devices import TS, make_device
 

@@ -2,7 +2,7 @@
 
 Each request's words (or bits) are copied into one buffer at a fixed offset; the points are
 grouped by (type, order), and each group is a single fancy-index gather plus one
-:func:`~gateway.drivers.modbus.codec.decode_words` call. ``values = raw * scale + offset`` is one
+:func:`~fieldmodel.codec.decode_words` call. ``values = raw * scale + offset`` is one
 numpy expression for the whole device.
 """
 
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from gateway.config import BIT_KINDS, Point
-from gateway.drivers.modbus.codec import FLOAT_TYPES, decode_words
+from fieldmodel.codec import decode_words
+from fieldmodel.registers import BIT_KINDS, FLOAT_TYPES
+from gateway.config import Point
 from gateway.drivers.modbus.planner import ReadPlan
 
 __all__ = ["DeviceDecoder"]

@@ -28,6 +28,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 
+from fieldmodel.registers import BIT_KINDS
 from gateway.aio import raise_if_cancelling
 from gateway.config import RtuConnection, RtuOverTcpConnection, TcpConnection
 from gateway.drivers.modbus.planner import ReadRequest
@@ -244,7 +245,7 @@ class ModbusLink:
             problem = f"answer with function code {fc}"
         elif rr.isError():
             return
-        elif req.kind in ("coil", "discrete"):
+        elif req.kind in BIT_KINDS:
             if len(rr.bits) != 8 * math.ceil(req.count / 8):
                 problem = f"{len(rr.bits)} bits in the answer"
         elif len(rr.registers) != req.count:
@@ -317,7 +318,7 @@ class ModbusLink:
                     address=req.address,
                     code=code,
                 )
-            if req.kind in ("coil", "discrete"):
+            if req.kind in BIT_KINDS:
                 return rr.bits[: req.count]
             return rr.registers
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from fieldmodel.registers import BIT_KINDS, WORD_KINDS
 from gateway.config import Point
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
 MAX_REGISTERS = 125
 MAX_BITS = 2000
 FUNCTION_CODES = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
-KIND_ORDER = ("holding", "input", "coil", "discrete")
+KIND_ORDER = WORD_KINDS + BIT_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ def plan_reads(
     requests: list[ReadRequest] = []
     unread: list[int] = []
     for kind in KIND_ORDER:
-        limit = max_bits if kind in ("coil", "discrete") else max_registers
+        limit = max_bits if kind in BIT_KINDS else max_registers
         spans = refused.get(kind, [])
         items = sorted(
             (

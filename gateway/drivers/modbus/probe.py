@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import ValidationError
 
+from fieldmodel.codec import decode_words
+from fieldmodel.registers import BIT_KINDS, REGISTER_WIDTH, WORD_ORDERS
 from gateway.config import (
-    REGISTER_WIDTH,
     Device,
     RtuConnection,
     RtuOverTcpConnection,
@@ -27,13 +28,11 @@ from gateway.config import (
     TcpConnection,
 )
 from gateway.drivers.modbus.adaptive import AdaptiveReader
-from gateway.drivers.modbus.codec import decode_words
 from gateway.drivers.modbus.link import EXCEPTION_NAMES, AnyConnection, ModbusLink, link_key
 from gateway.drivers.modbus.planner import MAX_BITS, MAX_REGISTERS, ReadRequest
 from gateway.errors import DeviceError, DeviceException
 
 __all__ = [
-    "ORDERS",
     "DeviceDiscovery",
     "ProbeResult",
     "ScanHit",
@@ -46,7 +45,6 @@ __all__ = [
     "scan",
 ]
 
-ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 _GATEWAY_NO_DEVICE = frozenset({10, 11})  # a serial server saying nobody answered behind it
 
 
@@ -141,7 +139,7 @@ async def probe(
     link: ModbusLink, *, unit: int, kind: str, address: int, count: int, timeout: float
 ) -> ProbeResult:
     """Read ``count`` registers (or bits) at ``address``; raises DeviceError."""
-    limit = MAX_BITS if kind in ("coil", "discrete") else MAX_REGISTERS
+    limit = MAX_BITS if kind in BIT_KINDS else MAX_REGISTERS
     if not 1 <= count <= limit:
         raise ValueError(f"--count: 1 to {limit} for {kind}, got {count}")
     if not 0 <= address <= 65535 or address + count > 65536:
@@ -162,7 +160,7 @@ def format_probe(
 ) -> list[str]:
     """Raw words (hex, decimal, signed) and decoded values, in every order unless given."""
     lines: list[str] = []
-    if result.kind in ("coil", "discrete"):
+    if result.kind in BIT_KINDS:
         lines.append("  address  bit")
         for i, bit in enumerate(result.values):
             lines.append(f"  {result.address + i:<7d}  {bit}")
@@ -173,7 +171,7 @@ def format_probe(
         signed = w - 0x10000 if w >= 0x8000 else w
         lines.append(f"  {result.address + i:<7d}  0x{w:04X}  {w:<8d}  {signed}")
     types = [type_name] if type_name else ["int32", "uint32", "float32"]
-    orders = [order] if order else list(ORDERS)
+    orders = [order] if order else list(WORD_ORDERS)
     for t in types:
         if t == "bool":
             continue
@@ -229,7 +227,7 @@ async def scan(
             continue
         else:
             v = int(data[0])
-            shown = str(v) if kind in ("coil", "discrete") else f"0x{v:04X} {v}"
+            shown = str(v) if kind in BIT_KINDS else f"0x{v:04X} {v}"
             hits.append(ScanHit(unit, f"{kind} {address} = {shown}"))
     return hits
 

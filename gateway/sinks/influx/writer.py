@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Self
 
+from gateway.backoff import Backoff
 from gateway.config import InfluxConfig
 from gateway.sinks.influx.http import (
     TOO_LARGE,
@@ -77,9 +78,8 @@ class InfluxWriter:
         self._writer: LineWriter | None = None
         self._client: ClientWriter | None = None
         self.backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
+        self._backoff = Backoff(backoff_initial, backoff_max, (rng or random.Random()).random)
         self._request_timeout = request_timeout
-        self._rng = rng or random.Random()
         self._pending = pending
 
         self.written_lines = 0
@@ -197,5 +197,4 @@ class InfluxWriter:
             log.debug("InfluxDB write to %s failed again: %s", self.config.url, self.last_error)
         attempt = self._failures_in_outage
         self._failures_in_outage += 1
-        capped = min(self._backoff_max, self.backoff_initial * (1 << min(attempt, 30)))
-        return capped * (0.5 + 0.5 * self._rng.random())
+        return self._backoff.delay(attempt)

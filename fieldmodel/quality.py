@@ -1,5 +1,5 @@
-"""Quality codes of point values and their names (one table for the point table, MQTT and the
-database encoder).
+"""Quality codes of point values and their names (one table for the point table, the rules
+engine, MQTT and the database encoder).
 
 The point table holds GOOD, BAD and STALE. MAINTENANCE is what the good points of a device in
 maintenance (calibration, 标校) are published as, on MQTT and as the ``quality`` tag of their

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.drivers.modbus.codec import DTYPES, decode_words, encode_values
+from fieldmodel.codec import decode_words, encode_values
+from fieldmodel.registers import DTYPES, WORD_ORDERS
 from tests.struct_reference import struct_words
 
-ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 RANGES = {
     "int16": (-(2**15), 2**15 - 1),
     "uint16": (0, 2**16 - 1),
@@ -32,7 +32,7 @@ def values_for(type_name: str) -> st.SearchStrategy[float | int]:
     return st.integers(lo, hi)
 
 
-@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("order", WORD_ORDERS)
 @pytest.mark.parametrize("type_name", sorted(DTYPES))
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())

@@ -18,9 +18,9 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from fieldmodel.registers import DTYPES, FLOAT_TYPES
+
 __all__ = [
-    "DTYPES",
-    "FLOAT_TYPES",
     "decode_words",
     "encode_values",
     "to_canonical",
@@ -29,18 +29,6 @@ __all__ = [
 U16 = npt.NDArray[np.uint16]
 F64 = npt.NDArray[np.float64]
 
-#: Big-endian numpy dtype of each register type (bool is handled as bits, not here).
-DTYPES: Final[dict[str, str]] = {
-    "int16": ">i2",
-    "uint16": ">u2",
-    "int32": ">i4",
-    "uint32": ">u4",
-    "float32": ">f4",
-    "int64": ">i8",
-    "uint64": ">u8",
-    "float64": ">f8",
-}
-FLOAT_TYPES: Final = frozenset({"float32", "float64"})
 _REVERSE_WORDS: Final = frozenset({"CDAB", "DCBA"})
 _SWAP_BYTES: Final = frozenset({"BADC", "DCBA"})
 
