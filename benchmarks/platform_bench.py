@@ -66,9 +66,9 @@ import nats  # noqa: E402
 import psutil  # noqa: E402
 import yaml  # noqa: E402
 
-from tests.nats import NatsCluster  # noqa: E402
-from tests.platform.harness import IngestProcess, wait_consumer  # noqa: E402
-from tests.vm import VictoriaMetrics  # noqa: E402
+from tests.gateway.ingest.harness import IngestProcess, wait_consumer  # noqa: E402
+from tests.harness.nats import NatsCluster  # noqa: E402
+from tests.harness.victoria_metrics import VictoriaMetrics  # noqa: E402
 
 STORE = "$MQTT_msgs"
 CONSUMER = "ingest"

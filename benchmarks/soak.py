@@ -17,7 +17,7 @@ outbox before that status, so:
     alarms_lost  = alarm_transitions  - distinct (alarm id, ts, state) received likewise
 
 Mosquitto itself may lose a message it acknowledged in the instant before a SIGKILL (it saves
-every second); see tests/chaos/harness.py. ``rss_growth_pct`` compares the gateway's RSS after
+every second); see the chaos harness. ``rss_growth_pct`` compares the gateway's RSS after
 the warm-up with its RSS after the final drain; at each of ``--checkpoints`` (seconds into the
 chaos phase: 5, 15, 30 and 60 min by default) it records the gateway's RSS, the outbox depth of
 the newest status and the deepest one since the previous checkpoint (``checkpoint {...}`` lines
@@ -52,7 +52,7 @@ from _processes import start_gateway, start_simulators, stop_all  # noqa: E402
 from gateway_bench import write_site  # noqa: E402
 
 from gateway.topics import TELEMETRY, Topics  # noqa: E402
-from tests.chaos.harness import PersistentMosquitto  # noqa: E402
+from tests.gateway.chaos.harness import PersistentMosquitto  # noqa: E402
 
 SITE_ID = "bench"  # gateway_bench's site id
 TOPICS = Topics("hazard", SITE_ID)

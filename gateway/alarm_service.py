@@ -147,6 +147,8 @@ class AlarmService:
         self.wake = asyncio.Event()
         self.latency_ms: deque[float] = deque(maxlen=10_000)
         self.transitions = 0
+        # [ts ms, transitions] of the newest milliseconds (see transitions_through)
+        self._recent: deque[list[int]] = deque(maxlen=64)
         self._device_sample_ts = np.zeros(len(table.devices), dtype=np.float64)
         self._device_index = {rows.device.id: rows.index for rows in table.devices}
 
@@ -241,10 +243,21 @@ class AlarmService:
 
     # ------------------------------------------------------------------ messages
 
+    def transitions_through(self, ts_ms: int) -> int:
+        """Transitions published so far with ``ts <= ts_ms`` (ms), for ``ts_ms`` at least the
+        current millisecond minus one."""
+        return self.transitions - sum(n for ms, n in self._recent if ms > ts_ms)
+
     def _publish_transition(self, tr: AlarmTransition) -> None:
         """Publish one transition: the event on ``P/events/alarm`` and the retained state, as
         :func:`gateway.alarms.transition_messages` builds them (one mapping for the project)."""
         self.transitions += 1
+        ms = round(tr.ts * 1000.0)  # as the messages and the database line stamp it
+        recent = self._recent
+        if recent and recent[-1][0] == ms:
+            recent[-1][1] += 1
+        else:
+            recent.append([ms, 1])
         event, retained = transition_messages(self.topics.base, tr)
         self.publish(retained)
         if self.on_transition is not None:

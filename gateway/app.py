@@ -34,7 +34,7 @@ from gateway.poller import DevicePoller, PollResult
 from gateway.redact import SECRETS, secret_from_env
 from gateway.rescue import RescueBook
 from gateway.sinks.influx import InfluxSink, influx_token
-from gateway.telemetry import device_status_payload, telemetry_doc
+from gateway.telemetry import TelemetryPayload, TelemetrySample, device_status_payload
 from gateway.topics import Topics
 from rules import AlarmTransition, DailyStats, MaintenanceEvent
 
@@ -48,11 +48,20 @@ class GatewayStats:
     polls: int = 0
     failed_polls: int = 0
     telemetry_messages: int = 0  # telemetry records produced (one per good poll)
+    # the newest telemetry ts (ms) and how many records carry it: see telemetry_through
+    last_telemetry_ms: int = -1
+    at_last_telemetry_ms: int = 0
     points: int = 0
     requests: int = 0
     lag_ms: deque[float] = field(default_factory=lambda: deque(maxlen=20_000))
     started: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)
+
+    def telemetry_through(self, ts_ms: int) -> int:
+        """Telemetry records produced so far with ``ts <= ts_ms``, for ``ts_ms`` at least the
+        current millisecond minus one (records are stamped in the order they are produced)."""
+        later = self.at_last_telemetry_ms if self.last_telemetry_ms > ts_ms else 0
+        return self.telemetry_messages - later
 
     def snapshot(self) -> dict[str, float]:
         lags = np.fromiter(self.lag_ms, dtype=np.float64) if self.lag_ms else np.zeros(1)
@@ -61,7 +70,7 @@ class GatewayStats:
             "failed_polls": self.failed_polls,
             "points": self.points,
             "requests": self.requests,
-            "poll_lag_ms": float(np.percentile(lags, 50)),
+            "poll_lag_ms": float(np.percentile(lags, 50)),  # the median of the recent polls
             "poll_lag_p99_ms": float(np.percentile(lags, 99)),
         }
 
@@ -119,6 +128,8 @@ class Gateway:
         self._last_error: list[str | None] = [None] * len(self.pollers)
         self._latency_ms: list[float | None] = [None] * len(self.pollers)
         self._device_index = {rows.device.id: rows.index for rows in self.table.devices}
+        self._telemetry_topics = [self.topics.telemetry(r.device.id) for r in self.table.devices]
+        self._payloads = [TelemetryPayload(r.names, r.integer) for r in self.table.devices]
         self.telemetry_qos = self.mqtt_cfg.telemetry_qos
         self.outbox: AsyncOutbox | None = None
         self.transaction: TickTransaction | None = None  # commits to the durable outbox
@@ -190,7 +201,7 @@ class Gateway:
                 point=tr.point,
                 rule=tr.rule,
                 level=tr.level,
-                state=str(tr.to_state),
+                state=tr.to_state,
                 value=tr.value,
                 limit=tr.limit,
             )
@@ -211,19 +222,25 @@ class Gateway:
             self.table.update(idx, res.values, res.good, res.ts)
             st.points += int(res.good.sum())
             maintenance = self.alarms is not None and bool(self.alarms.engine.in_maintenance[idx])
-            doc = telemetry_doc(res.rows, ts_ms, res.values, res.good, maintenance=maintenance)
+            # one record of the poll, read by the MQTT payload and the database line
+            sample = TelemetrySample.from_poll(
+                res.rows, ts_ms, res.values, res.good, maintenance=maintenance
+            )
             st.telemetry_messages += 1
+            if ts_ms != st.last_telemetry_ms:
+                st.last_telemetry_ms, st.at_last_telemetry_ms = ts_ms, 0
+            st.at_last_telemetry_ms += 1
             # With an outbox, the message and the line below are staged in self.transaction by
             # this one callback, so they are committed in one transaction (gateway/delivery.py).
             self.publisher.publish(
                 OutboundMessage(
-                    self.topics.telemetry(dev.id), json_payload(doc), qos=self.telemetry_qos
+                    self._telemetry_topics[idx],
+                    self._payloads[idx].encode(sample),
+                    qos=self.telemetry_qos,
                 )
             )
             if self.sink is not None:
-                self.sink.add_telemetry(
-                    dev, ts_ms, doc["values"], doc["quality"], maintenance=maintenance
-                )
+                self.sink.add_sample(dev, sample)
             online, error = True, None
         else:
             st.failed_polls += 1
@@ -313,13 +330,12 @@ class Gateway:
 
         Its ``telemetry_messages`` and ``alarm_transitions`` count exactly the records with
         ``started <= ts <= status ts``. Records are stamped with the wall clock in ms (telemetry
-        truncated, alarms rounded), so the status takes the rounded ms and waits it out
-        (blocking the loop for at most 1.5 ms every ``stats_interval``): nothing produced after
-        it can carry a ``ts`` at or before the status's.
+        truncated, alarms rounded), so the status takes the millisecond before the current one:
+        nothing produced after it can carry a ``ts`` at or before the status's, and the records
+        already produced with a later ``ts`` (this millisecond's, an alarm rounded up) are left
+        out of the counts. Nothing waits.
         """
-        ts_ms = round(time.time() * 1000)
-        while int(time.time() * 1000) <= ts_ms:
-            time.sleep(0.0002)
+        ts_ms = int(time.time() * 1000) - 1
         st = self.stats
         online = int(self.table.device_online.sum())
         ob = self.outbox.stats() if self.outbox is not None else None
@@ -336,8 +352,8 @@ class Gateway:
             "poll_lag_p99_ms": round(snap["poll_lag_p99_ms"], 3),
             "mqtt_backlog": self.publisher.backlog,
             # cumulative since this process started: what it produced, for end-to-end counts
-            "telemetry_messages": st.telemetry_messages,
-            "alarm_transitions": self.alarms.transitions if self.alarms else 0,
+            "telemetry_messages": st.telemetry_through(ts_ms),
+            "alarm_transitions": self.alarms.transitions_through(ts_ms) if self.alarms else 0,
             "outbox_depth": ob.rows if ob else 0,
             "outbox_streams": dict(ob.depth) if ob else {},
             "outbox_bytes": ob.bytes if ob else 0,
@@ -385,7 +401,7 @@ class Gateway:
                     "outbox_dropped": ob.dropped_telemetry if ob else 0,
                     "devices_online": online,
                     "devices_total": len(self.pollers),
-                    "active_alarms": None,
+                    "active_alarms": len(self.alarms.engine.active_alarms()) if self.alarms else 0,
                     "read_errors": st.failed_polls,
                     "mqtt_connected": self.publisher.stats.connected,
                     "influx_buffered": sink_stats.buffered_lines,

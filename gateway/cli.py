@@ -352,7 +352,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """A platform ingest worker: the NATS JetStream stream -> the time-series database."""
     try:
-        from gateway.ingest.worker import IngestWorker
+        from gateway.ingest.worker import IngestWorker, run_event_loop
     except ImportError as exc:  # nats-py is the `platform` extra
         print(
             f"hazardgw ingest needs nats-py ({exc}): pip install 'hazard-gateway[platform]'",
@@ -378,7 +378,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
     name = args.name or f"ingest-{socket.gethostname()}-{os.getpid()}"
     worker = IngestWorker(cfg, token=token, name=name, stats_interval=args.stats_interval)
-    asyncio.run(_run_until_signal(worker.run))
+    run_event_loop(_run_until_signal(worker.run))
     return 0
 
 

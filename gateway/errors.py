@@ -7,7 +7,8 @@
     ├── DeviceError          a field device could not be read (device id, address, cause)
     │   ├── DeviceOffline    connection refused, reset or timed out
     │   └── DeviceException  the device answered with a Modbus exception code
-    └── ReadsStopped         a read was not sent: the gateway is stopping (not a device fault)
+    ├── ReadsStopped         a read was not sent: the gateway is stopping (not a device fault)
+    └── BrokerError          the MQTT broker connection failed or was lost (normal weather)
 
 Library errors (pymodbus, aiomqtt, influxdb-client) are mapped to these once, at the boundary,
 with ``raise ... from``.
@@ -21,6 +22,7 @@ from typing import Any
 from rules.yamlfile import short_repr
 
 __all__ = [
+    "BrokerError",
     "ConfigError",
     "ConfigIssue",
     "DeviceError",
@@ -89,3 +91,9 @@ class ReadsStopped(GatewayError):
     def __init__(self, device: str) -> None:
         self.device = device
         super().__init__(f"{device}: not read, the gateway is stopping")
+
+
+class BrokerError(GatewayError):
+    """The MQTT broker refused or dropped the connection, or it failed while in use.
+
+    Normal weather: the publisher reconnects (to the next node of a cluster) and replays."""

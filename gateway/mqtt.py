@@ -1,4 +1,4 @@
-"""MQTT publishing with aiomqtt: one connection, reconnected with capped, jittered backoff.
+"""MQTT publishing: one connection, reconnected with capped, jittered backoff.
 
 Telemetry at QoS 0 goes through a bounded in-memory queue (oldest dropped and counted while the
 broker is away); QoS 1 messages (status, alarms, events, replies and QoS 1 telemetry) are kept
@@ -10,6 +10,9 @@ and sent from there. The last retained
 message of every topic is remembered and re-published on reconnect, so a broker that restarted
 without persistence gets the gateway's state back. The gateway status topic carries a will
 (``online: false``).
+
+The publisher talks to the broker through a :class:`~gateway.mqtt_transport.MqttTransport`
+(aiomqtt by default; :class:`gateway.mqtt_fake.FakeBroker` in unit tests).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import ssl
 import time
 from collections import deque
@@ -26,13 +28,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-import aiomqtt
-
 from gateway.backoff import Backoff, jitter
 from gateway.commands import command_reply, entry_refusal
 from gateway.config import MqttConfig
 from gateway.delivery import TickTransaction
+from gateway.errors import BrokerError
 from gateway.messages import OutboundMessage, json_payload
+from gateway.mqtt_transport import (
+    AiomqttTransport,
+    ConnectOptions,
+    MqttConnection,
+    MqttTransport,
+    Will,
+)
 from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, StoredEntry
 from gateway.redact import SECRETS, secret_from_env
 from gateway.topics import Topics
@@ -40,13 +48,6 @@ from gateway.topics import Topics
 __all__ = ["MqttPublisher", "MqttStats", "broker_address", "failover_delay"]
 
 log = logging.getLogger(__name__)
-# aiomqtt warns on every publish while more than ten are in flight, which a gateway that keeps
-# up to MAX_INFLIGHT QoS 1 messages in flight does by design; its errors still show.
-_client_log = logging.getLogger(f"{__name__}.client")
-_client_log.setLevel(logging.ERROR)
-#: Small telemetry messages go out at once: Nagle's algorithm would hold them for the ACK of the
-#: previous segment, which the broker's delayed ACK can hold for 40 ms.
-_NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 QOS0_BATCH = 256
 
 CommandHandler = Callable[[str, bytes], Awaitable[list[OutboundMessage]]]
@@ -79,10 +80,10 @@ def _failed(result: object) -> bool:
     return isinstance(result, BaseException)
 
 
-def _as_mqtt_error(err: object) -> BaseException:
-    if isinstance(err, aiomqtt.MqttError | asyncio.CancelledError):
+def _as_broker_error(err: object) -> BaseException:
+    if isinstance(err, BrokerError | asyncio.CancelledError):
         return err
-    return aiomqtt.MqttError(str(err))
+    return BrokerError(str(err))
 
 
 def failover_delay(attempt: int, nodes: int, backoff_max: float) -> float:
@@ -133,8 +134,14 @@ class MqttPublisher:
         base_dir: str | None = None,
         backoff_max: float = 10.0,
         transaction: TickTransaction | None = None,
+        transport: MqttTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``transport`` opens the broker connections (aiomqtt when None); ``sleep`` waits out
+        the reconnect back-off (tests pass one that records the delays)."""
         self.cfg = cfg
+        self.transport: MqttTransport = transport if transport is not None else AiomqttTransport()
+        self._sleep = sleep
         self.topics = topics
         self.client_id = client_id
         self.version = version
@@ -149,7 +156,7 @@ class MqttPublisher:
         self._wake = asyncio.Event()  # QoS 0 queued
         self._wake1 = asyncio.Event()  # QoS 1 queued (in memory, no outbox)
         self._connected_event = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
+        self._connection: MqttConnection | None = None
         self._stopping = False
         self._inflight = 0  # taken from the in-memory queues, not yet acknowledged
         self.brokers = tuple(broker_address(url) for url in cfg.brokers)
@@ -218,24 +225,18 @@ class MqttPublisher:
 
     # ------------------------------------------------------------------ connection
 
-    def _make_client(self) -> aiomqtt.Client:
-        user = os.environ.get(self.cfg.username_env) if self.cfg.username_env else None
-        password = secret_from_env(self.cfg.password_env)
-        will = aiomqtt.Will(self.topics.gateway_status, self._status(False), qos=1, retain=True)
-        return aiomqtt.Client(
-            self.host,
-            self.port,
-            username=user,
-            password=password,
-            identifier=self.client_id,
-            will=will,
+    def _connect_options(self) -> ConnectOptions:
+        """How to connect to the node in use: credentials from the environment, the will."""
+        return ConnectOptions(
+            host=self.host,
+            port=self.port,
+            client_id=self.client_id,
+            will=Will(self.topics.gateway_status, self._status(False), qos=1, retain=True),
+            tls=_tls_context(self.cfg, self.base_dir) if self.tls else None,
+            username=os.environ.get(self.cfg.username_env) if self.cfg.username_env else None,
+            password=secret_from_env(self.cfg.password_env),
             keepalive=self.cfg.keepalive,
-            timeout=10,
-            tls_context=_tls_context(self.cfg, self.base_dir) if self.tls else None,
-            max_inflight_messages=MAX_INFLIGHT,
-            clean_session=True,
-            logger=_client_log,
-            socket_options=_NODELAY,
+            max_inflight=MAX_INFLIGHT,
         )
 
     async def run(self) -> None:
@@ -243,36 +244,22 @@ class MqttPublisher:
         await self._connection_loop()
 
     def stop(self) -> None:
-        """Say the connection loop is being shut down: an error while the client closes (aiomqtt
-        raises one when the broker's disconnect ack does not come) must not start a reconnect."""
+        """Say the connection loop is being shut down: an error while the connection closes (the
+        broker's disconnect ack does not come) must not start a reconnect."""
         self._stopping = True
 
     async def _connection_loop(self) -> None:
         attempt = 0
         while not self._stopping:
             try:
-                async with self._make_client() as client:
-                    self._client = client
-                    if attempt or self.stats.reconnects:
-                        log.info("MQTT broker %s:%s reachable again", self.host, self.port)
-                    attempt = 0
-                    await client.publish(
-                        self.topics.gateway_status, self._status(True), qos=1, retain=True
-                    )
-                    await client.subscribe(self.topics.cmd_filter, qos=1)
-                    # Re-publish retained state behind anything still queued, so a broker that
-                    # lost it gets it back and an older queued state never lands last.
-                    for msg in list(self._retained.values()):
-                        self.publish(msg)
-                    self.stats.connected = True
-                    self._connected_event.set()
-                    async with asyncio.TaskGroup() as tg:
-                        tg.create_task(self._send_loop(client), name="mqtt-send")
-                        tg.create_task(self._send_qos1_loop(client), name="mqtt-send-qos1")
-                        tg.create_task(self._listen_loop(client), name="mqtt-listen")
-                        if self.outbox is not None:
-                            tg.create_task(self._outbox_loop(client), name="mqtt-outbox-send")
-            except* (aiomqtt.MqttError, OSError, ssl.SSLError) as eg:
+                conn = await self.transport.connect(self._connect_options())
+                reconnected = bool(attempt or self.stats.reconnects)
+                attempt = 0
+                try:
+                    await self._serve(conn, reconnected=reconnected)
+                finally:
+                    await conn.disconnect()
+            except* (BrokerError, OSError) as eg:  # OSError: e.g. a TLS file that cannot be read
                 self._disconnected()
                 if self._stopping:
                     raise asyncio.CancelledError from None
@@ -286,35 +273,61 @@ class MqttPublisher:
                 self._broker = (self._broker + 1) % len(self.brokers)
                 if len(self.brokers) > 1 and attempt < len(self.brokers):
                     log.warning("MQTT: failing over to %s:%s", self.host, self.port)
-                await asyncio.sleep(jitter(delay))
+                await self._sleep(jitter(delay))
+
+    async def _serve(self, conn: MqttConnection, *, reconnected: bool) -> None:
+        """Announce the gateway on a new connection, then send and listen until it fails."""
+        self._connection = conn
+        if reconnected:
+            log.info("MQTT broker %s:%s reachable again", self.host, self.port)
+        await conn.publish(self.topics.gateway_status, self._status(True), qos=1, retain=True)
+        await conn.subscribe(self.topics.cmd_filter, qos=1)
+        # Re-publish retained state behind anything still queued, so a broker that lost it gets
+        # it back and an older queued state never lands last.
+        for msg in list(self._retained.values()):
+            self.publish(msg)
+        self.stats.connected = True
+        self._connected_event.set()
+        async with asyncio.TaskGroup() as tg:
+            # QoS 0 in batches, never waiting for QoS 1 acks; QoS 1 without an outbox: up to
+            # MAX_INFLIGHT at once, each kept until acknowledged.
+            tg.create_task(
+                self._send_loop(conn, self._qos0, self._wake, QOS0_BATCH), name="mqtt-send"
+            )
+            tg.create_task(
+                self._send_loop(conn, self._qos1, self._wake1, MAX_INFLIGHT), name="mqtt-send-qos1"
+            )
+            tg.create_task(self._listen_loop(conn), name="mqtt-listen")
+            if self.outbox is not None:
+                tg.create_task(self._outbox_loop(conn), name="mqtt-outbox-send")
 
     def _disconnected(self) -> None:
-        self._client = None
+        self._connection = None
         self.stats.connected = False
         self._connected_event.clear()
 
-    async def _send_loop(self, client: aiomqtt.Client) -> None:
-        """QoS 0: hand queued messages to the client in batches; they never wait for QoS 1 acks."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._qos0:
-                await self._send_batch(client, self._qos0, QOS0_BATCH)
+    async def _send_loop(
+        self,
+        conn: MqttConnection,
+        queue: deque[OutboundMessage],
+        wake: asyncio.Event,
+        batch: int,
+    ) -> None:
+        """Hand the messages of ``queue`` to the connection, ``batch`` at a time, as they come.
 
-    async def _send_qos1_loop(self, client: aiomqtt.Client) -> None:
-        """QoS 1 without an outbox: up to MAX_INFLIGHT at once, each kept until acknowledged."""
+        What a lost connection left in the queue goes first, without waiting for a new message."""
         while True:
-            await self._wake1.wait()
-            self._wake1.clear()
-            while self._qos1:
-                await self._send_batch(client, self._qos1, MAX_INFLIGHT)
+            while queue:
+                await self._send_batch(conn, queue, batch)
+            await wake.wait()
+            wake.clear()
 
-    async def _outbox_loop(self, client: aiomqtt.Client) -> None:
+    async def _outbox_loop(self, conn: MqttConnection) -> None:
         assert self.outbox is not None
 
         async def send(stored: StoredEntry) -> None:
             e = stored.entry
-            await client.publish(e.topic, e.payload, qos=e.qos, retain=e.retain)
+            await conn.publish(e.topic, e.payload, qos=e.qos, retain=e.retain)
             self.stats.sent += 1
 
         while True:
@@ -322,15 +335,15 @@ class MqttPublisher:
             await self.outbox.deliver(MQTT_STREAM, send, batch=1000, window=MAX_INFLIGHT)
 
     async def _send_batch(
-        self, client: aiomqtt.Client, queue: deque[OutboundMessage], size: int
+        self, conn: MqttConnection, queue: deque[OutboundMessage], size: int
     ) -> None:
-        """Publish the oldest ``size`` messages of ``queue`` at once (paho writes them in order);
+        """Publish the oldest ``size`` messages of ``queue`` at once (written in order);
         whatever failed goes back to the front, in order, and the error ends the connection."""
         batch = [queue.popleft() for _ in range(min(size, len(queue)))]
         self._inflight += len(batch)
         try:
             results = await asyncio.gather(
-                *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in batch),
+                *(conn.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in batch),
                 return_exceptions=True,
             )
         except BaseException:  # cancelled: the batch is not known to be delivered
@@ -342,17 +355,16 @@ class MqttPublisher:
         self.stats.sent += len(batch) - len(failed)
         if failed:
             queue.extendleft(reversed(failed))
-            raise _as_mqtt_error(next(r for r in results if _failed(r)))
+            raise _as_broker_error(next(r for r in results if _failed(r)))
 
-    async def _listen_loop(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            topic = str(message.topic)
+    async def _listen_loop(self, conn: MqttConnection) -> None:
+        async for message in conn.messages():
+            topic, payload = message.topic, message.payload
             if self.topics.is_reply(topic) or self.on_command is None:
                 continue
-            payload = message.payload if isinstance(message.payload, bytes) else b""
             self.stats.commands += 1
             now = time.time()
-            refusal = entry_refusal(payload, retained=bool(message.retain), now=now)
+            refusal = entry_refusal(payload, retained=message.retain, now=now)
             if refusal is not None:  # before any dispatch: holds for every command topic
                 log.warning("command on %s refused: %s", topic, refusal)
                 self.publish(command_reply(self.topics.base, now, None, refusal))
@@ -368,10 +380,10 @@ class MqttPublisher:
     async def close(self, timeout: float = 2.0) -> None:
         """Publish ``online: false`` while still connected (best effort, for up to ``timeout``
         seconds): a clean disconnect does not fire the will."""
-        client = self._client
-        if client is not None and self.stats.connected and timeout > 0:
+        conn = self._connection
+        if conn is not None and self.stats.connected and timeout > 0:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(timeout):
-                    await client.publish(
+                    await conn.publish(
                         self.topics.gateway_status, self._status(False), qos=1, retain=True
                     )

@@ -21,10 +21,7 @@ import numpy.typing as npt
 
 from gateway.aio import raise_if_cancelling, wait_event
 from gateway.backoff import Backoff
-from gateway.drivers.modbus.adaptive import AdaptiveReader
-from gateway.drivers.modbus.decoder import DeviceDecoder
-from gateway.drivers.modbus.link import ModbusLink
-from gateway.drivers.modbus.planner import ReadPlan
+from gateway.drivers.modbus.adaptive import AdaptiveReader, RegisterReader
 from gateway.errors import DeviceError, ReadsStopped
 from gateway.points import DeviceRows
 
@@ -53,7 +50,7 @@ class DevicePoller:
     def __init__(
         self,
         rows: DeviceRows,
-        link: ModbusLink,
+        link: RegisterReader,
         on_result: Callable[[PollResult], None],
         *,
         backoff_max: float = 10.0,
@@ -74,15 +71,6 @@ class DevicePoller:
         """Start no more polls: :meth:`run` returns once a poll in progress has been handed on
         (or at once, between polls). With :meth:`ModbusLink.stop_reads` no request is sent."""
         self._stop.set()
-
-    @property
-    def plan(self) -> ReadPlan:
-        """The current read plan (it changes when the device refuses a range)."""
-        return self.reader.plan
-
-    @property
-    def decoder(self) -> DeviceDecoder:
-        return self.reader.decoder
 
     async def poll_once(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], int]:
         """Read the device once: ``(values, good, requests sent)``; raises DeviceError."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import Mosquitto, mosquitto_binary
+from tests.harness.mosquitto import Mosquitto, mosquitto_binary
 
 
 @pytest.fixture(autouse=True)

@@ -37,6 +37,7 @@ from gateway.sinks.lineprotocol import (
     LineEncoder,
     TelemetryEncoder,
     alarm_line,
+    alarm_state,
     device_status_line,
     gateway_line,
 )
@@ -186,7 +187,7 @@ class PlatformDecoder:
             point=str(doc["point"]),
             rule=str(doc["rule"]),
             level=str(doc["level"]),
-            state=str(doc["to"]),
+            state=alarm_state(str(doc["to"])),
             value=float(value) if value is not None else None,
             limit=float(limit) if limit is not None else None,
         )

@@ -38,11 +38,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
+
+from fieldmodel.quality import GOOD, QUALITY_NAMES
 from fieldmodel.quality import MAINTENANCE as MAINTENANCE_QUALITY
-from fieldmodel.quality import QUALITY_NAMES
 from fieldmodel.registers import is_integer_point
 from gateway.config import RESERVED_TAGS, Device, Profile
-from rules import DAILY_FIELDS, ShiftExposure
+from gateway.telemetry import TelemetrySample, sample_from_doc
+from rules import DAILY_FIELDS, ShiftExposure, State
 
 __all__ = [
     "ALARM_STATE_CODES",
@@ -54,6 +57,7 @@ __all__ = [
     "MeasurementSchema",
     "TelemetryEncoder",
     "alarm_line",
+    "alarm_state",
     "daily_line",
     "device_status_line",
     "escape_key",
@@ -66,18 +70,11 @@ __all__ = [
     "schema_for",
 ]
 
-#: ISA-18.2 alarm states as the ``state`` field of ``alarm`` stores them.
-ALARM_STATE_CODES: Final[Mapping[str, int]] = {
-    "NORMAL": 0,
-    "UNACK_ACTIVE": 1,
-    "ACK_ACTIVE": 2,
-    "RTN_UNACK": 3,
-    "SHELVED": 4,
-    "SUPPRESSED": 5,
-    "OUT_OF_SERVICE": 6,
-}
+#: ISA-18.2 alarm states by name, as the ``state`` field of ``alarm`` stores them: the engine's
+#: codes (:attr:`rules.State.code`), for readers of the database (boards, tests).
+ALARM_STATE_CODES: Final[Mapping[str, int]] = {s.value: s.code for s in State}
 #: States whose condition is active (``active`` = 1 unless the caller says otherwise).
-ACTIVE_STATES: Final = frozenset({"UNACK_ACTIVE", "ACK_ACTIVE"})
+ACTIVE_STATES: Final = frozenset({State.UNACK_ACTIVE, State.ACK_ACTIVE})
 
 #: Fields of ``alarm``: name -> "int" | "float".
 ALARM_FIELDS: Final[Mapping[str, str]] = {
@@ -96,7 +93,7 @@ DEVICE_STATUS_FIELDS: Final[Mapping[str, str]] = {
 #: written too (as floats), but a board may only read the ones listed here.
 GATEWAY_FIELDS: Final[Mapping[str, str]] = {
     "points_per_s": "float",  # good point values decoded per second
-    "poll_lag_ms": "float",  # how late polls start against their schedule (worst device)
+    "poll_lag_ms": "float",  # how late polls start against their schedule (median of recent polls)
     "outbox_depth": "int",  # entries waiting in the durable outbox, all streams
     "outbox_dropped": "int",  # telemetry entries dropped at the outbox bound since start
     "devices_online": "int",
@@ -217,20 +214,23 @@ def _line(prefix: str, fields: list[str], ts_ms: int) -> str | None:
     return f"{prefix} {','.join(fields)} {int(ts_ms)}"
 
 
-@dataclass(frozen=True, slots=True)
-class _FieldSpec:
-    key: str  # escaped field key followed by "="
-    integer: bool
-
-
 class TelemetryEncoder:
-    """Encodes one device's telemetry records; built once per device, reused per record.
+    """Encodes one device's telemetry records (:class:`~gateway.telemetry.TelemetrySample`);
+    built once per device, reused per record.
 
-    Per record it does one dict lookup and one format per point, so ~60 fields cost a few tens of
-    microseconds.
+    Per record it formats each written point once (the field keys are escaped once per device),
+    so ~60 fields cost a few tens of microseconds.
     """
 
-    __slots__ = ("_fields", "device_id", "maintenance_prefix", "prefix")
+    __slots__ = (
+        "_key_list",
+        "_keys",
+        "_names",
+        "device_id",
+        "integer_fields",
+        "maintenance_prefix",
+        "prefix",
+    )
 
     def __init__(self, device: Device, site_id: str) -> None:
         self._setup(
@@ -256,10 +256,11 @@ class TelemetryEncoder:
         self.maintenance_prefix = escape_measurement(measurement) + _tag_set(
             [*tag_list, ("quality", MAINTENANCE)]
         )
-        self._fields: dict[str, _FieldSpec] = {
-            name: _FieldSpec(escape_key(name) + "=", integer)
-            for name, integer in integer_fields.items()
-        }
+        #: Point name -> written as an integer, for records received as documents.
+        self.integer_fields: Mapping[str, bool] = dict(integer_fields)
+        self._keys: dict[str, str] = {name: escape_key(name) + "=" for name in integer_fields}
+        self._names: tuple[str, ...] = ()
+        self._key_list: list[str] = []
 
     @classmethod
     def without_config(
@@ -272,6 +273,43 @@ class TelemetryEncoder:
         encoder._setup(measurement, site_id, device_id, {}, integer_fields)
         return encoder
 
+    def _field_keys(self, names: tuple[str, ...]) -> list[str]:
+        """``key=`` of each name, escaped; kept for the last names seen (a device's own)."""
+        if names is not self._names:
+            keys = self._keys
+            self._key_list = [keys.get(n) or escape_key(n) + "=" for n in names]
+            self._names = names
+        return self._key_list
+
+    def encode_sample(self, sample: TelemetrySample) -> str | None:
+        """One line with a field per read point of ``sample``, or None when no point was read.
+
+        A point is written when its quality code is GOOD and its value finite; integer points
+        (the sample's mask) as ``Ni`` (left out outside int64), the others as floats. A sample
+        of a device in maintenance (calibration) writes its MAINTENANCE points instead, on a
+        line tagged ``quality=maintenance``, so calibration gas never mixes into the good series.
+        """
+        values = sample.values
+        wanted = sample.quality == (MAINTENANCE_QUALITY if sample.maintenance else GOOD)
+        rows: list[int] = np.flatnonzero(wanted & np.isfinite(values)).tolist()
+        if not rows:
+            return None
+        keys = self._field_keys(sample.names)
+        numbers = values.tolist()
+        integer = sample.integer.tolist()
+        fields: list[str] = []
+        append = fields.append
+        for j in rows:
+            v = numbers[j]
+            if integer[j]:
+                n = round(v)
+                if _INT64_MIN <= n <= _INT64_MAX:
+                    append(f"{keys[j]}{n}i")
+            else:
+                append(keys[j] + _float_repr(v))
+        prefix = self.maintenance_prefix if sample.maintenance else self.prefix
+        return _line(prefix, fields, sample.ts_ms)
+
     def encode(
         self,
         ts_ms: int,
@@ -280,30 +318,19 @@ class TelemetryEncoder:
         *,
         maintenance: bool = False,
     ) -> str | None:
-        """One line with a field per good point, or None when no point is good.
+        """The line of a telemetry document (values and quality names by point name, as the
+        MQTT payload carries them): its record (:func:`~gateway.telemetry.sample_from_doc`,
+        field types from this device's points), encoded by :meth:`encode_sample`.
 
         A point is written when its value is not None and finite and ``quality[name]`` is
-        ``"good"``; with ``quality`` None every point with a value counts as good. A name that is
-        not one of the device's points is written as a float (as an integer for a ``bool``).
-
-        A device in maintenance (calibration) reports quality ``"maintenance"`` for the points it
-        read: with ``maintenance`` True those are written instead, on a line tagged
-        ``quality=maintenance``, so calibration gas never mixes into the good series.
+        ``"good"`` (``"maintenance"`` with ``maintenance``); with ``quality`` None every point
+        with a value counts. A name that is not one of the device's points is written as a
+        float (as an integer for a ``bool``).
         """
-        fields: list[str] = []
-        append = fields.append
-        specs = self._fields
-        wanted = MAINTENANCE if maintenance else "good"
-        for name, value in values.items():
-            if value is None or (quality is not None and quality.get(name) != wanted):
-                continue
-            spec = specs.get(name)
-            if spec is None:
-                spec = _FieldSpec(escape_key(name) + "=", isinstance(value, bool))
-            text = format_int(value) if spec.integer else format_float(value)
-            if text is not None:
-                append(spec.key + text)
-        return _line(self.maintenance_prefix if maintenance else self.prefix, fields, ts_ms)
+        sample = sample_from_doc(
+            self.device_id, ts_ms, values, quality, self.integer_fields, maintenance=maintenance
+        )
+        return self.encode_sample(sample)
 
 
 class LineEncoder:
@@ -345,7 +372,7 @@ class LineEncoder:
         point: str,
         rule: str,
         level: str,
-        state: str,
+        state: State | str,
         value: float | None,
         limit: float | None,
         active: bool | None = None,
@@ -377,6 +404,18 @@ class LineEncoder:
         return gateway_line(self.site_id, ts_ms, fields)
 
 
+def alarm_state(name: str) -> State:
+    """The engine's state of an ISA-18.2 state name, any case (a name read from a message).
+
+    Raises ValueError for an unknown name."""
+    try:
+        return State(name.upper())
+    except ValueError:
+        raise ValueError(
+            f"unknown alarm state {name!r}; one of {', '.join(ALARM_STATE_CODES)}"
+        ) from None
+
+
 def alarm_line(
     site_id: str,
     ts_ms: int,
@@ -385,27 +424,26 @@ def alarm_line(
     point: str,
     rule: str,
     level: str,
-    state: str,
+    state: State | str,
     value: float | None,
     limit: float | None,
     active: bool | None = None,
 ) -> str:
-    """One ``alarm`` line. ``state`` is an ISA-18.2 state name (see :data:`ALARM_STATE_CODES`);
-    ``active`` defaults to whether the state is UNACK_ACTIVE or ACK_ACTIVE. ``value`` and ``limit``
-    are left out when None or not finite (a communication-failure alarm has neither).
+    """One ``alarm`` line. ``state`` is the engine's state (its code is the ``state`` field,
+    see :data:`ALARM_STATE_CODES`; a state name read from a message is taken too, any case);
+    ``active`` defaults to whether the state is UNACK_ACTIVE or ACK_ACTIVE. ``value`` and
+    ``limit`` are left out when None or not finite (a communication-failure alarm has neither).
 
     Raises ValueError for an unknown state name.
     """
-    key = state.upper()
-    code = ALARM_STATE_CODES.get(key)
-    if code is None:
-        raise ValueError(f"unknown alarm state {state!r}; one of {', '.join(ALARM_STATE_CODES)}")
+    if not isinstance(state, State):
+        state = alarm_state(state)
     if active is None:
-        active = key in ACTIVE_STATES
+        active = state in ACTIVE_STATES
     prefix = "alarm" + _tag_set(
         [("site", site_id), ("device", device), ("point", point), ("rule", rule), ("level", level)]
     )
-    fields = [f"state={code}i", f"active={1 if active else 0}i"]
+    fields = [f"state={state.code}i", f"active={1 if active else 0}i"]
     if value is not None and (text := format_float(value)) is not None:
         fields.append("value=" + text)
     if limit is not None and (text := format_float(limit)) is not None:

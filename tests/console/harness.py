@@ -27,7 +27,7 @@ import aiomqtt
 
 from gateway.config import load_site
 from simulators import SiteSimulator
-from tests.services import Mosquitto, free_port, wait_port
+from tests.harness.mosquitto import Mosquitto, free_port, wait_port
 
 __all__ = [
     "BROKER_PASSWORD",

@@ -23,7 +23,7 @@ from tests.console.harness import (
     ConsoleStack,
     chromium_path,
 )
-from tests.services import mosquitto_binary
+from tests.harness.mosquitto import mosquitto_binary
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from fieldmodel.codec import decode_words, encode_values
 from fieldmodel.registers import DTYPES, WORD_ORDERS
-from tests.struct_reference import struct_words
+from tests.fieldmodel.struct_reference import struct_words
 
 RANGES = {
     "int16": (-(2**15), 2**15 - 1),

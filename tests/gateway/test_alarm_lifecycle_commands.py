@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.messages import OutboundMessage
-from tests.badinput.alarm_fixture import BASE, FACE_CH4, REPLY, SHELVE, Alarms, live_alarms
+from tests.gateway.badinput.alarm_fixture import BASE, FACE_CH4, REPLY, SHELVE, Alarms, live_alarms
 
 UNSHELVE = f"{BASE}/cmd/alarm/unshelve"
 OUT = f"{BASE}/cmd/alarm/out_of_service"

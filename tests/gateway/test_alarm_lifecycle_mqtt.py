@@ -15,7 +15,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import parse_site
-from tests.services import Mosquitto, free_port
+from tests.harness.mosquitto import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
 

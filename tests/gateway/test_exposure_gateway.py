@@ -17,7 +17,7 @@ from gateway.app import Gateway
 from gateway.config import SiteConfig, parse_site
 from rules._exposure import load_state
 from tests.gateway.test_gateway_mqtt import GAS_HOLDING, Recorder, recorder
-from tests.services import Mosquitto, free_port
+from tests.harness.mosquitto import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
 __all__ = ["recorder"]  # the fixture, shared with test_gateway_mqtt

@@ -17,7 +17,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from gateway.app import Gateway
 from gateway.config import SiteConfig, parse_site
-from tests.services import Mosquitto, free_port
+from tests.harness.mosquitto import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from gateway.app import Gateway
 from gateway.config import SiteConfig
 from gateway.demo import demo_site
 from simulators import SiteSimulator
-from tests.services import Mosquitto
+from tests.harness.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.integration
 

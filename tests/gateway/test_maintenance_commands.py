@@ -1,6 +1,6 @@
 """Maintenance commands through the gateway's alarm service, calibration dates and the site's
 time zone (no sockets: the service publishes into a list; the broker path is in
-tests/sink/test_calibration_report_live.py)."""
+tests/gateway/sinks/test_calibration_report_live.py)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from gateway.app import Gateway
 from gateway.config import parse_site
 from simulators import SCENARIOS, SiteSimulator
 from simulators.scenarios import ScenarioContext, scenario
-from tests.services import Mosquitto, free_port
+from tests.harness.mosquitto import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """A stop that delivers: ``hazardgw run`` as a process, stopped with SIGTERM / SIGINT.
 
-The devices are :class:`tests.counting_device.CountingDevice` servers: the n-th read of one
+The devices are :class:`tests.harness.counting_device.CountingDevice` servers: the n-th read of one
 answers ``n``, and the device records when it answered. So the test knows every sample the
 gateway took, and holds what reached the broker and the database against it. The site files
 have no ``outbox`` key: the default, durable outbox in the test's ``$STATE_DIRECTORY``.
@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from gateway.config import default_outbox_path
-from tests.chaos.harness import Recorder
-from tests.counting_device import CountingDevices
-from tests.services import Mosquitto, mosquitto_binary
-from tests.vm import VictoriaMetrics, find_binary
+from tests.gateway.chaos.harness import Recorder
+from tests.harness.counting_device import CountingDevices
+from tests.harness.mosquitto import Mosquitto, mosquitto_binary
+from tests.harness.victoria_metrics import VictoriaMetrics, find_binary
 
 pytestmark = [
     pytest.mark.integration,

@@ -21,8 +21,8 @@ from gateway.app import Gateway
 from gateway.config import SiteConfig
 from gateway.demo import demo_site
 from simulators import SiteSimulator
-from tests.services import Mosquitto
-from tests.struct_reference import decode_point
+from tests.fieldmodel.struct_reference import decode_point
+from tests.harness.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.integration
 

@@ -73,7 +73,6 @@ class AdaptiveReader:
         self.refused: Spans = {}
         self.plan: ReadPlan = plan_reads(device.points, max_gap=device.max_gap)
         self.decoder = DeviceDecoder(device.points, self.plan)
-        self.learned = False
         self.clock = clock
         self._learned_at = 0.0
 
@@ -92,7 +91,6 @@ class AdaptiveReader:
         self.refused = {}
         self.plan = plan_reads(self.device.points, max_gap=self.device.max_gap)
         self.decoder = DeviceDecoder(self.device.points, self.plan)
-        self.learned = False
 
     # ------------------------------------------------------------------ reading
 
@@ -211,7 +209,6 @@ class AdaptiveReader:
             self.device.points, max_gap=self.device.max_gap, refused=self.refused
         )
         self.decoder = DeviceDecoder(self.device.points, self.plan)
-        self.learned = True
         self._learned_at = self.clock()
         log.info(
             "%s: device refuses %s; learned read plan: %s",

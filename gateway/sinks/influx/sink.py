@@ -38,6 +38,8 @@ from gateway.sinks.influx.delivery import OutboxDelivery
 from gateway.sinks.influx.http import InfluxSinkError, LineWriter
 from gateway.sinks.influx.writer import InfluxWriter, split_lines
 from gateway.sinks.lineprotocol import LineEncoder
+from gateway.telemetry import TelemetrySample
+from rules import State
 
 __all__ = [
     "DEFAULT_MAX_BUFFER",
@@ -257,6 +259,12 @@ class InfluxSink:
         if line is not None:
             self._stage(line, "telemetry", device.id, device.measurement)
 
+    def add_sample(self, device: Device, sample: TelemetrySample) -> None:
+        """Queue the line of one telemetry record (see ``TelemetryEncoder.encode_sample``)."""
+        line = self.encoder.telemetry_encoder(device).encode_sample(sample)
+        if line is not None:
+            self._stage(line, "telemetry", device.id, device.measurement)
+
     def add_device_status(
         self,
         device_id: str,
@@ -283,7 +291,7 @@ class InfluxSink:
         point: str,
         rule: str,
         level: str,
-        state: str,
+        state: State | str,
         value: float | None,
         limit: float | None,
         active: bool | None = None,
