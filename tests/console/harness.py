@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
-HAZARDGW = [sys.executable, "-m", "gateway"]
+HAZARDGW = [sys.executable, "-m", "hazardgw"]
 OPERATOR, VIEWER, PASSWORD = "wang.operator", "li.viewer", "correct horse 7"
 BROKER_PASSWORD = "broker-pw-Xy9-never-shown"
 SITE_ID = "console-mine-01"

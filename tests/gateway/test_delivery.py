@@ -22,11 +22,11 @@ import pytest
 from gateway.app import Gateway
 from gateway.config import InfluxConfig, MqttConfig, OutboxConfig
 from gateway.delivery import TickTransaction
-from gateway.demo import demo_site
 from gateway.mqtt import MQTT_STREAM
 from gateway.outbox import AsyncOutbox, Outbox, OutboxEntry, OutboxError
 from gateway.poller import PollResult
 from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, InfluxWriteError
+from hazardgw.demo import demo_site
 
 ROOT = Path(__file__).resolve().parents[2]
 FAIL_INFLUX = (
@@ -147,7 +147,7 @@ def test_a_process_killed_while_committing_kept_both_legs_or_neither(tmp_path: P
 
 async def test_the_gateway_commits_a_samples_message_and_line_together(tmp_path: Path) -> None:
     """Gateway.on_poll stages the telemetry message and its line in the gateway's transaction."""
-    site = demo_site(ROOT / "examples" / "site.yaml", "mqtt://127.0.0.1:9")
+    site = demo_site(ROOT / "hazardgw" / "examples" / "site.yaml", "mqtt://127.0.0.1:9")
     site = dataclasses.replace(
         site,
         mqtt=MqttConfig(url="mqtt://127.0.0.1:9", telemetry_qos=1),

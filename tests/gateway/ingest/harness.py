@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parents[3]
-EXAMPLE_SITE = ROOT / "examples" / "site.yaml"
+EXAMPLE_SITE = ROOT / "hazardgw" / "examples" / "site.yaml"
 STATS_RE = re.compile(r"ingest (\S+) (?:stats|stopped): messages=(\d+) lines=(\d+)")
 
 
@@ -118,7 +118,7 @@ class IngestProcess:
     def start(self) -> IngestProcess:
         args = [
             sys.executable,
-            *("-m", "gateway", "ingest", "-c", str(self.config)),
+            *("-m", "hazardgw", "ingest", "-c", str(self.config)),
             *("--nats", ",".join(self.nats_urls), "--stream", self.stream),
             *("--name", self.name, "--stats-interval", str(self.stats_interval)),
         ]

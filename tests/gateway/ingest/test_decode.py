@@ -18,7 +18,7 @@ from rules import State
 from rules._model import AlarmTransition
 
 ROOT = Path(__file__).resolve().parents[3]
-SITE = load_site(ROOT / "examples" / "site.yaml")
+SITE = load_site(ROOT / "hazardgw" / "examples" / "site.yaml")
 SID = SITE.site.id
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import InfluxConfig, OutboxConfig
-from gateway.demo import demo_site
+from hazardgw.demo import demo_site
 from simulators import SiteSimulator
 from tests.harness.mosquitto import Mosquitto
 from tests.harness.victoria_metrics import VictoriaMetrics
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[3]
 async def test_everything_published_lands_in_the_database(
     mosquitto: Mosquitto, vm: VictoriaMetrics, tmp_path: Path, durable: bool
 ) -> None:
-    site = demo_site(ROOT / "examples" / "site.yaml", mosquitto.url)
+    site = demo_site(ROOT / "hazardgw" / "examples" / "site.yaml", mosquitto.url)
     site = dataclasses.replace(
         site,
         influx=InfluxConfig(url=vm.url, org="safety", bucket="hazard", flush_interval=0.2),
