@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
 
+from fieldmodel.model import Device
 from gateway.aio import raise_if_cancelling
-from gateway.config import Device, InfluxConfig
+from gateway.config import InfluxConfig
 from gateway.delivery import TickTransaction
 from gateway.outbox import MEMORY, AsyncOutbox, EntryKind, OutboxEntry, OutboxError
 from gateway.sinks.influx.delivery import OutboxDelivery
