@@ -1,5 +1,5 @@
-"""The telemetry record and both of its encoders against the contracts (DESIGN.md: the
-``P/{device}/telemetry`` payload and the InfluxDB line of a profile's measurement).
+"""The telemetry record and both of its encoders against the contracts (README.md's topic table:
+the ``P/{device}/telemetry`` payload; docs/influx.md: the line of a profile's measurement).
 
 The references below restate the contracts as plainly as possible (a document of values by
 name, ``null`` when not read, integers for integer points, quality names; one line field per

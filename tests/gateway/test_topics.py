@@ -1,4 +1,4 @@
-"""The topic names of gateway.topics against the contract's table (DESIGN.md, "MQTT topics")."""
+"""The topic names of gateway.topics against the contract's table (README.md, "MQTT topics")."""
 
 from __future__ import annotations
 
