@@ -20,7 +20,8 @@ from gateway.config import MetricsConfig, SiteConfig, parse_site
 from gateway.demo import demo_site
 from gateway.errors import ConfigError
 from simulators import SiteSimulator
-from tests.harness.mosquitto import Mosquitto, free_port
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

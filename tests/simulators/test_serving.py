@@ -11,7 +11,7 @@ from fieldmodel.codec import decode_words
 from gateway.config import Device, SiteConfig
 from gateway.drivers.modbus.planner import plan_reads
 from simulators import SiteSimulator
-from tests.simulators.conftest import FakeClock
+from tests.harness.simulators import FakeClock
 
 
 async def read_device(client: ModbusBaseClient, device: Device) -> dict[str, float]:

@@ -19,7 +19,8 @@ from gateway.app import Gateway
 from gateway.config import BUILTIN_PROFILES, load_profile, parse_site
 from gateway.drivers.modbus.link import ModbusLink
 from simulators import SiteSimulator
-from tests.harness.mosquitto import Mosquitto, free_port
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.ports import free_port
 
 GATEWAY = Path(__file__).resolve().parents[3] / "gateway"
 READ_CODES = {1, 2, 3, 4}  # read coils, discrete inputs, holding registers, input registers
