@@ -18,13 +18,14 @@ from rules._exposure import load_state
 from tests.gateway.test_gateway_mqtt import GAS_HOLDING, recorder
 from tests.harness.mosquitto import Mosquitto
 from tests.harness.mqtt import Listener
+from tests.harness.paths import PACKS
 from tests.harness.ports import free_port
 from tests.harness.simulators import serve_tcp
 
 pytestmark = pytest.mark.integration
 __all__ = ["recorder"]  # the fixture, shared with test_gateway_mqtt
 
-PACK = Path(__file__).resolve().parents[2] / "rules" / "packs" / "occupational_exposure.yaml"
+PACK = PACKS / "occupational_exposure.yaml"
 
 
 def exposure_site(broker: Mosquitto, port: int, state_file: Path) -> SiteConfig:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,10 +22,10 @@ from gateway.demo import demo_site
 from simulators import SiteSimulator
 from tests.harness.mosquitto import Mosquitto
 from tests.harness.mqtt import listening
+from tests.harness.paths import ROOT
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 BASE = "il/demo-site-01"
 
 

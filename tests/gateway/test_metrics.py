@@ -9,7 +9,6 @@ import dataclasses
 import socket
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
@@ -21,9 +20,8 @@ from gateway.demo import demo_site
 from gateway.errors import ConfigError
 from simulators import SiteSimulator
 from tests.harness.mosquitto import Mosquitto
+from tests.harness.paths import ROOT
 from tests.harness.ports import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

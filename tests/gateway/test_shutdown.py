@@ -24,6 +24,7 @@ from gateway.config import default_outbox_path
 from tests.harness.counting_device import CountingDevices
 from tests.harness.mosquitto import Mosquitto, mosquitto_binary
 from tests.harness.mqtt import SessionRecorder
+from tests.harness.paths import ROOT
 from tests.harness.victoria_metrics import VictoriaMetrics, find_binary
 
 pytestmark = [
@@ -31,7 +32,6 @@ pytestmark = [
     pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto is not installed"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 SITE_ID = "stop-test"
 POLL_S = 0.1
 #: Process start-up and teardown allowance on top of shutdown_timeout (a loaded 2-core machine).

@@ -19,8 +19,8 @@ from gateway.config import InfluxConfig, OutboxConfig
 from gateway.demo import demo_site
 from gateway.outbox import AsyncOutbox, Outbox, OutboxEntry
 from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, InfluxWriteError
+from tests.harness.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 CONFIG = InfluxConfig(url="http://127.0.0.1:9", org="o", bucket="b", flush_interval=0.05)
 
 

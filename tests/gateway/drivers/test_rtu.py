@@ -34,11 +34,11 @@ from gateway.drivers.modbus.planner import ReadRequest
 from gateway.errors import DeviceOffline
 from tests.harness.mosquitto import Mosquitto
 from tests.harness.mqtt import Listener, listening
+from tests.harness.paths import ROOT
 from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 HEALTHY = (1, 2)
 SILENT = 3
 REFUSING = 4

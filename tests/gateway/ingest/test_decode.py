@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,8 @@ from gateway.sinks.lineprotocol import LineEncoder
 from gateway.telemetry import device_status_payload
 from rules import State
 from rules._model import AlarmTransition
+from tests.harness.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 SITE = load_site(ROOT / "examples" / "site.yaml")
 SID = SITE.site.id
 

@@ -20,11 +20,11 @@ from gateway.app import Gateway
 from gateway.config import parse_site
 from simulators import SiteSimulator
 from tests.harness.mosquitto import Mosquitto, mosquitto_binary, password_file
+from tests.harness.paths import ROOT
 from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 SITE = "xinmi-mine-01"
 BASE = f"hazard/{SITE}"
 GATEWAY, OPERATOR, VIEWER, ADMIN = (

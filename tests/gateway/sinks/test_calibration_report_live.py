@@ -29,10 +29,10 @@ from gateway.demo import demo_site
 from simulators import SiteSimulator
 from tests.harness.mosquitto import Mosquitto
 from tests.harness.mqtt import Message, listening
+from tests.harness.paths import ROOT
 from tests.harness.victoria_metrics import VictoriaMetrics
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[3]
 SPEED = 30.0
 MIDNIGHT_AFTER_S = 22.0  # wall seconds from start to the accumulators' local midnight
 FACE = "face1-gas"

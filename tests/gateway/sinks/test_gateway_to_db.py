@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -21,10 +20,10 @@ from gateway.config import InfluxConfig
 from gateway.demo import demo_site
 from simulators import SiteSimulator
 from tests.harness.mosquitto import Mosquitto
+from tests.harness.paths import ROOT
 from tests.harness.victoria_metrics import VictoriaMetrics
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[3]
 
 
 async def test_everything_published_lands_in_the_database(
