@@ -16,9 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from pymodbus.constants import ExcCodes
@@ -42,7 +41,8 @@ __all__ = [
 ]
 
 ModbusAction = Callable[
-    [int, int, int, int, list[int], list[int] | list[bool] | None], Awaitable[ExcCodes | None]
+    [int, int, int, int, list[int], list[int] | list[bool] | None],
+    Coroutine[None, None, ExcCodes | None],
 ]
 """pymodbus's request hook: (function code, start address, address, count, registers,
 values or None for a read) -> an exception code or None."""
@@ -140,12 +140,7 @@ class SimulatorThread:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -198,10 +193,5 @@ class SimulatorProcess:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
