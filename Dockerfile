@@ -1,6 +1,6 @@
 # hazard-gateway: one image for the gateway, the simulators and the alarm console.
 #   docker build -t hazard-gateway .
-#   docker run --rm hazard-gateway hazardgw check -c examples/site.yaml
+#   docker run --rm hazard-gateway hazardgw check -c hazardgw/examples/site.yaml
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -17,10 +17,10 @@ COPY gateway ./gateway
 COPY rules ./rules
 COPY simulators ./simulators
 COPY console ./console
+COPY hazardgw ./hazardgw
 RUN pip install ".[platform]" \
     && useradd --system --create-home --home-dir /var/lib/hazardgw hazardgw
 
-COPY examples ./examples
 COPY deploy ./deploy
 COPY dashboards ./dashboards
 

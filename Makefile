@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo-installed
 SYSTEM_TOOLS := mosquitto victoria-metrics socat docker-compose nats-server chromium
 # fonts-wqy-microhei: Chinese glyphs for the console's rule titles in browser screenshots
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
@@ -17,8 +18,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The demo needs only the package and its `demo` extra (rich, amqtt), not the dev tools.
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	touch $(DEMO_STAMP)
+
 ## Run the demo: simulators (gas-leak), embedded MQTT broker, gateway, live view.
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/hazardgw demo $(ARGS)
 
 ## Install what the integration tests need (as root, when missing) and run every test.
@@ -37,6 +44,7 @@ test: system-deps $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)
@@ -47,6 +55,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/rules_bench.py

@@ -14,7 +14,7 @@ from pathlib import Path
 
 __all__ = ["GATEWAY", "start_gateway", "start_simulators", "stop_all"]
 
-GATEWAY = [sys.executable, "-m", "gateway"]
+GATEWAY = [sys.executable, "-m", "hazardgw"]
 _ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 

@@ -150,7 +150,7 @@ class Gateways:
 
 def start_console(work: Path, broker: Mosquitto, port: int) -> subprocess.Popen[bytes]:
     users = work / "users"
-    gw = [sys.executable, "-m", "gateway", "console"]
+    gw = [sys.executable, "-m", "hazardgw", "console"]
     subprocess.run(
         [*gw, "adduser", USER, "--users", str(users), "--password-stdin"],
         input=PASSWORD.encode(),

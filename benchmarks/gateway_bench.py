@@ -276,7 +276,7 @@ def main() -> None:
     profiled = None
     if args.profile:
         prof = str(work / "gateway.prof")
-        profiled = [sys.executable, "-m", "cProfile", "-o", prof, "-m", "gateway", "run"]
+        profiled = [sys.executable, "-m", "cProfile", "-o", prof, "-m", "hazardgw", "run"]
         profiled += ["-c", str(site)]
     gw = start_gateway(site, work / "gateway.log", argv=profiled)
     proc = psutil.Process(gw.pid)

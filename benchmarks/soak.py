@@ -1,7 +1,7 @@
 """Soak: the gateway benchmark's load under repeated broker restarts; counts what was lost.
 
 The load of ``benchmarks/gateway_bench.py`` (its synthetic profile and site, simulators in their
-own processes, the gateway as ``python -m gateway run``), with what makes losses countable:
+own processes, the gateway as ``python -m hazardgw run``), with what makes losses countable:
 ``telemetry_qos: 1`` through the durable outbox, a rule pack on the synthetic profile (a
 threshold in the middle of a random walk, so alarms come and go), and a Mosquitto with
 persistence (saved every second). Every ``--restart-every`` seconds the broker is SIGKILLed and

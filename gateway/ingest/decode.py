@@ -41,13 +41,16 @@ from gateway.sinks.lineprotocol import (
     device_status_line,
     gateway_line,
 )
-from gateway.topics import RESERVED_DEVICE_IDS
+from gateway.topics import EVENTS_ALARM, GATEWAY_STATUS, RESERVED_DEVICE_IDS, STATUS, TELEMETRY
 
 __all__ = ["UNREGISTERED_MEASUREMENT", "Decoded", "PlatformDecoder"]
 
 log = logging.getLogger(__name__)
 
 UNREGISTERED_MEASUREMENT: Final = "unregistered"
+# the two site-level topics written, as (first, last) subject tokens after the site
+_GATEWAY_STATUS: Final = tuple(GATEWAY_STATUS.split("/"))
+_EVENTS_ALARM: Final = tuple(EVENTS_ALARM.split("/"))
 
 #: ``gateway`` line fields taken from the retained gateway status: line field <- status key.
 GATEWAY_STATUS_FIELDS: Final[Mapping[str, str]] = {
@@ -106,15 +109,15 @@ class PlatformDecoder:
             return _SKIP
         site_id, first, kind = tokens[n], tokens[n + 1], tokens[-1]
         rest = len(tokens) - n
-        if rest == 3 and first == "gateway" and kind == "status":
+        if rest == 3 and (first, kind) == _GATEWAY_STATUS:
             return self._with_doc(payload, lambda doc: self._gateway(site_id, doc))
-        if rest == 3 and first == "events" and kind == "alarm":
+        if rest == 3 and (first, kind) == _EVENTS_ALARM:
             return self._with_doc(payload, lambda doc: self._alarm(site_id, doc))
         if rest != 3 or first in RESERVED_DEVICE_IDS:
             return _SKIP
-        if kind == "telemetry":
+        if kind == TELEMETRY:
             return self._with_doc(payload, lambda doc: self._telemetry(site_id, first, doc))
-        if kind == "status":
+        if kind == STATUS:
             return self._with_doc(payload, lambda doc: self._status(site_id, first, doc))
         return _SKIP
 

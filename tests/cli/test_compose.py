@@ -22,7 +22,7 @@ from tests.harness.paths import ROOT
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 COMPOSE_SITE = ROOT / "deploy" / "site.compose.yaml"
-EXAMPLE_SITE = ROOT / "examples" / "site.yaml"
+EXAMPLE_SITE = ROOT / "hazardgw" / "examples" / "site.yaml"
 
 
 def compose_commands() -> list[list[str]]:

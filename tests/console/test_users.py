@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from console import UserFile, UserFileError
-from gateway.cli import main
+from hazardgw.cli import main
 
 
 def test_adduser_writes_an_argon2_hash_only_its_owner_reads(

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from gateway.app import Gateway
-from gateway.cli import main
 from gateway.config import ConfigError, load_site, parse_site, state_directory
+from hazardgw.cli import main
 from tests.harness.ports import free_port
 
 

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import Gateway
 from gateway.config import MetricsConfig, SiteConfig, parse_site
-from gateway.demo import demo_site
 from gateway.errors import ConfigError
+from hazardgw.demo import demo_site
 from simulators import SiteSimulator
 from tests.harness.mosquitto import Mosquitto
 from tests.harness.paths import ROOT
@@ -36,7 +36,7 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def gas_site(broker: Mosquitto, port: int | None) -> SiteConfig:
-    site = demo_site(ROOT / "examples" / "site.yaml", broker.url)
+    site = demo_site(ROOT / "hazardgw" / "examples" / "site.yaml", broker.url)
     gas = tuple(d for d in site.devices if d.kind == "gas")
     metrics = MetricsConfig(listen=f"127.0.0.1:{port}") if port else None
     mqtt = site.mqtt.model_copy(update={"topic_prefix": "metrics-test"})

@@ -82,7 +82,7 @@ def test_warning_at_start_and_the_list_in_the_gateway_status(
 
 def test_check_lists_them_and_still_accepts_the_site(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "check", "-c", str(write_site(tmp_path))],
+        [sys.executable, "-m", "hazardgw", "check", "-c", str(write_site(tmp_path))],
         capture_output=True,
         text=True,
         check=False,

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from gateway.cli import main
 from gateway.config import load_site
 from gateway.report import DailyStore, report_directory
 from gateway.sinks.influx import line_kind
+from hazardgw.cli import main
 from rules import load_packs
 from tests.rules.harness import PACKS, Site, device_points
 

@@ -64,7 +64,7 @@ def _write_site(
 
 def _start_gateway(site: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "gateway", "run", "-c", str(site), "--log-level", "INFO"],
+        [sys.executable, "-m", "hazardgw", "run", "-c", str(site), "--log-level", "INFO"],
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.DEVNULL,

@@ -18,7 +18,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import SiteConfig
-from gateway.demo import demo_site
+from hazardgw.demo import demo_site
 from simulators import SiteSimulator
 from tests.fieldmodel.struct_reference import decode_point
 from tests.harness.mosquitto import Mosquitto
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 
 def site_on(broker: Mosquitto) -> SiteConfig:
-    site = demo_site(ROOT / "examples" / "site.yaml", broker.url)
+    site = demo_site(ROOT / "hazardgw" / "examples" / "site.yaml", broker.url)
     return dataclasses.replace(site, mqtt=site.mqtt.model_copy(update={"topic_prefix": "e2e"}))
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hazardgw.demo import EXAMPLE_SITE
+
 __all__ = ["EXAMPLE_SITE", "PACKS", "ROOT"]
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository root: the working directory of the processes tests start."""
-EXAMPLE_SITE = ROOT / "examples" / "site.yaml"
 PACKS = ROOT / "rules" / "packs"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 __all__ = ["HAZARDGW", "log_tail", "stop_process"]
 
-HAZARDGW = (sys.executable, "-m", "gateway")
+HAZARDGW = (sys.executable, "-m", "hazardgw")
 """The ``hazardgw`` command line, run from this interpreter (``HAZARDGW + ("run", "-c", …)``)."""
 
 

@@ -12,6 +12,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from rules import (
     MAX_MAINTENANCE_MINUTES,
     MAX_SHELVE_MINUTES,
@@ -108,7 +110,8 @@ class ScalarEngine:
     def threshold_value(spec: ThresholdSpec, values: Sequence[float]) -> float:
         v = values[spec.point_index]
         if spec.magnitude_index >= 0:
-            v = math.hypot(v, values[spec.magnitude_index])
+            # numpy's hypot, as the engine: math.hypot may differ in the last bit
+            v = float(np.hypot(v, values[spec.magnitude_index]))
         return v
 
     def threshold_level(self, alarm: Alarm, spec: ThresholdSpec, values: Sequence[float]) -> int:

@@ -149,7 +149,7 @@ def test_check_cli_exits_2_naming_the_key_value_and_positions(tmp_path: Path) ->
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(site))
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "check", "-c", str(path)],
+        [sys.executable, "-m", "hazardgw", "check", "-c", str(path)],
         capture_output=True,
         text=True,
         check=False,

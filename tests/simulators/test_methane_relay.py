@@ -19,7 +19,7 @@ from tests.harness.paths import ROOT
 
 
 def test_relay_settings_come_from_the_sites_methane_table() -> None:
-    site = load_site(ROOT / "examples" / "site.yaml")
+    site = load_site(ROOT / "hazardgw" / "examples" / "site.yaml")
     got = {
         device: (s["alarm_low"], s["alarm_high"], s["restore"])
         for device, s in relay_settings(site).items()

@@ -271,7 +271,7 @@ def test_check_cli_exits_2_without_traceback(
         assert reread is not None
         return
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "check", "-c", str(path)],
+        [sys.executable, "-m", "hazardgw", "check", "-c", str(path)],
         capture_output=True,
         text=True,
         check=False,

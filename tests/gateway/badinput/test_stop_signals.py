@@ -32,7 +32,7 @@ STOPS = 16
 #: generous: a stopping gateway closes its links and says goodbye to the broker (about 0.1 s)
 STOP_WITHIN_S = 10.0
 _ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-GATEWAY = [sys.executable, "-m", "gateway"]
+GATEWAY = [sys.executable, "-m", "hazardgw"]
 
 
 @pytest.fixture

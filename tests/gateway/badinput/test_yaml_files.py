@@ -43,7 +43,7 @@ def _limit_memory() -> None:  # a bomb that gets through must not take the machi
 
 def check(path: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway", "check", "-c", str(path)],
+        [sys.executable, "-m", "hazardgw", "check", "-c", str(path)],
         check=False,
         capture_output=True,
         text=True,

@@ -3,7 +3,7 @@
 :class:`ChaosRig` starts everything on free loopback ports in a temporary directory: the broker
 (:class:`PersistentMosquitto`: sessions and queued QoS 1 messages saved every second), the
 database (:class:`VictoriaMetrics`), the simulators (``python -m simulators`` with the
-``chaos-cycle`` scenario) and the gateway (``python -m gateway run`` with an ``outbox:`` and
+``chaos-cycle`` scenario) and the gateway (``python -m hazardgw run`` with an ``outbox:`` and
 ``telemetry_qos: 1``), plus a :class:`SessionRecorder`: an MQTT subscriber with a persistent
 session (``clean_session`` False, QoS 1, fixed client id) that keeps every message in order.
 

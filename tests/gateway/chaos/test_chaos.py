@@ -1,7 +1,7 @@
 """Chaos: the broker SIGKILLed, the database stopped, the gateway SIGKILLed mid-outage.
 
 Each test runs the real thing (see harness.py): Mosquitto, victoria-metrics, the simulators and
-``python -m gateway run`` with a durable outbox and QoS 1 telemetry, then counts every telemetry
+``python -m hazardgw run`` with a durable outbox and QoS 1 telemetry, then counts every telemetry
 record and every alarm transition on both legs. The issue asks for a 20 s broker outage and a
 30 s database outage; the default tier uses 8 s and 10 s (long enough for several reconnect
 attempts, backoff and a backlog) to stay under three minutes. ``test_full_length_outages`` runs

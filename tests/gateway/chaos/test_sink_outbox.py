@@ -16,9 +16,9 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import InfluxConfig, OutboxConfig
-from gateway.demo import demo_site
 from gateway.outbox import AsyncOutbox, Outbox, OutboxEntry
 from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, InfluxWriteError
+from hazardgw.demo import demo_site
 from tests.harness.paths import ROOT
 
 CONFIG = InfluxConfig(url="http://127.0.0.1:9", org="o", bucket="b", flush_interval=0.05)
@@ -131,7 +131,7 @@ async def test_refused_batches_are_dropped_not_retried_forever(tmp_path: Path) -
 async def test_outbox_drops_reach_the_status_payload_and_the_gateway_line(
     tmp_path: Path,
 ) -> None:
-    site = demo_site(ROOT / "examples" / "site.yaml", "mqtt://127.0.0.1:9")
+    site = demo_site(ROOT / "hazardgw" / "examples" / "site.yaml", "mqtt://127.0.0.1:9")
     site = dataclasses.replace(
         site,
         influx=CONFIG,

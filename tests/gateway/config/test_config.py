@@ -35,7 +35,7 @@ def test_bad_config_names_path_value_and_allowed(path: Path) -> None:
 @pytest.mark.parametrize("path", BAD[:3], ids=[p.stem for p in BAD[:3]])
 def test_check_cli_exits_2_without_traceback(path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "check", "-c", str(path)],
+        [sys.executable, "-m", "hazardgw", "check", "-c", str(path)],
         capture_output=True,
         text=True,
         check=False,
@@ -67,7 +67,7 @@ def test_all_problems_reported_at_once() -> None:
 
 
 def test_example_site_resolves_every_profile() -> None:
-    site = load_site(ROOT / "examples" / "site.yaml")
+    site = load_site(ROOT / "hazardgw" / "examples" / "site.yaml")
     kinds = {d.kind for d in site.devices}
     assert kinds == {"gas", "tank", "elevator", "crane"}
     assert all(len([d for d in site.devices if d.kind == k]) >= 2 for k in kinds)
@@ -133,7 +133,7 @@ devices:
         encoding="utf-8",
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "check", "-c", str(site)],
+        [sys.executable, "-m", "hazardgw", "check", "-c", str(site)],
         capture_output=True,
         text=True,
         check=False,

@@ -49,7 +49,7 @@ def write_site(tmp_path: Path, **device: Any) -> Path:
 def test_without_a_reason_check_exits_2(tmp_path: Path) -> None:
     path = write_site(tmp_path)
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "check", "-c", str(path)],
+        [sys.executable, "-m", "hazardgw", "check", "-c", str(path)],
         capture_output=True,
         text=True,
         check=False,

@@ -235,7 +235,7 @@ def test_push_reports_refusals_clearly(gpython: str, fake_grafana: FakeGrafana) 
 
 def test_cli_push(gpython: str, fake_grafana: FakeGrafana) -> None:
     result = subprocess.run(
-        [gpython, "-m", "gateway", "dashboards", "push", "--url", fake_grafana.url,
+        [gpython, "-m", "hazardgw", "dashboards", "push", "--url", fake_grafana.url,
          "--token-env", "GF_TOKEN"],
         capture_output=True, text=True, env=_env(GF_TOKEN=TOKEN), cwd=ROOT, check=False,
         timeout=120,

@@ -336,7 +336,7 @@ async def run_cli(*args: str, timeout: float = 60.0) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway",
+        "hazardgw",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

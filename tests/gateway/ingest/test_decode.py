@@ -15,9 +15,9 @@ from gateway.sinks.lineprotocol import LineEncoder
 from gateway.telemetry import device_status_payload
 from rules import State
 from rules._model import AlarmTransition
-from tests.harness.paths import ROOT
+from tests.harness.paths import EXAMPLE_SITE
 
-SITE = load_site(ROOT / "examples" / "site.yaml")
+SITE = load_site(EXAMPLE_SITE)
 SID = SITE.site.id
 
 

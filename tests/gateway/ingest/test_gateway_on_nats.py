@@ -22,7 +22,7 @@ import yaml
 
 from gateway.app import Gateway
 from gateway.config import SiteConfig
-from gateway.demo import demo_site
+from hazardgw.demo import demo_site
 from simulators import SiteSimulator
 from tests.harness.nats import NatsCluster
 from tests.harness.paths import ROOT
@@ -33,7 +33,7 @@ BASE = "plat/demo-site-01"
 
 
 def site_on(cluster: NatsCluster, urls: list[str]) -> SiteConfig:
-    site = demo_site(ROOT / "examples" / "site.yaml", cluster.mqtt_urls[0])
+    site = demo_site(ROOT / "hazardgw" / "examples" / "site.yaml", cluster.mqtt_urls[0])
     mqtt = site.mqtt.model_copy(update={"topic_prefix": "plat", "urls": urls, "telemetry_qos": 1})
     return dataclasses.replace(site, mqtt=mqtt)
 
@@ -140,7 +140,7 @@ async def test_will_message_on_nats_when_the_gateway_dies(
 ) -> None:
     """A gateway process killed outright: the cluster publishes its retained will."""
     site = site_on(nats_cluster, nats_cluster.mqtt_urls[1:])
-    doc = yaml.safe_load((ROOT / "examples" / "site.yaml").read_text())
+    doc = yaml.safe_load((ROOT / "hazardgw" / "examples" / "site.yaml").read_text())
     doc["mqtt"] = {"urls": list(site.mqtt.brokers), "topic_prefix": "plat", "keepalive": 5}
     for dev, resolved in zip(doc["devices"], site.devices, strict=True):
         dev["connection"] = resolved.connection.model_dump()
@@ -151,7 +151,7 @@ async def test_will_message_on_nats_when_the_gateway_dies(
     async with SiteSimulator(site, scenario="static", seed=1):
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            *("-m", "gateway", "run", "-c", str(path), "--log-level", "WARNING"),
+            *("-m", "hazardgw", "run", "-c", str(path), "--log-level", "WARNING"),
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             cwd=tmp_path,
         )

@@ -10,13 +10,14 @@ import pytest
 
 from gateway.errors import ConfigError
 from gateway.ingest.config import load_ingest, parse_ingest
+from hazardgw.demo import EXAMPLE_SITE
 from tests.harness.paths import ROOT
 
 INFLUX = {"url": "http://db:8086", "org": "city", "bucket": "hazard"}
 
 
 def test_defaults_and_overrides() -> None:
-    cfg = parse_ingest({"influx": INFLUX, "sites": [str(ROOT / "examples" / "site.yaml")]})
+    cfg = parse_ingest({"influx": INFLUX, "sites": [str(EXAMPLE_SITE)]})
     assert cfg.nats.stream == "$MQTT_msgs" and cfg.nats.consumer == "ingest"
     assert [s.site.id for s in cfg.sites] == ["demo-site-01"]
     over = parse_ingest(
@@ -31,7 +32,7 @@ def test_site_globs_relative_to_the_file(tmp_path: Path) -> None:
     sites = tmp_path / "sites"
     sites.mkdir()
     text = (
-        (ROOT / "examples" / "site.yaml")
+        (ROOT / "hazardgw" / "examples" / "site.yaml")
         .read_text()
         .replace("rules/packs", str(ROOT / "rules/packs"))
     )
@@ -65,7 +66,7 @@ def test_cli_exits_2_without_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "ingest.yaml"
     path.write_text("influx: {url: 'ftp://db', org: o, bucket: b}\nnats: {consumer: 'a b'}\n")
     run = subprocess.run(
-        [sys.executable, "-m", "gateway", "ingest", "-c", str(path)],
+        [sys.executable, "-m", "hazardgw", "ingest", "-c", str(path)],
         check=False,
         capture_output=True,
         text=True,
@@ -75,7 +76,7 @@ def test_cli_exits_2_without_a_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
     assert "influx.url" in run.stderr and "nats.consumer" in run.stderr
     missing = subprocess.run(
-        [sys.executable, "-m", "gateway", "ingest", "-c", str(tmp_path / "none.yaml")],
+        [sys.executable, "-m", "hazardgw", "ingest", "-c", str(tmp_path / "none.yaml")],
         check=False,
         capture_output=True,
         text=True,

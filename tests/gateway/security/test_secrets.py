@@ -107,7 +107,7 @@ def test_debug_run_never_logs_or_publishes_a_secret(tmp_path: Path, pki: Pki) ->
         log = tmp_path / "gateway.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "run", "-c", str(site), "--log-level", "DEBUG"],
+                [sys.executable, "-m", "hazardgw", "run", "-c", str(site), "--log-level", "DEBUG"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env(),
@@ -142,7 +142,7 @@ def test_check_prints_no_secret(tmp_path: Path, pki: Pki) -> None:
     broker = SecureMosquitto(tmp_path, pki, passwords={USER: PASSWORD})  # not started
     site = write_site(tmp_path, broker, pki)
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "check", "-c", str(site)],
+        [sys.executable, "-m", "hazardgw", "check", "-c", str(site)],
         capture_output=True,
         text=True,
         env=env(),

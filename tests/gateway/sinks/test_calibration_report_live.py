@@ -25,7 +25,7 @@ import yaml
 
 from gateway.app import Gateway
 from gateway.config import InfluxConfig, OutboxConfig
-from gateway.demo import demo_site
+from hazardgw.demo import demo_site
 from simulators import SiteSimulator
 from tests.harness.mosquitto import Mosquitto
 from tests.harness.mqtt import Message, listening
@@ -49,7 +49,7 @@ def zone_with_midnight_at(ts: float) -> dt.timezone:
 async def test_calibration_is_maintenance_and_the_day_is_reported(
     mosquitto: Mosquitto, vm: VictoriaMetrics, tmp_path: Path
 ) -> None:
-    site = demo_site(ROOT / "examples" / "site.yaml", mosquitto.url)
+    site = demo_site(ROOT / "hazardgw" / "examples" / "site.yaml", mosquitto.url)
     site = dataclasses.replace(
         site,
         influx=InfluxConfig(url=vm.url, org="safety", bucket="hazard", flush_interval=0.2),
@@ -154,7 +154,7 @@ async def test_calibration_is_maintenance_and_the_day_is_reported(
     argv = ["report", "daily", "-c", str(site_file), "--date", day, "--out", str(out)]
     done = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "gateway", *argv],
+        [sys.executable, "-m", "hazardgw", *argv],
         capture_output=True,
         text=True,
         timeout=60,

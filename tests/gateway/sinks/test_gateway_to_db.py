@@ -17,7 +17,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import InfluxConfig
-from gateway.demo import demo_site
+from hazardgw.demo import demo_site
 from simulators import SiteSimulator
 from tests.harness.mosquitto import Mosquitto
 from tests.harness.paths import ROOT
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 async def test_everything_published_lands_in_the_database(
     mosquitto: Mosquitto, vm: VictoriaMetrics
 ) -> None:
-    site = demo_site(ROOT / "examples" / "site.yaml", mosquitto.url)
+    site = demo_site(ROOT / "hazardgw" / "examples" / "site.yaml", mosquitto.url)
     site = dataclasses.replace(
         site,
         influx=InfluxConfig(url=vm.url, org="safety", bucket="hazard", flush_interval=0.2),

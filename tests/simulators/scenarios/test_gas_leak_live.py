@@ -21,7 +21,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import SiteConfig
-from gateway.demo import demo_site
+from hazardgw.demo import demo_site
 from simulators import SiteSimulator
 from tests.harness.mosquitto import Mosquitto
 from tests.harness.paths import ROOT
@@ -33,7 +33,7 @@ ALARM = "face1-gas/ch4/ch4_face"
 
 
 def site_on(broker: Mosquitto) -> SiteConfig:
-    site = demo_site(ROOT / "examples" / "site.yaml", broker.url)
+    site = demo_site(ROOT / "hazardgw" / "examples" / "site.yaml", broker.url)
     return dataclasses.replace(
         site, mqtt=site.mqtt.model_copy(update={"topic_prefix": "gas-leak-live"})
     )

@@ -1,7 +1,7 @@
 """Each simulator scenario raises exactly its expected alarms on the example site.
 
-The example site (``examples/site.yaml``: its devices and its rule packs) runs through a scenario
-on simulated time (see :mod:`.harness`): the gateway's reader and decoder over the
+The example site (``hazardgw/examples/site.yaml``: its devices and its rule packs) runs through a
+scenario on simulated time (see :mod:`.harness`): the gateway's reader and decoder over the
 simulator's registers, the point table, and the gateway's alarm service ticking the rules engine
 at the devices' poll instants. The alarms raised — every transition to UNACK_ACTIVE, as
 ``(id, level)`` with the time of the first and the number of times — must equal the scenario's
@@ -33,7 +33,7 @@ from tests.harness.paths import ROOT
 from tests.simulators.scenarios.harness import ScenarioRun, run_scenario
 
 GOLDEN = Path(__file__).with_name("golden")
-SITE = ROOT / "examples" / "site.yaml"
+SITE = ROOT / "hazardgw" / "examples" / "site.yaml"
 PREFIX = "hazard"
 SEED = 1
 TODO = "TODO: explain why this alarm is expected"
@@ -95,7 +95,8 @@ def write_golden(path: Path, run: ScenarioRun, old: dict[str, Any] | None) -> No
     if old and old.get("note"):
         doc = {"note": old["note"], **doc}
     header = (
-        f"# Golden alarms of scenario `{run.scenario}` on examples/site.yaml (its rule packs),\n"
+        f"# Golden alarms of scenario `{run.scenario}` on hazardgw/examples/site.yaml"
+        " (its rule packs),\n"
         "# checked by tests/simulators/scenarios/test_golden.py. `at_s`: simulated seconds of the\n"
         "# first raise (checked within 5 s); `activations`: transitions to UNACK_ACTIVE at that\n"
         "# level.\n"

@@ -1,10 +1,15 @@
 """``hazardgw demo``: the whole chain on one machine, with no services installed.
 
-Simulators run a scenario (``gas-leak`` by default) for every device of ``examples/site.yaml``
-on free loopback ports, an embedded MQTT broker (amqtt) stands in unless ``--mqtt`` is given, the
-gateway polls and publishes, and a live terminal view subscribes like a control room would:
-devices, values, quality, alarms and the newest MQTT messages. Press ``a`` to acknowledge every
-unacknowledged alarm (an ack command over MQTT), ``q`` or Ctrl-C to quit.
+Simulators run a scenario (``gas-leak`` by default) for every device of the example site
+(``hazardgw/examples/site.yaml``, package data) on free loopback ports, an embedded MQTT broker
+(amqtt) stands in unless ``--mqtt`` is given, the gateway polls and publishes, and a live
+terminal view subscribes like a control room would: devices, values, quality, alarms and the
+newest MQTT messages. Press ``a`` to acknowledge every unacknowledged alarm (an ack command over
+MQTT), ``q`` or Ctrl-C to quit.
+
+The live view needs ``rich`` and the embedded broker ``amqtt``: the ``demo`` extra
+(``pip install 'hazard-gateway[demo]'``). Both are imported only when the demo runs, so
+:func:`demo_site` (the example site on free ports, used by tests) needs neither.
 """
 
 from __future__ import annotations
@@ -26,11 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from rich.console import Group
-from rich.live import Live
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
 
 from gateway.app import Gateway
 from gateway.config import SiteConfig, load_site
@@ -41,21 +41,8 @@ __all__ = ["DemoView", "demo_site", "run_demo"]
 
 log = logging.getLogger(__name__)
 
-EXAMPLE_SITE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
-KEY_POINTS = {
-    "gas": ("ch4", "co", "o2", "h2s"),
-    "tank": ("level", "level_pct", "temperature", "pressure"),
-    "elevator": ("floor", "running", "door_closed", "leveling", "occupied"),
-    "crane": ("moment_pct", "load_t", "radius_m", "wind_ms"),
-}
-STATE_STYLE = {
-    "UNACK_ACTIVE": "bold white on red",
-    "ACK_ACTIVE": "bold red",
-    "RTN_UNACK": "yellow",
-    "SHELVED": "dim",
-    "SUPPRESSED": "dim",
-    "OUT_OF_SERVICE": "cyan",
-}
+#: The example site (package data: the demo works from an installed wheel).
+EXAMPLE_SITE = Path(__file__).resolve().parent / "examples" / "site.yaml"
 
 
 def _free_port() -> int:
@@ -152,72 +139,6 @@ class DemoView:
             a for a, d in self.alarms.items() if d.get("state") in ("UNACK_ACTIVE", "RTN_UNACK")
         ]
 
-    def render(self) -> Group:
-        devices = Table(title="Devices", expand=True, title_justify="left")
-        devices.add_column("device")
-        devices.add_column("kind")
-        devices.add_column("status")
-        devices.add_column("values (quality)")
-        for dev in self.site.devices:
-            st = self.status.get(dev.id)
-            online = st.get("online") if st else None
-            status = Text(
-                "online" if online else ("offline" if online is False else "…"),
-                style="green" if online else ("bold red" if online is False else "dim"),
-            )
-            vals = self.values.get(dev.id, {})
-            qual = self.quality.get(dev.id, {})
-            cells = []
-            for name in KEY_POINTS.get(dev.kind, tuple(vals)[:4]):
-                if name not in vals:
-                    continue
-                v = vals[name]
-                shown = "—" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
-                q = qual.get(name, "?")
-                style = "" if q == "good" else "red"
-                cells.append(Text.assemble(f"{name}=", (shown, style or "bold")))
-            devices.add_row(dev.id, dev.kind, status, Text("  ").join(cells) if cells else "")
-
-        alarms = Table(
-            title="Alarms (press a to acknowledge, q to quit)", expand=True, title_justify="left"
-        )
-        for col in ("alarm", "state", "level", "prio", "value", "limit"):
-            alarms.add_column(col, no_wrap=True)
-        alarms.add_column("message", no_wrap=True, overflow="ellipsis", ratio=1)
-        for alarm_id, doc in sorted(self.alarms.items(), key=lambda kv: kv[1].get("priority", 9)):
-            state = str(doc.get("state"))
-            alarms.add_row(
-                alarm_id,
-                Text(state, style=STATE_STYLE.get(state, "")),
-                str(doc.get("level", "")),
-                str(doc.get("priority", "")),
-                str(doc.get("value", "")),
-                str(doc.get("limit", "")),
-                str(doc.get("message", "")),
-            )
-        if not self.alarms:
-            alarms.add_row("(none)", "", "", "", "", "", "")
-
-        recent = Table(
-            title="Newest MQTT messages", expand=True, title_justify="left", show_header=False
-        )
-        recent.add_column("time", style="dim", no_wrap=True)
-        recent.add_column("topic", style="cyan", no_wrap=True)
-        recent.add_column("payload", overflow="ellipsis", no_wrap=True)
-        for ts, topic, text in self.recent:
-            recent.add_row(time.strftime("%H:%M:%S", time.localtime(ts)), topic, text)
-        gw = self.gateway
-        header = Text.assemble(
-            ("hazard-gateway demo  ", "bold"),
-            f"site {self.site.site.id}  ",
-            f"up {time.monotonic() - self.started:5.0f} s  ",
-            f"messages {self.messages}  ",
-            f"gateway {'online' if gw.get('online') else '…'}  ",
-            f"points/s {gw.get('points_per_s', '…')}  ",
-            f"last reply: {self.replies[0] if self.replies else '—'}",
-        )
-        return Group(Panel(header), devices, alarms, recent)
-
 
 @contextlib.contextmanager
 def _cbreak() -> Iterator[bool]:
@@ -281,6 +202,9 @@ async def run_demo(
     speed: float = 3.0,
 ) -> int:
     """Run simulators, broker (embedded unless ``mqtt_url``), gateway and the live view."""
+    from rich.live import Live  # noqa: PLC0415  (the demo extra)
+
+    from hazardgw.live_view import render_view  # noqa: PLC0415
     from simulators import SiteSimulator  # noqa: PLC0415
 
     async with contextlib.AsyncExitStack() as stack:
@@ -314,11 +238,11 @@ async def run_demo(
                 async with asyncio.TaskGroup() as tg:
                     gw_task = tg.create_task(gateway.run(stop), name="gateway")
                     watch = tg.create_task(_watch(site, topics, view, keys, stop), name="view")
-                    with Live(view.render(), refresh_per_second=4, screen=False) as live:
+                    with Live(render_view(view), refresh_per_second=4, screen=False) as live:
                         deadline = None if seconds is None else loop.time() + seconds
                         while not stop.is_set() and (deadline is None or loop.time() < deadline):
                             await asyncio.sleep(0.25)
-                            live.update(view.render())
+                            live.update(render_view(view))
                     stop.set()
                     await gw_task
                     watch.cancel()

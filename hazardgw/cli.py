@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -16,7 +17,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 from fieldmodel.registers import REGISTER_KINDS, REGISTER_WIDTH, WORD_KINDS
 from gateway import __version__
@@ -73,18 +74,6 @@ def _setup_logging(level: str) -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
     )
-
-
-def _parse_shard(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        i, n = (int(x) for x in text.split("/", 1))
-    except ValueError:
-        raise SystemExit(f"--shard: expected i/n such as 0/4, got {text!r}") from None
-    if not 0 <= i < n:
-        raise SystemExit(f"--shard: need 0 <= i < n, got {text!r}")
-    return i, n
 
 
 async def _run_until_signal(coro_factory: object) -> None:
@@ -208,6 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from simulators import SCENARIOS, run_simulator
+    from simulators.cli import parse_shard
 
     site = _load(args.config)
     if args.scenario not in SCENARIOS:
@@ -217,8 +207,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    try:
+        shard = None if args.shard is None else parse_shard(args.shard)
+    except ValueError as exc:
+        print(f"--shard: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     _setup_logging(args.log_level)
-    shard = _parse_shard(args.shard)
 
     async def go(stop: asyncio.Event) -> None:
         await run_simulator(site, args.scenario, args.seed, shard=shard, stop=stop)
@@ -227,8 +221,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What ``hazardgw demo`` needs beyond the gateway: the live view, and the embedded broker when
+#: no ``--mqtt`` is given (the ``demo`` extra).
+DEMO_EXTRA: Final = ("rich", "amqtt")
+
+
+def missing_modules(names: Sequence[str]) -> list[str]:
+    """The modules of ``names`` that cannot be imported here."""
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo
+    needed = [m for m in DEMO_EXTRA if not (m == "amqtt" and args.mqtt)]
+    missing = missing_modules(needed)
+    if missing:
+        print(
+            f"hazardgw demo needs {' and '.join(missing)}, which are not installed: "
+            "pip install 'hazard-gateway[demo]' (or `make demo` in a checkout)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    from hazardgw.demo import run_demo
 
     _setup_logging("WARNING")
     return int(

@@ -1,5 +1,0 @@
-"""``python -m gateway`` is ``hazardgw``."""
-
-from gateway.cli import main
-
-raise SystemExit(main())

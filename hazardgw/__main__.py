@@ -1,0 +1,5 @@
+"""``python -m hazardgw`` is ``hazardgw``."""
+
+from hazardgw.cli import main
+
+raise SystemExit(main())
