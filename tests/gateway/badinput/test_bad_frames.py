@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from fieldmodel.model import TcpConnection
 from gateway.app import Gateway
-from gateway.config import TcpConnection, parse_site
+from gateway.config import parse_site
 from gateway.drivers.modbus.link import ModbusLink, tcp_frame_problem
 from gateway.drivers.modbus.planner import ReadRequest
 from gateway.errors import DeviceOffline
