@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fieldmodel.registers import FLOAT_TYPES
 from gateway.aio import wait_event
 from gateway.alarms import (
     MAX_COMMAND_BYTES,
@@ -50,6 +51,7 @@ from rules import (
     MaintenanceEvent,
     PointRef,
     RuleEngine,
+    RulesConfigError,
     State,
     load_packs,
 )
@@ -69,6 +71,8 @@ def build_engine(site: SiteConfig, table: PointTable) -> RuleEngine:
             kind=rows.device.kind,
             tags=dict(rows.device.tags),
             unit=p.unit,
+            # a scaled integer reads in steps of its scale; a float is continuous
+            resolution=0.0 if p.type in FLOAT_TYPES else abs(p.scale),
         )
         for rows in table.devices
         for p in rows.device.points
@@ -83,6 +87,7 @@ def build_engine(site: SiteConfig, table: PointTable) -> RuleEngine:
         limits_reasons=reasons,
         shifts=site.exposure.schedule(site.site.timezone),
     )
+    _check_feed_polling(site, engine)
     for lo in engine.plan.loosened:
         log.warning(
             "%s: %s %s %s %g is looser than the table's %g (limits_reason: %s)",
@@ -103,6 +108,27 @@ def build_engine(site: SiteConfig, table: PointTable) -> RuleEngine:
             ", ".join(gap.points),
         )
     return engine
+
+
+def _check_feed_polling(site: SiteConfig, engine: RuleEngine) -> None:
+    """A feed sensor polled less often than its feed check's ``for_s`` shows a power cut only
+    after the check has raised feed-abnormal (priority 1): a false alarm on every power-off,
+    which teaches operators to ignore the one that matters. Refused, naming the way out."""
+    devices = {dev.id: (i, dev) for i, dev in enumerate(site.devices)}
+    for b in engine.plan.bindings:
+        if not b.checks_feed:
+            continue
+        i, dev = devices[b.device]
+        if dev.poll_interval > b.on_delay_s:
+            raise RulesConfigError(
+                "site",
+                f"devices[{i}].poll_interval (device {dev.id!r})",
+                dev.poll_interval,
+                f"at most {b.on_delay_s:g} s, the for_s of its feed check {b.rule_id!r} on "
+                f"{b.point!r}: a feed point read less often shows the power cut only after the "
+                "check has raised a false feed-abnormal alarm; poll the device faster, or give "
+                f"it `limits: {{{b.rule_id}: {{for_s: {dev.poll_interval:g}}}}}` (or more)",
+            )
 
 
 #: Transitions into UNACK_ACTIVE that are a fresh raise (not an escalation or a shelve ending).

@@ -21,18 +21,19 @@ from gateway.alarm_service import AlarmService, build_engine
 from gateway.commands import command_reply
 from gateway.config import MqttConfig, SiteConfig
 from gateway.daily_report import DailyReporter
+from gateway.delivery import TickTransaction
 from gateway.drivers.modbus.link import ModbusLink, link_key
 from gateway.exposure import ExposureKeeper
 from gateway.maintenance import maintenance_status
 from gateway.messages import OutboundMessage, json_payload
 from gateway.metrics import GatewayReadings, MetricsServer
 from gateway.mqtt import MqttPublisher
-from gateway.outbox import AsyncOutbox, OutboxEntry, OutboxError
+from gateway.outbox import AsyncOutbox, OutboxError
 from gateway.points import PointTable
 from gateway.poller import DevicePoller, PollResult
 from gateway.redact import SECRETS, secret_from_env
 from gateway.rescue import RescueBook
-from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, influx_token
+from gateway.sinks.influx import InfluxSink, influx_token
 from gateway.telemetry import TelemetryPayload, TelemetrySample, device_status_payload
 from gateway.topics import Topics
 from rules import AlarmTransition, DailyStats, MaintenanceEvent
@@ -131,6 +132,7 @@ class Gateway:
         self._payloads = [TelemetryPayload(r.names, r.integer) for r in self.table.devices]
         self.telemetry_qos = self.mqtt_cfg.telemetry_qos
         self.outbox: AsyncOutbox | None = None
+        self.transaction: TickTransaction | None = None  # commits to the durable outbox
         self.alarms: AlarmService | None = None
         self.report: DailyReporter | None = None
         self.sink: InfluxSink | None = None
@@ -191,10 +193,6 @@ class Gateway:
             devices_online=lambda: int(self.table.device_online.sum()),
         )
 
-    def _spool_influx(self, entries: Sequence[OutboxEntry]) -> None:
-        """Lines for the database join the MQTT messages staged with them (one transaction)."""
-        self.publisher.stage(OUTBOX_STREAM, entries)
-
     def _record_transition(self, tr: AlarmTransition) -> None:
         if self.sink is not None:
             self.sink.add_alarm(
@@ -232,7 +230,8 @@ class Gateway:
             if ts_ms != st.last_telemetry_ms:
                 st.last_telemetry_ms, st.at_last_telemetry_ms = ts_ms, 0
             st.at_last_telemetry_ms += 1
-            # With an outbox, the message and the line below are committed in one transaction.
+            # With an outbox, the message and the line below are staged in self.transaction by
+            # this one callback, so they are committed in one transaction (gateway/delivery.py).
             self.publisher.publish(
                 OutboundMessage(
                     self._telemetry_topics[idx],
@@ -436,7 +435,8 @@ class Gateway:
                     self.outbox = await stack.enter_async_context(
                         AsyncOutbox(path, max_bytes=int(self.site.outbox.max_mb * 2**20))
                     )
-                    self.publisher.outbox = self.outbox
+                    self.transaction = TickTransaction(self.outbox)
+                    self.publisher.transaction = self.transaction
                 if self.site.influx is not None:
                     cfg = self.site.influx
                     self.sink = await stack.enter_async_context(
@@ -444,8 +444,8 @@ class Gateway:
                             cfg,
                             self.site.site.id,
                             token=influx_token(cfg),
-                            outbox=self.outbox,
-                            spool=self._spool_influx if self.outbox is not None else None,
+                            outbox=self.outbox,  # None: the sink keeps an outbox in memory
+                            transaction=self.transaction,
                         )
                     )
                 if self.report is not None:
@@ -457,9 +457,9 @@ class Gateway:
                 finally:  # what the last polls staged goes to disk before the outbox closes
                     if self.report is not None:
                         await self.report.close()
-                    if self.outbox is not None:
+                    if self.transaction is not None:
                         try:
-                            await self.publisher.commit_staged()
+                            await self.transaction.commit()
                         except OutboxError as exc:
                             log.error("could not commit the last messages to the outbox: %s", exc)
         except* _Stop:
@@ -489,6 +489,8 @@ class Gateway:
             self.exposure.restore()  # before the alarm task's first tick
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.publisher.run(), name="mqtt")
+            if self.transaction is not None:
+                tg.create_task(self.transaction.run(), name="outbox-commit")
             helpers = [tg.create_task(self._stats_loop(), name="stats")]
             if self.alarms is not None:
                 helpers.append(tg.create_task(self.alarms.run(), name="alarms"))
@@ -538,8 +540,8 @@ class Gateway:
         drained = True
         try:
             async with asyncio.timeout_at(deadline):
-                if self.outbox is not None:
-                    await self.publisher.commit_staged()
+                if self.transaction is not None:
+                    await self.transaction.commit()
                 waits: list[Awaitable[object]] = [self.publisher.wait_drained()]
                 if self.sink is not None:
                     waits.append(self.sink.flush())

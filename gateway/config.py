@@ -29,7 +29,17 @@ from pydantic import (
     model_validator,
 )
 
-from fieldmodel.registers import BIT_KINDS, REGISTER_WIDTH, DataType, RegisterKind, WordOrder
+from fieldmodel.model import (
+    DEFAULT_REFUSAL_RECHECK,
+    Connection,
+    Device,
+    Point,
+    Profile,
+    RtuConnection,
+    RtuOverTcpConnection,
+    TcpConnection,
+)
+from fieldmodel.registers import BIT_KINDS, DataType, RegisterKind, WordOrder
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.topics import RESERVED_DEVICE_IDS
 from rules import DEFAULT_SHIFT_STARTS, ShiftSchedule
@@ -40,12 +50,14 @@ __all__ = [
     "RESERVED_TAGS",
     "ConfigError",
     "ConfigIssue",
-    "Device",
+    "ConnectionFile",
     "OutboxConfig",
-    "Point",
-    "Profile",
     "RescueConfig",
+    "RtuConnectionFile",
+    "RtuOverTcpConnectionFile",
     "SiteConfig",
+    "TcpConnectionFile",
+    "connection_from_file",
     "default_outbox_path",
     "load_site",
     "parse_site",
@@ -66,7 +78,6 @@ DEVICE_ID_RE = r"^[a-z0-9_-]+$"
 #: Tag keys the gateway sets itself on database lines; device tags must not use them.
 RESERVED_TAGS = frozenset({"site", "device", "point", "rule", "level", "quality"})
 MAX_ADDRESS = 65535
-DEFAULT_REFUSAL_RECHECK = 600.0
 #: Shortest poll interval and timeout a device may have (s). Field sensors change far more
 #: slowly; below this a site file only turns the gateway into a request generator.
 MIN_POLL_INTERVAL_S = 0.05
@@ -81,7 +92,8 @@ class _Frozen(BaseModel):
 
 class PointSpec(_Frozen):
     """One point as written in a profile or a device's ``points`` list (all fields optional so a
-    device can override a profile point partly; :class:`Point` is the checked, merged form)."""
+    device can override a profile point partly; :class:`fieldmodel.model.Point` is the checked,
+    merged form)."""
 
     name: Annotated[str, Field(pattern=NAME_RE, max_length=64)]
     register_kind: RegisterKind | None = Field(default=None, alias="register")
@@ -96,30 +108,6 @@ class PointSpec(_Frozen):
     writable: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
-    """A resolved, checked point of one device."""
-
-    name: str
-    register: RegisterKind
-    address: int
-    type: DataType
-    order: WordOrder = "ABCD"
-    scale: float = 1.0
-    offset: float = 0.0
-    bit: int | None = None
-    unit: str = ""
-    description: str = ""
-    writable: bool = False
-
-    @property
-    def width(self) -> int:
-        """Registers (or bits, for coils and discrete inputs) this point spans."""
-        if self.register in BIT_KINDS:
-            return 1
-        return REGISTER_WIDTH[self.type]
-
-
 class ProfileFile(_Frozen):
     kind: Annotated[str, Field(pattern=NAME_RE)]
     measurement: Annotated[str, Field(pattern=NAME_RE)] | None = None
@@ -127,25 +115,13 @@ class ProfileFile(_Frozen):
     points: list[PointSpec] = Field(min_length=1)
 
 
-@dataclass(frozen=True, slots=True)
-class Profile:
-    """A device kind's register map, shared by the gateway and the simulators."""
-
-    name: str
-    kind: str
-    measurement: str
-    description: str
-    points: tuple[Point, ...]
-    source: Path
-
-
-class TcpConnection(_Frozen):
+class TcpConnectionFile(_Frozen):
     transport: Literal["tcp"]
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 502
 
 
-class RtuOverTcpConnection(_Frozen):
+class RtuOverTcpConnectionFile(_Frozen):
     transport: Literal["rtu-over-tcp"]
     host: str
     port: Annotated[int, Field(ge=1, le=65535)]
@@ -153,7 +129,7 @@ class RtuOverTcpConnection(_Frozen):
     frame_gap: Annotated[float, Field(ge=0)] | None = None
 
 
-class RtuConnection(_Frozen):
+class RtuConnectionFile(_Frozen):
     transport: Literal["rtu"]
     port: str
     baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
@@ -163,15 +139,36 @@ class RtuConnection(_Frozen):
     frame_gap: Annotated[float, Field(ge=0)] | None = None
 
 
-Connection = Annotated[
-    TcpConnection | RtuOverTcpConnection | RtuConnection, Field(discriminator="transport")
+ConnectionFile = Annotated[
+    TcpConnectionFile | RtuOverTcpConnectionFile | RtuConnectionFile,
+    Field(discriminator="transport"),
 ]
+
+
+def connection_from_file(
+    conn: TcpConnectionFile | RtuOverTcpConnectionFile | RtuConnectionFile,
+) -> Connection:
+    """The field model's connection for a checked ``connection:`` mapping."""
+    if isinstance(conn, TcpConnectionFile):
+        return TcpConnection(host=conn.host, port=conn.port)
+    if isinstance(conn, RtuOverTcpConnectionFile):
+        return RtuOverTcpConnection(
+            host=conn.host, port=conn.port, baudrate=conn.baudrate, frame_gap=conn.frame_gap
+        )
+    return RtuConnection(
+        port=conn.port,
+        baudrate=conn.baudrate,
+        parity=conn.parity,
+        stopbits=conn.stopbits,
+        bytesize=conn.bytesize,
+        frame_gap=conn.frame_gap,
+    )
 
 
 class DeviceFile(_Frozen):
     id: Annotated[str, Field(pattern=DEVICE_ID_RE, max_length=64)]
     profile: str
-    connection: Connection
+    connection: ConnectionFile
     unit: Annotated[int, Field(ge=0, le=255)] = 1
     poll_interval: Annotated[float, Field(ge=MIN_POLL_INTERVAL_S, le=3600)] = 1.0
     timeout: Annotated[float, Field(ge=MIN_TIMEOUT_S, le=60)] = 1.0
@@ -398,35 +395,6 @@ class SiteFile(_Frozen):
     rescue: RescueConfig = Field(default_factory=RescueConfig)
     rules: list[str] = Field(default_factory=list)
     devices: list[DeviceFile] = Field(min_length=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    """A resolved device: its connection, its profile and its merged, checked points."""
-
-    id: str
-    profile: Profile
-    connection: TcpConnection | RtuOverTcpConnection | RtuConnection
-    unit: int
-    poll_interval: float
-    timeout: float
-    tags: Mapping[str, str]
-    points: tuple[Point, ...]
-    limits: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    max_gap: int = 8
-    refusal_recheck: float = DEFAULT_REFUSAL_RECHECK
-    """Seconds after which address ranges the device refused are tried again."""
-    limits_reason: str | None = None
-    #: Last calibration as Unix epoch seconds (None: not given in the site file).
-    calibrated_at: float | None = None
-
-    @property
-    def kind(self) -> str:
-        return self.profile.kind
-
-    @property
-    def measurement(self) -> str:
-        return self.profile.measurement
 
 
 @dataclass(frozen=True, slots=True)
@@ -714,7 +682,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         conn = dev.connection
         # one device under two spellings of its host (localhost / 127.0.0.1) is still one device
         keys: list[tuple[str, str, int, int]]
-        if isinstance(conn, RtuConnection):
+        if isinstance(conn, RtuConnectionFile):
             keys = [(conn.transport, conn.port, 0, dev.unit)]
         else:
             keys = [(conn.transport, a, conn.port, dev.unit) for a in addresses(conn.host)]
@@ -759,7 +727,7 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
             Device(
                 id=dev.id,
                 profile=profile,
-                connection=conn,
+                connection=connection_from_file(conn),
                 unit=dev.unit,
                 poll_interval=dev.poll_interval,
                 timeout=dev.timeout,

@@ -3,9 +3,10 @@
 Telemetry at QoS 0 goes through a bounded in-memory queue (oldest dropped and counted while the
 broker is away); QoS 1 messages (status, alarms, events, replies and QoS 1 telemetry) are kept
 until the broker acknowledges them, and replayed in order after a reconnect. With a durable outbox
-they are committed to its ``"mqtt"`` stream first; :meth:`MqttPublisher.stage` lets the gateway
-commit entries for other streams (the time-series sink's lines) in the same transactions, so a
-gateway killed at any moment has kept either both legs of a record or neither. The last retained
+they are staged in the gateway's :class:`~gateway.delivery.TickTransaction`, which commits them to
+the outbox's ``"mqtt"`` stream together with the database lines staged in the same tick (one
+transaction: a gateway killed at any moment has kept either both legs of a record or neither),
+and sent from there. The last retained
 message of every topic is remembered and re-published on reconnect, so a broker that restarted
 without persistence gets the gateway's state back. The gateway status topic carries a will
 (``online: false``).
@@ -23,13 +24,14 @@ import os
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from gateway.backoff import Backoff, jitter
 from gateway.commands import command_reply, entry_refusal
 from gateway.config import MqttConfig
+from gateway.delivery import TickTransaction
 from gateway.errors import BrokerError
 from gateway.messages import OutboundMessage, json_payload
 from gateway.mqtt_transport import (
@@ -39,7 +41,7 @@ from gateway.mqtt_transport import (
     MqttTransport,
     Will,
 )
-from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, OutboxError, StoredEntry
+from gateway.outbox import AsyncOutbox, EntryKind, OutboxEntry, StoredEntry
 from gateway.redact import SECRETS, secret_from_env
 from gateway.topics import Topics
 
@@ -52,7 +54,6 @@ CommandHandler = Callable[[str, bytes], Awaitable[list[OutboundMessage]]]
 MAX_INFLIGHT = 200
 QOS0_QUEUE = 20_000
 MQTT_STREAM = "mqtt"
-OUTBOX_RETRY_S = 1.0
 #: Wait before trying the next node of a cluster after one failed (before jitter).
 FAILOVER_DELAY_S = 0.1
 
@@ -116,7 +117,11 @@ def _tls_context(cfg: MqttConfig, base_dir: str | None) -> ssl.SSLContext:
 
 
 class MqttPublisher:
-    """Owns the broker connection; ``publish`` never blocks the caller."""
+    """Owns the broker connection; ``publish`` never blocks the caller.
+
+    ``transaction`` (the gateway's, over its durable outbox) takes the QoS 1 messages; without
+    one they wait in memory. Whoever owns the transaction runs its commit task.
+    """
 
     def __init__(
         self,
@@ -128,7 +133,7 @@ class MqttPublisher:
         on_command: CommandHandler | None = None,
         base_dir: str | None = None,
         backoff_max: float = 10.0,
-        outbox: AsyncOutbox | None = None,
+        transaction: TickTransaction | None = None,
         transport: MqttTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -146,11 +151,7 @@ class MqttPublisher:
         self.stats = MqttStats()
         self._qos0: deque[OutboundMessage] = deque()
         self._qos1: deque[OutboundMessage] = deque()
-        self.outbox = outbox
-        self._staged: dict[str, list[OutboxEntry]] = {}
-        self._durable_wake = asyncio.Event()
-        self._commit_lock = asyncio.Lock()
-        self._committing = 0  # MQTT entries of a commit in progress
+        self.transaction = transaction
         self._retained: dict[str, OutboundMessage] = {}
         self._wake = asyncio.Event()  # QoS 0 queued
         self._wake1 = asyncio.Event()  # QoS 1 queued (in memory, no outbox)
@@ -160,6 +161,11 @@ class MqttPublisher:
         self._inflight = 0  # taken from the in-memory queues, not yet acknowledged
         self.brokers = tuple(broker_address(url) for url in cfg.brokers)
         self._broker = 0  # index into brokers of the node in use (or tried next)
+
+    @property
+    def outbox(self) -> AsyncOutbox | None:
+        """The durable outbox the QoS 1 messages go through (the transaction's), if any."""
+        return self.transaction.outbox if self.transaction is not None else None
 
     @property
     def host(self) -> str:
@@ -185,85 +191,28 @@ class MqttPublisher:
                 self.stats.dropped_qos0 += 1
             self._qos0.append(msg)
             self._wake.set()
-        elif self.outbox is not None:
+        elif self.transaction is not None:
             entry = OutboxEntry(
                 _entry_kind(msg.kind), msg.topic, msg.topic, msg.payload, msg.qos, msg.retain
             )
-            self.stage(MQTT_STREAM, (entry,))
+            self.transaction.stage(MQTT_STREAM, (entry,))
         else:
             self._qos1.append(msg)
             self._wake1.set()
 
-    def stage(self, stream: str, entries: Sequence[OutboxEntry]) -> None:
-        """Queue entries for a stream of the durable outbox (never blocks).
-
-        Everything staged between two runs of the outbox writer, QoS 1 messages and other
-        streams' entries alike, is committed in one transaction: the gateway stages a record's
-        time-series line right after publishing its MQTT message, so after a crash the outbox
-        holds both or neither. Only with an outbox (``self.outbox``).
-        """
-        if self.outbox is None:
-            raise RuntimeError("stage() needs the durable outbox")
-        self._staged.setdefault(stream, []).extend(entries)
-        self._durable_wake.set()
-
     @property
     def backlog(self) -> int:
         """MQTT messages not yet acknowledged by the broker (queued, staged or in the outbox)."""
-        durable = self.outbox.depth(MQTT_STREAM) if self.outbox is not None else 0
-        staged = len(self._staged.get(MQTT_STREAM, ()))
+        tx = self.transaction
+        durable = tx.outbox.depth(MQTT_STREAM) + tx.pending(MQTT_STREAM) if tx is not None else 0
         queued = len(self._qos0) + len(self._qos1) + self._inflight
-        return queued + staged + self._committing + durable
+        return queued + durable
 
     async def wait_drained(self, poll_s: float = 0.02) -> None:
         """Return once the broker has every message published so far (``backlog`` is 0);
         QoS 0 messages count as delivered once written to the connection."""
         while self.backlog:  # noqa: ASYNC110 (acks come from several places; this runs once, at stop)
             await asyncio.sleep(poll_s)
-
-    async def _durable_writer(self) -> None:
-        """Commit staged entries to the outbox in call order, whatever the broker is doing."""
-        failing = False
-        while True:
-            await self._durable_wake.wait()
-            self._durable_wake.clear()
-            try:
-                await self.commit_staged()
-            except OutboxError as exc:  # e.g. disk full: keep the entries, try again
-                if not failing:
-                    log.error("cannot commit to the outbox, keeping entries in memory: %s", exc)
-                    failing = True
-                await asyncio.sleep(OUTBOX_RETRY_S)
-                self._durable_wake.set()
-                continue
-            if failing:
-                log.info("outbox commits work again")
-                failing = False
-
-    async def commit_staged(self) -> None:
-        """Commit what is staged now, all streams in one transaction; returns once committed,
-        together with anything another caller was committing at the time (so after it returns,
-        everything staged before the call is in the outbox).
-
-        On failure the entries stay staged, ahead of anything staged meanwhile."""
-        async with self._commit_lock:
-            if not self._staged or self.outbox is None:
-                return
-            batch, self._staged = self._staged, {}
-            outbox = self.outbox
-            self._committing = len(batch.get(MQTT_STREAM, ()))
-            try:
-                # AsyncOutbox commits every put pending when its flusher runs in one
-                # transaction. gather() starts these puts in consecutive steps of the loop,
-                # before the flusher can run, so they share one.
-                await asyncio.gather(*(outbox.put_many(s, es) for s, es in batch.items()))
-            except OutboxError:  # (a cancelled put keeps its entries: they are committed anyway)
-                for stream, entries in self._staged.items():
-                    batch.setdefault(stream, []).extend(entries)
-                self._staged = batch
-                raise
-            finally:
-                self._committing = 0
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         async with asyncio.timeout(timeout):
@@ -292,10 +241,7 @@ class MqttPublisher:
 
     async def run(self) -> None:
         """Connect, publish and listen forever; broker outages are normal weather."""
-        async with asyncio.TaskGroup() as tg:
-            if self.outbox is not None:
-                tg.create_task(self._durable_writer(), name="mqtt-outbox-writer")
-            tg.create_task(self._connection_loop(), name="mqtt-connection")
+        await self._connection_loop()
 
     def stop(self) -> None:
         """Say the connection loop is being shut down: an error while the connection closes (the

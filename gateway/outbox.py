@@ -33,6 +33,7 @@ from typing import Final, Literal, Self, TypeVar, get_args
 from gateway.errors import GatewayError
 
 __all__ = [
+    "MEMORY",
     "ROW_OVERHEAD",
     "AsyncOutbox",
     "EntryKind",
@@ -55,6 +56,10 @@ Synchronous = Literal["NORMAL", "FULL"]
 _KIND_CODES: Final[dict[str, int]] = {k: i for i, k in enumerate(get_args(EntryKind))}
 _KINDS: Final[tuple[EntryKind, ...]] = get_args(EntryKind)
 _TELEMETRY: Final = 0  # code of "telemetry"; the only kind that may be dropped
+MEMORY: Final = Path(":memory:")
+"""The path of an outbox kept in memory (SQLite's ``:memory:``): the same streams, order, bound
+and drop policy, but nothing survives the process. The gateway's database lines go through one
+when the durable outbox is turned off."""
 ROW_OVERHEAD: Final = 40
 """Bytes counted per entry on top of payload, topic and key: an estimate of SQLite's own cost."""
 
@@ -141,6 +146,7 @@ class Outbox:
     puts are batched, as :class:`AsyncOutbox` does); ``"NORMAL"`` may lose the last commits
     before a checkpoint on power loss, never corrupting the file.
     The file is locked for exclusive use: a second gateway on the same file gets an OutboxError.
+    With ``path=MEMORY`` the database lives in memory (not durable; ``synchronous`` is moot).
     """
 
     def __init__(
@@ -167,10 +173,15 @@ class Outbox:
         self._over_bound = False  # only protected entries left, kept beyond the bound
         self._shedding = False  # telemetry dropped since usage was last under the bound
         self._snapshot = OutboxStats()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.in_memory = self.path == MEMORY
+        if not self.in_memory:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             db = sqlite3.connect(
-                self.path, timeout=1.0, isolation_level=None, check_same_thread=False
+                ":memory:" if self.in_memory else self.path,
+                timeout=1.0,
+                isolation_level=None,
+                check_same_thread=False,
             )
         except sqlite3.Error as exc:
             raise OutboxError(self.path, f"cannot open: {exc}") from exc
@@ -192,14 +203,15 @@ class Outbox:
             )
 
     def _setup(self, db: sqlite3.Connection, synchronous: Synchronous) -> None:
-        # Exclusive locking before WAL: no shared memory, and the write below takes a lock that
-        # is held until close, so only one process owns the file.
-        db.execute("PRAGMA locking_mode = EXCLUSIVE")
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"cannot use WAL journal mode (got {mode})")
-        db.execute(f"PRAGMA synchronous = {synchronous}")
-        db.execute("PRAGMA journal_size_limit = 67108864")
+        if not self.in_memory:
+            # Exclusive locking before WAL: no shared memory, and the write below takes a lock
+            # that is held until close, so only one process owns the file.
+            db.execute("PRAGMA locking_mode = EXCLUSIVE")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot use WAL journal mode (got {mode})")
+            db.execute(f"PRAGMA synchronous = {synchronous}")
+            db.execute("PRAGMA journal_size_limit = 67108864")
         with self._transaction(db):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -443,7 +455,8 @@ class Outbox:
                 return
             db, self._db = self._db, None
             try:
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                if not self.in_memory:
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 log.warning("outbox %s: checkpoint on close failed: %s", self.path, exc)
             finally:
@@ -555,12 +568,25 @@ class AsyncOutbox:
 
         A caller cancelled while waiting does not take its entries back: they are committed.
         """
-        if not entries:
+        await self.put_batches({stream: entries})
+
+    async def put_batches(self, batches: Mapping[str, Sequence[OutboxEntry]]) -> None:
+        """Append entries to several streams; returns once they are committed.
+
+        The entries of one call are committed in ONE transaction (maybe together with other
+        callers' puts, never split between two): after a crash the outbox holds all of them or
+        none. Each stream's entries keep their order. A caller cancelled while waiting does not
+        take its entries back: they are committed.
+        """
+        rows = sum(len(entries) for entries in batches.values())
+        if not rows:
             return
         if self._flusher is None or self._closing:
             raise OutboxError(self.path, "not open")
-        self._pending.setdefault(stream, []).extend(entries)
-        self._pending_rows += len(entries)
+        for stream, entries in batches.items():
+            if entries:
+                self._pending.setdefault(stream, []).extend(entries)
+        self._pending_rows += rows
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._wakeup.set()
@@ -600,10 +626,10 @@ class AsyncOutbox:
 
     # -- delivering ------------------------------------------------------------------------------
 
-    async def wait_pending(self, stream: str) -> None:
-        """Return as soon as the stream has entries waiting."""
+    async def wait_pending(self, stream: str, count: int = 1) -> None:
+        """Return as soon as the stream has at least ``count`` entries waiting."""
         event = self._event(stream)
-        while self.depth(stream) == 0:
+        while self.depth(stream) < count:
             event.clear()
             await event.wait()
 

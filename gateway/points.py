@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from fieldmodel.model import Device
 from fieldmodel.quality import BAD, GOOD, MAINTENANCE, QUALITY_NAMES, STALE
 from fieldmodel.registers import is_integer_point
-from gateway.config import Device
 
 __all__ = ["BAD", "GOOD", "MAINTENANCE", "QUALITY_NAMES", "STALE", "DeviceRows", "PointTable"]
 

@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from gateway.commands import MAX_COMMAND_BYTES, command_reply
+from gateway.alarms import MAX_USER_CHARS, _parse, _Rejected, _text
+from gateway.commands import command_reply
 from gateway.config import SiteConfig
 from gateway.messages import OutboundMessage
 from gateway.sinks.lineprotocol import rescue_line
@@ -49,7 +50,6 @@ DEFAULT_ARRIVE_WITHIN_MIN: Final = 30.0
 REGISTRATION_TAG: Final = "registration_code"
 MAINTENANCE_TAG: Final = "maintenance_unit"
 STAGES: Final = ("raised", "acknowledged", "arrived", "released")
-_MAX_USER_CHARS: Final = 128
 _QOS: Final = 1
 
 
@@ -241,19 +241,9 @@ class RescueBook:
         try:
             if topic not in (self.arrive_topic, self.release_topic):
                 raise _Refused(f"unknown command topic {topic!r}")
-            if len(payload) > MAX_COMMAND_BYTES:
-                raise _Refused(f"payload over {MAX_COMMAND_BYTES} bytes")
-            try:
-                request = json.loads(payload.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError):
-                raise _Refused("payload must be a UTF-8 JSON object") from None
-            if not isinstance(request, dict):
-                raise _Refused("payload must be a JSON object")
-            device, user = request.get("device"), request.get("user")
-            if not isinstance(device, str) or not device:
-                raise _Refused("'device' must be a non-empty string")
-            if not isinstance(user, str) or not user.strip() or len(user) > _MAX_USER_CHARS:
-                raise _Refused(f"'user' must be a non-empty string of at most {_MAX_USER_CHARS}")
+            request = _parse(payload)
+            device = _text(request, "device", 64)  # device ids: at most 64 characters
+            user = _text(request, "user", MAX_USER_CHARS)
             record = self.open.get(device)
             if record is None:
                 raise _Refused(f"no open rescue for device {device!r}")
@@ -265,7 +255,7 @@ class RescueBook:
                 record.users["arrived"] = user
             record.times[stage] = now
             record.users[stage] = user
-        except _Refused as exc:
+        except (_Refused, _Rejected) as exc:
             return [command_reply(self.base, now, request, exc.reason)]
         if not record.open:
             del self.open[device]

@@ -61,7 +61,7 @@ def demo_site(path: Path = EXAMPLE_SITE, mqtt_url: str | None = None) -> SiteCon
         if conn.transport == "rtu":
             continue  # serial lines need a pty pair; the demo keeps to TCP
         port = remap.setdefault(int(conn.port), _free_port())
-        new_conn = conn.model_copy(update={"host": "127.0.0.1", "port": port})
+        new_conn = dataclasses.replace(conn, host="127.0.0.1", port=port)
         devices.append(dataclasses.replace(dev, connection=new_conn))
     mqtt = site.mqtt.model_copy(update={"url": mqtt_url, "urls": None}) if mqtt_url else site.mqtt
     return dataclasses.replace(site, devices=tuple(devices), mqtt=mqtt)

@@ -47,7 +47,6 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal
 from enum import IntEnum
 from fractions import Fraction
 from pathlib import Path
@@ -136,22 +135,36 @@ CHECK_LEVELS: Final = tuple(c.name for c in Check)
 CHECK_SUFFIXES: Final = tuple(c.name.lower() for c in Check)
 
 
-def mg_m3_to_ppm(mg_m3: float, molar_mass: float) -> float:
-    """A limit in mg/m³ as ppm at 20 °C, rounded *down* to 0.01 ppm (never above the limit)."""
+#: The finest step a converted ppm limit is rounded down to.
+PPM_STEP: Final = 0.01
+
+
+def _floor_to_step(exact: Fraction, step: float) -> float:
+    """``exact`` rounded *down* onto the grid of ``step`` (> 0), never above ``exact``."""
+    grid = Fraction(str(step))
+    value = float(math.floor(exact / grid) * grid)
+    while Fraction(value) > exact:  # the nearest double of a decimal may sit a hair above it
+        value = math.nextafter(value, 0.0)
+    return value
+
+
+def mg_m3_to_ppm(mg_m3: float, molar_mass: float, step: float = PPM_STEP) -> float:
+    """A limit in mg/m³ as ppm at 20 °C, rounded *down* to ``step`` ppm (never above the limit):
+    0.01 ppm, or a reading's coarser resolution."""
     exact = Fraction(mg_m3) * Fraction(str(MOLAR_VOLUME_20C)) / Fraction(molar_mass)
-    floored = Decimal(exact.numerator) / Decimal(exact.denominator)
-    ppm = float(floored.quantize(Decimal("0.01"), rounding=ROUND_FLOOR))
-    while Fraction(ppm) > exact:  # the nearest double of a decimal may sit a hair above it
-        ppm = math.nextafter(ppm, 0.0)
-    return ppm
+    return _floor_to_step(exact, max(step, PPM_STEP))
 
 
-def limit_in_unit(mg_m3: float, molar_mass: float, unit: str) -> float | None:
-    """A limit in mg/m³ in the point's ``unit`` (ppm or mg/m³); None for any other unit."""
+def limit_in_unit(
+    mg_m3: float, molar_mass: float, unit: str, resolution: float = 0.0
+) -> float | None:
+    """A limit in mg/m³ in the point's ``unit`` (ppm or mg/m³), rounded down onto the reading's
+    ``resolution`` (0: continuous) so the first reading at or above it is never above the
+    standard's limit; None for any other unit."""
     if unit in PPM_UNITS:
-        return mg_m3_to_ppm(mg_m3, molar_mass)
+        return mg_m3_to_ppm(mg_m3, molar_mass, resolution)
     if unit in MG_UNITS:
-        return float(mg_m3)
+        return _floor_to_step(Fraction(mg_m3), resolution) if resolution > 0 else float(mg_m3)
     return None
 
 

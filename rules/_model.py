@@ -33,6 +33,9 @@ class PointRef:
     kind: str
     tags: Mapping[str, str] = field(default_factory=dict)
     unit: str = ""
+    #: The reading's step (a scaled integer's scale; 0 for a continuous float): a limit
+    #: converted from another unit is rounded down onto it (exposure limits).
+    resolution: float = 0.0
 
 
 class State(StrEnum):

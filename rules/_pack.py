@@ -52,6 +52,9 @@ __all__ = [
 ]
 
 RULE_ID = r"^[a-z][a-z0-9_]*$"
+#: A threshold level of another rule of the same pack: ``tank_level.HH``.
+LEVEL_REF = r"^[a-z][a-z0-9_]*\.(LL|L|H|HH)$"
+LevelRef = Annotated[str, Field(pattern=LEVEL_REF)]
 #: The device tag that places a device (sensor position); packs with ``positions`` bind by it.
 POSITION_TAG = "position"
 PositionCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)]
@@ -267,12 +270,14 @@ class ThresholdRule(PointRule):
 
 class Predicate(_Model):
     """One test of one point: ``{point: running, op: eq, value: 0}``, ``{point: speed, op: gt,
-    ref: rated_speed, factor: 1.15}``, ``{point: alarm_bits, op: bit_set, bit: 3}`` or
-    ``{point: status, op: in, values: [3, 8]}``."""
+    ref: rated_speed, factor: 1.15}``, ``{point: level_pct, op: ge, limit_of: tank_level.HH}``
+    (the limit of that level of that threshold rule on the same device, after its overrides),
+    ``{point: alarm_bits, op: bit_set, bit: 3}`` or ``{point: status, op: in, values: [3, 8]}``."""
 
     point: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
     op: Literal["eq", "ne", "gt", "ge", "lt", "le", "bit_set", "bit_clear", "in", "not_in"]
     value: FiniteFloat | None = None
+    limit_of: LevelRef | None = None
     ref: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")] | None = None
     factor: FiniteFloat = 1.0
     bit: Annotated[int, Field(ge=0, le=63)] | None = None
@@ -285,10 +290,15 @@ class Predicate(_Model):
         if self.abs and self.op not in COMPARISONS:
             raise ValueError(f"'abs' applies to the comparisons {', '.join(COMPARISONS)} only")
         if self.op in COMPARISONS:
-            if (self.value is None) == (self.ref is None):
-                raise ValueError(f"op {self.op!r} needs exactly one of 'value' or 'ref'")
+            given = [k for k in ("value", "ref", "limit_of") if getattr(self, k) is not None]
+            if len(given) != 1:
+                raise ValueError(
+                    f"op {self.op!r} needs exactly one of 'value', 'ref' or 'limit_of'"
+                )
             if self.bit is not None or self.values is not None:
                 raise ValueError(f"op {self.op!r} takes 'value' or 'ref' (+ 'factor') only")
+        elif self.limit_of is not None:
+            raise ValueError(f"'limit_of' applies to the comparisons {', '.join(COMPARISONS)}")
         elif self.op in ("bit_set", "bit_clear"):
             if self.bit is None or self.value is not None or self.ref or self.values:
                 raise ValueError(f"op {self.op!r} takes 'bit' (0..63) only")
@@ -306,11 +316,19 @@ class Predicate(_Model):
 
 class Forecast(_Model):
     """Time-to-limit forecast of a rate-of-change rule: alarm when the fitted trend reaches
-    ``limit`` within ``within_s`` seconds (``within_s`` 0 = report the forecast only)."""
+    ``limit`` (or ``limit_of``, a level of a threshold rule of the pack on the same device, after
+    its overrides: ``tank_level.HH``) within ``within_s`` seconds (0 = report the forecast only)."""
 
-    limit: FiniteFloat
+    limit: FiniteFloat | None = None
+    limit_of: LevelRef | None = None
     direction: Literal["rising", "falling"]
     within_s: Seconds = 0.0
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> Forecast:
+        if (self.limit is None) == (self.limit_of is None):
+            raise ValueError("give exactly one of 'limit' or 'limit_of' (e.g. tank_level.HH)")
+        return self
 
 
 class RateOfChangeRule(PointRule):
@@ -559,6 +577,31 @@ def _check_table(table: PositionTable, positions: Sequence[str], rules: Sequence
         raise ValueError(f"position_table: no {table.point} rule for {', '.join(missing)}")
 
 
+def level_refs(rule: PackRule) -> tuple[str, ...]:
+    """The ``rule.LEVEL`` references of a rule's predicates and forecast."""
+    refs: list[str | None] = []
+    if isinstance(rule, RateOfChangeRule):
+        refs += [c.limit_of for c in rule.conditions]
+        refs.append(rule.forecast.limit_of if rule.forecast else None)
+    elif isinstance(rule, ConditionRule):
+        refs += [p.limit_of for p in (*rule.predicates(), *rule.alternatives())]
+    return tuple(ref for ref in refs if ref is not None)
+
+
+def _check_level_refs(rules: Sequence[PackRule]) -> None:
+    """Each ``limit_of`` names a level of a threshold rule of the pack."""
+    by_id = {rule.id: rule for rule in rules}
+    for rule in rules:
+        for ref in level_refs(rule):
+            rule_id, level = ref.split(".")
+            target = by_id.get(rule_id)
+            if not isinstance(target, ThresholdRule) or level not in target.levels:
+                raise ValueError(
+                    f"rule {rule.id!r}: limit_of {ref!r} names no level of a threshold rule of "
+                    "this pack"
+                )
+
+
 class RulePack(_Model):
     """A named set of rules loaded from one YAML file.
 
@@ -587,6 +630,7 @@ class RulePack(_Model):
             seen.add(rule.id)
         if self.position_table is not None:
             _check_table(self.position_table, list(self.positions), self.rules)
+        _check_level_refs(self.rules)
         return self
 
     def table_rules(self) -> frozenset[str]:

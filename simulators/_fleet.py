@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from fieldmodel.model import Device
 from fieldmodel.registers import BIT_KINDS
-from gateway.config import Device
 from simulators._layout import RegisterLayout
 from simulators._noise import FAULTS, NOISE, WALK, NoiseSource, device_rng
 from simulators.faults import DeviceFaults, Spikes

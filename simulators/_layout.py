@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from fieldmodel.codec import decode_words, encode_values
+from fieldmodel.model import Point
 from fieldmodel.registers import BIT_KINDS, DTYPES, FLOAT_TYPES, REGISTER_WIDTH, WORD_KINDS
-from gateway.config import Point
 
 __all__ = ["KINDS", "RegisterLayout"]
 

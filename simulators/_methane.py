@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from gateway.config import Device, SiteConfig
+from fieldmodel.model import Device
+from gateway.config import SiteConfig
 from rules import load_packs
 from rules._pack import POSITION_TAG, ThresholdRule
 

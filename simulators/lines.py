@@ -24,7 +24,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from gateway.config import Device, RtuConnection, RtuOverTcpConnection, TcpConnection
+from fieldmodel.model import Device, RtuConnection, RtuOverTcpConnection, TcpConnection
 from simulators.errors import EndpointError, ScenarioError
 from simulators.faults import DeviceFaults
 

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from gateway.config import Device
+from fieldmodel.model import Device
 from simulators.errors import ScenarioError
 from simulators.faults import Fault, Freeze
 from simulators.signals import SignalModel

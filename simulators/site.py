@@ -25,8 +25,9 @@ from typing import Final
 
 from pymodbus.constants import ExcCodes
 
+from fieldmodel.model import Device
 from fieldmodel.registers import BIT_KINDS
-from gateway.config import Device, SiteConfig
+from gateway.config import SiteConfig
 from simulators._fleet import Fleet
 from simulators._methane import relay_settings
 from simulators._noise import FAULTS, device_rng

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from gateway.config import Point
+from fieldmodel.model import Point
 from simulators._noise import WALK, device_rng
 from simulators.signals import F64, Bools, SignalModel
 

@@ -31,7 +31,8 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from gateway.config import Device, SiteConfig
+from fieldmodel.model import Device
+from gateway.config import SiteConfig
 from gateway.sinks.lineprotocol import (
     MAINTENANCE,
     LineEncoder,

@@ -7,7 +7,7 @@ within ``nats.ack_wait`` (it died, or its host did) goes to another. Add a worke
 its share at its next fetch; nothing is configured per worker.
 
 A worker fetches up to ``influx.batch_size`` messages, decodes them (:mod:`gateway.ingest.decode`)
-and writes the batch with one request (the gateway's :class:`~gateway.sinks.influx.InfluxSink`,
+and writes the batch with one request (the gateway's :class:`~gateway.sinks.influx.InfluxWriter`,
 which counts, logs and backs off), and acknowledges the messages only after the database took
 them. While the database is away the worker keeps its batch and retries it with capped,
 jittered backoff, telling the server the messages are still being worked on (so they are not
@@ -66,7 +66,7 @@ from nats.js.errors import NotFoundError
 from gateway.backoff import Backoff
 from gateway.ingest.config import IngestConfig
 from gateway.ingest.decode import PlatformDecoder
-from gateway.sinks.influx import InfluxSink, InfluxWriteError, LineWriter
+from gateway.sinks.influx import InfluxWriteError, InfluxWriter, LineWriter
 
 __all__ = ["IngestStats", "IngestWorker", "run_event_loop"]
 
@@ -149,9 +149,7 @@ class IngestWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; then hand back what was not written (nak) and close."""
-        async with InfluxSink(
-            self.cfg.influx, "platform", token=self.token, writer=self.writer
-        ) as sink:
+        async with InfluxWriter(self.cfg.influx, token=self.token, writer=self.writer) as sink:
             nc = await self._connect(stop)
             if nc is None:
                 return
@@ -378,7 +376,7 @@ class IngestWorker:
                 self.stats.skipped += 1
         return batch
 
-    async def _write_loop(self, sink: InfluxSink) -> None:
+    async def _write_loop(self, sink: InfluxWriter) -> None:
         while True:
             batch = await self._queue.get()
             if batch.lines:
@@ -389,7 +387,7 @@ class IngestWorker:
             self.stats.messages += len(batch.msgs)
             self._held.popleft()
 
-    async def _write(self, sink: InfluxSink, batch: _Batch) -> None:
+    async def _write(self, sink: InfluxWriter, batch: _Batch) -> None:
         """Until the database takes the batch (or refuses it as malformed: counted by the sink)."""
         while True:
             try:

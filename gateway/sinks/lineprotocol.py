@@ -40,10 +40,11 @@ from typing import Final
 
 import numpy as np
 
+from fieldmodel.model import Device, Profile
 from fieldmodel.quality import GOOD, QUALITY_NAMES
 from fieldmodel.quality import MAINTENANCE as MAINTENANCE_QUALITY
 from fieldmodel.registers import is_integer_point
-from gateway.config import RESERVED_TAGS, Device, Profile
+from gateway.config import RESERVED_TAGS
 from gateway.telemetry import TelemetrySample, sample_from_doc
 from rules import DAILY_FIELDS, ShiftExposure, State
 

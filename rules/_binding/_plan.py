@@ -175,6 +175,11 @@ class Binding:
     never_hidden: bool = False
 
     @property
+    def checks_feed(self) -> bool:
+        """A feed (馈电) check: its point must read "off" within ``on_delay_s`` of a power-off."""
+        return self.block == BlockKind.FEED
+
+    @property
     def pack_rule_id(self) -> str:
         """Id of the pack rule this alarm comes from (an exposure rule makes one per check)."""
         return self.spec.rule_id if isinstance(self.spec, ExposureSpec) else self.rule_id

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from rules._errors import RulesConfigError
 from rules._model import PointRef
-from rules._pack import CommRule, Predicate, RuleBase, RulePack
+from rules._pack import CommRule, Predicate, RuleBase, RulePack, ThresholdRule
 
-from ._overrides import Changes, Overrides
+from ._overrides import Changes, Overrides, threshold_levels
 from ._plan import (
     AREA_TAG,
     Binding,
@@ -75,13 +75,20 @@ def tags_match(rule: RuleBase, tags: Mapping[str, str]) -> bool:
 
 
 def bind_predicate(
-    p: Predicate, points: Mapping[str, int], *, alternative: bool = False
+    p: Predicate,
+    points: Mapping[str, int],
+    *,
+    alternative: bool = False,
+    value: float | None = None,
 ) -> BoundPredicate:
-    """A predicate of a rule with its point names resolved to point indices."""
+    """A predicate of a rule with its point names resolved to point indices (``value``: the
+    resolved ``limit_of`` of the predicate)."""
+    if value is None:
+        value = p.value
     return BoundPredicate(
         point_index=points[p.point],
         op=p.op,
-        value=math.nan if p.value is None else p.value,
+        value=math.nan if value is None else value,
         ref_index=points[p.ref] if p.ref is not None else -1,
         factor=p.factor,
         bit=-1 if p.bit is None else p.bit,
@@ -107,7 +114,8 @@ class BindSite:
         self.devices = devices_of(points)
         self.packs = packs
         self.rules = [(pack, rule) for pack in packs for rule in pack.rules if rule.enabled]
-        self.rule_ids = {rule.id for pack in packs for rule in pack.rules}
+        self.rule_by_id = {rule.id: rule for pack in packs for rule in pack.rules}
+        self.rule_ids = set(self.rule_by_id)
         self.table_rules: frozenset[str] = frozenset().union(
             *(pack.table_rules() for pack in packs)
         )
@@ -168,6 +176,29 @@ class BindSite:
                 "selects must have them (or exclude the device with tags)",
             )
         self.missing.append(MissingPoints(dev.name, rule.id, missing))
+
+    def level_limit(self, ref: str, dev: BoundDevice) -> float:
+        """The limit of ``ref`` (``rule.LEVEL``, a threshold rule checked at pack load) on
+        ``dev``, with the device's overrides of that rule: one setpoint, one place."""
+        rule_id, level = ref.split(".")
+        rule = self.rule_by_id[rule_id]
+        assert isinstance(rule, ThresholdRule)  # checked by the pack model
+        levels = threshold_levels(
+            rule,
+            self.changes(dev.name, rule_id),
+            f"{dev.name}.{rule_id}",
+            device=dev.name,
+            table_rule=rule_id in self.table_rules,
+            reason=self.limits_reasons.get(dev.name),
+        )
+        return next(limit for name, (limit, _) in levels.items() if name == level)
+
+    def predicate(
+        self, p: Predicate, dev: BoundDevice, *, alternative: bool = False
+    ) -> BoundPredicate:
+        """``p`` bound to ``dev``'s points, a ``limit_of`` resolved for ``dev``."""
+        value = self.level_limit(p.limit_of, dev) if p.limit_of is not None else None
+        return bind_predicate(p, dev.points, alternative=alternative, value=value)
 
     def unit(self, rule: RuleBase, index: int) -> str:
         """The unit of an alarm on point ``index``: the rule's, else the point's."""

@@ -13,7 +13,7 @@ from rules._pack import COMPARISONS, ConditionRule, DiscreteRule, DurationRule
 from ._overrides import scalar_overrides
 from ._plan import BlockKind, ConditionSpec
 from ._rule_binder import Row, RuleBinder
-from ._site import BindSite, BoundDevice, bind_predicate
+from ._site import BindSite, BoundDevice
 
 __all__ = ["DiscreteBinder", "DurationBinder"]
 
@@ -41,8 +41,8 @@ class ConditionBinder(RuleBinder[C]):
                 rule, site.changes(dev.name, rule.id), f"{dev.name}.{rule.id}"
             )
             hold = changes.get("for_s", changes.get("on_delay_s", rule.hold_s()))
-            bound = tuple(bind_predicate(p, dev.points) for p in preds) + tuple(
-                bind_predicate(p, dev.points, alternative=True) for p in alternatives
+            bound = tuple(site.predicate(p, dev) for p in preds) + tuple(
+                site.predicate(p, dev, alternative=True) for p in alternatives
             )
             report_index = dev.points[report]
             limit = math.nan

@@ -45,7 +45,7 @@ class ExposureBinder(RuleBinder[ExposureRule]):
                 if mg is None:
                     limits[key] = math.nan
                     continue
-                converted = limit_in_unit(mg, rule.molar_mass, unit)
+                converted = limit_in_unit(mg, rule.molar_mass, unit, site.points[index].resolution)
                 if converted is None:
                     raise RulesConfigError(
                         "rules",

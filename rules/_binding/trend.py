@@ -11,7 +11,7 @@ from rules._pack import RateOfChangeRule
 from ._overrides import scalar_overrides
 from ._plan import BlockKind, TrendSpec
 from ._rule_binder import Row, RuleBinder, point_targets
-from ._site import BindSite, BoundDevice, bind_predicate
+from ._site import BindSite, BoundDevice
 
 __all__ = ["TrendBinder"]
 
@@ -33,6 +33,11 @@ class TrendBinder(RuleBinder[RateOfChangeRule]):
             changes = scalar_overrides(
                 rule, site.changes(dev.name, rule.id), f"{dev.name}.{rule.id}"
             )
+            forecast_limit = None
+            if fc is not None:
+                forecast_limit = (
+                    fc.limit if fc.limit_of is None else site.level_limit(fc.limit_of, dev)
+                )
             rise = changes.get("rise_per_min", rule.rise_per_min)
             fall = changes.get("fall_per_min", rule.fall_per_min)
             spec = TrendSpec(
@@ -42,17 +47,17 @@ class TrendBinder(RuleBinder[RateOfChangeRule]):
                 rule.max_samples,
                 rise,
                 fall,
-                fc.limit if fc else None,
+                forecast_limit,
                 (1 if fc.direction == "rising" else -1) if fc else 0,
                 fc.within_s if fc else 0.0,
-                tuple(bind_predicate(c, dev.points) for c in rule.conditions),
+                tuple(site.predicate(c, dev) for c in rule.conditions),
             )
             if rise is not None:
                 limit = rise
             elif fall is not None:
                 limit = -fall
             else:
-                limit = fc.limit if fc else math.nan
+                limit = math.nan if forecast_limit is None else forecast_limit
             binding = site.binding(
                 rule,
                 self.rule_type,

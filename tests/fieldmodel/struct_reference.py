@@ -10,7 +10,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.config import Point
+from fieldmodel.model import Point
 
 __all__ = ["STRUCT", "decode_point", "struct_words"]
 

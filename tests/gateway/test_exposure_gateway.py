@@ -51,9 +51,9 @@ async def test_mac_alarm_and_state_across_a_restart(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    assert GAS_HOLDING[4] == 12  # h2s register (scale 0.1): 1.2 ppm, below MAC 7.05
+    assert GAS_HOLDING[4] == 12  # h2s register (scale 0.1): 1.2 ppm, below MAC 7.0
     holding = list(GAS_HOLDING)
-    holding[4] = 80  # 8.0 ppm H2S: MAC 10 mg/m³ = 7.05 ppm is reached
+    holding[4] = 80  # 8.0 ppm H2S: MAC 10 mg/m³ = 7.054 ppm (7.0 on the 0.1 ppm reading) is reached
     device = SimDevice(
         1,
         simdata=(
@@ -75,7 +75,7 @@ async def test_mac_alarm_and_state_across_a_restart(
         topic = "hz/t1/alarms/gas0/h2s/h2s_exposure_mac"
         _, _, alarm = await recorder.wait_for(lambda t, d: t == topic and d is not None, 15)
         assert alarm["state"] == "UNACK_ACTIVE" and alarm["level"] == "MAC"
-        assert alarm["value"] == pytest.approx(8.0) and alarm["limit"] == 7.05
+        assert alarm["value"] == pytest.approx(8.0) and alarm["limit"] == 7.0
         await asyncio.sleep(1.0)  # a second of 5 ppm CO
         stop.set()
         await task

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from gateway.config import Device, Point, parse_site
+from fieldmodel.model import Device, Point
+from gateway.config import parse_site
 from gateway.drivers.modbus.planner import ReadRequest
 from gateway.errors import DeviceException, DeviceOffline, ReadsStopped
 from gateway.points import PointTable

@@ -115,12 +115,17 @@ def test_site_targets_apply() -> None:
     ("verb", "payload", "error"),
     [
         ("arrive", b"[1]", "JSON object"),
-        ("arrive", b"\xff", "UTF-8 JSON object"),
-        ("arrive", b'{"user": "x"}', "'device'"),
-        ("arrive", b'{"device": "lift-a"}', "'user'"),
+        ("arrive", b"\xff", "payload is not UTF-8 JSON"),
+        ("arrive", b'{"user": "x"}', "'device' must be a non-empty string"),
+        ("arrive", b'{"device": "lift-a"}', "'user' must be a non-empty string"),
+        ("arrive", b'{"device": "lift-a", "user": " "}', "'user' must be a non-empty string"),
+        ("arrive", b'{"device": "lift-a", "user": "' + b"u" * 129 + b'"}', "longer than 128"),
+        # JSON escapes can spell a lone surrogate: no reply or record could carry it
+        ("arrive", b'{"device": "lift-a", "user": "\\ud800"}', "lone UTF-16 surrogates"),
+        ("release", b'{"device": "lift-a", "user": "x\\udfff"}', "lone UTF-16 surrogates"),
         ("arrive", b'{"device": "lift-b", "user": "x"}', "no open rescue for device 'lift-b'"),
         ("dance", b'{"device": "lift-a", "user": "x"}', "unknown command topic"),
-        ("arrive", b"x" * 5000, "over 4096 bytes"),
+        ("arrive", b"x" * 5000, "command larger than 4096 bytes"),
     ],
 )
 def test_bad_rescue_commands_change_nothing(verb: str, payload: bytes, error: str) -> None:

@@ -18,9 +18,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from fieldmodel.model import Device
 from fieldmodel.quality import BAD, GOOD, MAINTENANCE
 from fieldmodel.registers import is_integer_point
-from gateway.config import Device
 from gateway.messages import json_payload
 from gateway.points import PointTable
 from gateway.sinks.lineprotocol import TelemetryEncoder

@@ -16,7 +16,10 @@ from rules import AlarmState, AlarmTransition, FloodEvent, PointRef, RuleEngine,
 PACKS = Path(__file__).resolve().parents[2] / "rules" / "packs"
 
 #: Point names (and units) of the built-in profiles, by kind (a subset of gateway/profiles;
-#: test_packs.py checks every name here and every point a pack uses against those files).
+#: test_packs.py checks every name here and every point a pack uses against those files). A
+#: kind's list is the union of its profiles' points (``gas``: gas_detector, mine_environment and
+#: toxic_gas_detector), so a test device has every point a pack may judge; :class:`Site` polls
+#: them all, as the gateway polls every point of a device.
 PROFILE_POINTS: dict[str, tuple[tuple[str, str], ...]] = {
     "gas": (
         ("ch4", "%CH4"),
@@ -114,7 +117,12 @@ def device_points(
 
 class Site:
     """A fake point table: tests set values and advance time; each ``tick`` hands the arrays
-    to the engine like the gateway does (new samples carry the current time)."""
+    to the engine like the gateway does (new samples carry the current time).
+
+    A device answers a poll with all its points: when a test sets some points of a device, the
+    points it never set are sampled too (with no value, NaN), so a stale-data rule judges the
+    device's polling, not which readings a test happened to give a value.
+    """
 
     def __init__(
         self,
@@ -128,6 +136,10 @@ class Site:
         self.engine = RuleEngine(self.points, packs, overrides, limits_reasons=limits_reasons)
         n = len(self.points)
         self.index = {(p.device, p.point): i for i, p in enumerate(self.points)}
+        self.rows: dict[str, list[int]] = {}
+        for i, p in enumerate(self.points):
+            self.rows.setdefault(p.device, []).append(i)
+        self.polled: set[str] = set()
         self.values = np.full(n, np.nan)
         self.quality = np.zeros(n, dtype=np.uint8)
         self.sample_ts = np.full(n, np.nan)
@@ -142,10 +154,19 @@ class Site:
             self.values[i] = value
             self.quality[i] = 0
             self.sample_ts[i] = self.now
+        self.polled.add(device)
+        self._sample_unset(device)
+
+    def _sample_unset(self, device: str) -> None:
+        """The device's points no test set were read too (no value)."""
+        rows = np.array(self.rows[device], dtype=np.intp)
+        self.sample_ts[rows[np.isnan(self.values[rows])]] = self.now
 
     def refresh(self) -> None:
         """Every point read again (same values) at the current time."""
         self.sample_ts[~np.isnan(self.values)] = self.now
+        for device in self.polled:
+            self._sample_unset(device)
 
     def tick(self, advance: float = 0.0) -> list[AlarmTransition]:
         self.now += advance

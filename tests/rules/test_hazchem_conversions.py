@@ -15,8 +15,8 @@ import re
 
 import pytest
 
-from rules import load_packs
-from rules._pack import ThresholdRule
+from rules import RulePack, load_packs
+from rules._pack import ConditionRule, ThresholdRule
 from tests.rules.harness import PACKS, Site, device_points
 
 (HAZCHEM,) = load_packs([PACKS / "hazchem_gas.yaml"])
@@ -118,3 +118,42 @@ def test_every_limit_is_on_the_detectors_resolution(point: str) -> None:
     for level in toxic_rules()[point].levels.values():
         steps = level.limit / scale
         assert abs(steps - round(steps)) < 1e-6, (point, level.limit, scale)
+
+
+def _shipped_resolutions() -> dict[tuple[str, str], set[float]]:
+    """``(kind, point) → {step}`` over the shipped profiles (scaled integers only)."""
+    from fieldmodel.registers import FLOAT_TYPES
+    from gateway.config import load_profile
+
+    names = ("gas_detector", "toxic_gas_detector", "mine_environment", "tank_gauge")
+    names += ("elevator", "tower_crane")
+    out: dict[tuple[str, str], set[float]] = {}
+    for name in names:
+        profile = load_profile(name)
+        for point in profile.points:
+            if point.type not in FLOAT_TYPES:
+                out.setdefault((profile.kind, point.name), set()).add(abs(point.scale))
+    return out
+
+
+@pytest.mark.parametrize("pack", load_packs(sorted(PACKS.glob("*.yaml"))), ids=lambda p: p.pack)
+def test_every_pack_limit_is_on_the_resolution_of_the_points_it_judges(pack: RulePack) -> None:
+    """The check above, for every limit of every threshold rule and every value a discrete or
+    duration rule compares a reading with, on every shipped profile's point. (A reset between
+    two readings only clears the alarm at the reading below it: later, the safe side.)"""
+    steps = _shipped_resolutions()
+    checked = 0
+    for rule in pack.rules:
+        values: list[tuple[str, float]] = []
+        if isinstance(rule, ThresholdRule):
+            for point in rule.point_names:
+                values += [(point, level.limit) for level in rule.levels.values()]
+        elif isinstance(rule, ConditionRule):
+            tests = (*rule.predicates(), *rule.alternatives())
+            values += [(p.point, p.value) for p in tests if p.value is not None]
+        for kind in rule.kinds:
+            for point, value in values:
+                for step in steps.get((kind, point), ()):
+                    assert abs(value / step - round(value / step)) < 1e-6, (rule.id, point, value)
+                    checked += 1
+    assert checked or pack.pack == "occupational_exposure"  # its limits: test_pack_review.py

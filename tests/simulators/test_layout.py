@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymodbus.client import ModbusTcpClient
 
-from gateway.config import Point
+from fieldmodel.model import Point
 from simulators._layout import RegisterLayout
 
 DT = ModbusTcpClient.DATATYPE

@@ -8,7 +8,8 @@ import numpy as np
 from pymodbus.client import AsyncModbusTcpClient, ModbusBaseClient
 
 from fieldmodel.codec import decode_words
-from gateway.config import Device, SiteConfig
+from fieldmodel.model import Device
+from gateway.config import SiteConfig
 from gateway.drivers.modbus.planner import plan_reads
 from simulators import SiteSimulator
 from tests.simulators.conftest import FakeClock

@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from gateway.config import Device, Point
+from fieldmodel.model import Device, Point
 from gateway.drivers.modbus.decoder import DeviceDecoder
 from gateway.drivers.modbus.planner import ReadPlan, ReadRequest, plan_reads
 from gateway.errors import DeviceException

@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from fieldmodel.codec import decode_words
+from fieldmodel.model import Point
 from fieldmodel.registers import BIT_KINDS, FLOAT_TYPES
-from gateway.config import Point
 from gateway.drivers.modbus.planner import ReadPlan
 
 __all__ = ["DeviceDecoder"]

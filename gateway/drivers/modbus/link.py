@@ -28,15 +28,14 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 
+from fieldmodel.model import Connection, RtuConnection, RtuOverTcpConnection, TcpConnection
 from fieldmodel.registers import BIT_KINDS
 from gateway.aio import raise_if_cancelling
-from gateway.config import RtuConnection, RtuOverTcpConnection, TcpConnection
 from gateway.drivers.modbus.planner import ReadRequest
 from gateway.errors import DeviceException, DeviceOffline, ReadsStopped
 
 __all__ = [
     "EXCEPTION_NAMES",
-    "AnyConnection",
     "ModbusLink",
     "char_time",
     "link_key",
@@ -46,7 +45,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
-AnyConnection = TcpConnection | RtuOverTcpConnection | RtuConnection
 EXCEPTION_NAMES = {
     1: "illegal function",
     2: "illegal data address",
@@ -92,7 +90,7 @@ def tcp_frame_problem(data: bytes) -> str | None:
     return None
 
 
-def link_key(conn: AnyConnection) -> str:
+def link_key(conn: Connection) -> str:
     """Devices whose connections share this key share one link (one bus owner)."""
     if isinstance(conn, RtuConnection):
         return f"rtu:{conn.port}"
@@ -114,7 +112,7 @@ class ModbusLink:
     """
 
     def __init__(
-        self, conn: AnyConnection, *, timeout: float = 1.0, settle: float | None = None
+        self, conn: Connection, *, timeout: float = 1.0, settle: float | None = None
     ) -> None:
         self.conn = conn
         self.key = link_key(conn)

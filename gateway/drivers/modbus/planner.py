@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from fieldmodel.model import Point
 from fieldmodel.registers import BIT_KINDS, WORD_KINDS
-from gateway.config import Point
 
 __all__ = [
     "FUNCTION_CODES",

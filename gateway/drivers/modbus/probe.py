@@ -19,16 +19,17 @@ import numpy as np
 from pydantic import ValidationError
 
 from fieldmodel.codec import decode_words
+from fieldmodel.model import Connection, Device, RtuConnection
 from fieldmodel.registers import BIT_KINDS, REGISTER_WIDTH, WORD_ORDERS
 from gateway.config import (
-    Device,
-    RtuConnection,
-    RtuOverTcpConnection,
+    RtuConnectionFile,
+    RtuOverTcpConnectionFile,
     SiteConfig,
-    TcpConnection,
+    TcpConnectionFile,
+    connection_from_file,
 )
 from gateway.drivers.modbus.adaptive import AdaptiveReader
-from gateway.drivers.modbus.link import EXCEPTION_NAMES, AnyConnection, ModbusLink, link_key
+from gateway.drivers.modbus.link import EXCEPTION_NAMES, ModbusLink, link_key
 from gateway.drivers.modbus.planner import MAX_BITS, MAX_REGISTERS, ReadRequest
 from gateway.errors import DeviceError, DeviceException
 
@@ -58,8 +59,9 @@ def build_connection(
     stopbits: int = 1,
     rtu_over_tcp: bool = False,
     frame_gap: float | None = None,
-) -> AnyConnection:
-    """A connection model from command-line options; ValueError says what is wrong."""
+) -> Connection:
+    """A connection from command-line options, checked as a site file's ``connection:`` is;
+    ValueError says what is wrong."""
     if serial and host:
         raise ValueError("give either --serial PORT or --host HOST, not both")
     if not serial and not host:
@@ -68,9 +70,10 @@ def build_connection(
         )
     if serial and rtu_over_tcp:
         raise ValueError("--rtu-over-tcp goes with --host (a serial server), not --serial")
+    checked: TcpConnectionFile | RtuOverTcpConnectionFile | RtuConnectionFile
     try:
         if serial:
-            return RtuConnection(
+            checked = RtuConnectionFile(
                 transport="rtu",
                 port=serial,
                 baudrate=baudrate,  # type: ignore[arg-type]
@@ -78,25 +81,28 @@ def build_connection(
                 stopbits=stopbits,  # type: ignore[arg-type]
                 frame_gap=frame_gap,
             )
-        assert host is not None
-        if rtu_over_tcp:
-            return RtuOverTcpConnection(
+        elif rtu_over_tcp:
+            assert host is not None
+            checked = RtuOverTcpConnectionFile(
                 transport="rtu-over-tcp",
                 host=host,
                 port=port or 502,
                 baudrate=baudrate,
                 frame_gap=frame_gap,
             )
-        return TcpConnection(transport="tcp", host=host, port=port or 502)
+        else:
+            assert host is not None
+            checked = TcpConnectionFile(transport="tcp", host=host, port=port or 502)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         key = ".".join(str(p) for p in err["loc"])
         raise ValueError(
             f"--{key.replace('_', '-')}: {err['msg']} (got {err['input']!r})"
         ) from None
+    return connection_from_file(checked)
 
 
-def describe_connection(conn: AnyConnection) -> str:
+def describe_connection(conn: Connection) -> str:
     """``rtu /dev/ttyUSB0 9600 8N1`` / ``rtu-over-tcp 10.0.0.7:4001`` / ``tcp 127.0.0.1:502``."""
     if isinstance(conn, RtuConnection):
         return f"rtu {conn.port} {conn.baudrate} {conn.bytesize}{conn.parity}{conn.stopbits}"

@@ -16,8 +16,9 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from fieldmodel.model import TcpConnection
 from gateway.app import Gateway
-from gateway.config import TcpConnection, parse_site
+from gateway.config import parse_site
 from gateway.drivers.modbus.link import ModbusLink, tcp_frame_problem
 from gateway.drivers.modbus.planner import ReadRequest
 from gateway.errors import DeviceOffline

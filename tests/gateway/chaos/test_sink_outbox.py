@@ -16,6 +16,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import InfluxConfig, OutboxConfig
+from gateway.delivery import TickTransaction
 from gateway.outbox import AsyncOutbox, Outbox, OutboxEntry
 from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, InfluxWriteError
 from hazardgw.demo import demo_site
@@ -139,9 +140,15 @@ async def test_outbox_drops_reach_the_status_payload_and_the_gateway_line(
     )
     gw = Gateway(site)
     async with AsyncOutbox(tmp_path / "o.sqlite3", max_bytes=20_000) as outbox:
-        gw.outbox = gw.publisher.outbox = outbox
+        gw.outbox = outbox
+        gw.transaction = gw.publisher.transaction = TickTransaction(outbox)
         async with InfluxSink(
-            CONFIG, "s1", token=None, writer=ScriptedWriter(), outbox=outbox, spool=gw._spool_influx
+            CONFIG,
+            "s1",
+            token=None,
+            writer=ScriptedWriter(),
+            outbox=outbox,
+            transaction=gw.transaction,
         ) as sink:
             gw.sink = sink
             await outbox.put_many(
@@ -151,7 +158,7 @@ async def test_outbox_drops_reach_the_status_payload_and_the_gateway_line(
             assert dropped > 0
             gw._publish_stats({"points_per_s": 1.0, "poll_lag_ms": 0.5, "poll_lag_p99_ms": 1.0,
                                "requests_per_s": 1.0}, 10.0)  # fmt: skip
-            staged = gw.publisher._staged
+            staged = gw.transaction._staged
             status = json.loads(staged["mqtt"][-1].payload)
             assert status["outbox_dropped"] == dropped
             assert status["outbox_depth"] == outbox.stats().rows
@@ -159,7 +166,7 @@ async def test_outbox_drops_reach_the_status_payload_and_the_gateway_line(
             (line,) = [e for e in staged[OUTBOX_STREAM] if e.topic == "gateway"]
             assert line.kind == "telemetry"
             assert f"outbox_dropped={dropped}i" in line.payload.decode()
-            await gw.publisher.commit_staged()  # both streams, one transaction
+            await gw.transaction.commit()  # both streams, one transaction
             assert outbox.depth(OUTBOX_STREAM) == 1
 
 
@@ -176,12 +183,10 @@ async def test_outbox_drops_reach_the_status_payload_and_the_gateway_line(
 async def test_added_lines_get_their_kind_from_the_measurement(
     tmp_path: Path, line: str, kind: str
 ) -> None:
-    entries: list[OutboxEntry] = []
     async with (
         AsyncOutbox(tmp_path / "o.sqlite3") as outbox,
-        InfluxSink(
-            CONFIG, "s", token=None, writer=ScriptedWriter(), outbox=outbox, spool=entries.extend
-        ) as sink,
+        InfluxSink(CONFIG, "s", token=None, writer=ScriptedWriter(), outbox=outbox) as sink,
     ):
         sink.add_lines(line)
-    assert [e.kind for e in entries] == [kind]
+        await sink.commit()
+        assert [s.entry.kind for s in await outbox.peek(OUTBOX_STREAM, 10)] == [kind]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.config import Point
+from fieldmodel.model import Point
 from gateway.drivers.modbus.decoder import DeviceDecoder
 from gateway.drivers.modbus.planner import ReadPlan, plan_reads
 from tests.fieldmodel.struct_reference import struct_words

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fieldmodel.model import Point
 from fieldmodel.registers import REGISTER_WIDTH
-from gateway.config import Point, load_profile
+from gateway.config import load_profile
 from gateway.drivers.modbus.planner import MAX_BITS, MAX_REGISTERS, plan_reads
 
 

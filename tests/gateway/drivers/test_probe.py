@@ -14,12 +14,8 @@ from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from gateway.config import (
-    RtuConnection,
-    RtuOverTcpConnection,
-    TcpConnection,
-    parse_site,
-)
+from fieldmodel.model import RtuConnection, RtuOverTcpConnection, TcpConnection
+from gateway.config import parse_site
 from gateway.drivers.modbus.link import ModbusLink
 from gateway.drivers.modbus.planner import MAX_BITS, MAX_REGISTERS, ReadRequest
 from gateway.drivers.modbus.probe import (

@@ -28,8 +28,9 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from fieldmodel.model import RtuOverTcpConnection
 from gateway.app import Gateway
-from gateway.config import RtuOverTcpConnection, parse_site
+from gateway.config import parse_site
 from gateway.drivers.modbus.link import ModbusLink
 from gateway.drivers.modbus.planner import ReadRequest
 from gateway.errors import DeviceOffline

@@ -143,7 +143,7 @@ async def test_will_message_on_nats_when_the_gateway_dies(
     doc = yaml.safe_load((ROOT / "hazardgw" / "examples" / "site.yaml").read_text())
     doc["mqtt"] = {"urls": list(site.mqtt.brokers), "topic_prefix": "plat", "keepalive": 5}
     for dev, resolved in zip(doc["devices"], site.devices, strict=True):
-        dev["connection"] = resolved.connection.model_dump()
+        dev["connection"] = dataclasses.asdict(resolved.connection)
     doc["rules"] = [str(ROOT / r) for r in doc["rules"]]
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(doc))

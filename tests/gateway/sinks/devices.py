@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.config import Device, TcpConnection, load_profile
+from fieldmodel.model import Device, TcpConnection
+from gateway.config import load_profile
 
 TS = 1_764_000_000_123
 

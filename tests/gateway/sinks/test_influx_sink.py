@@ -133,7 +133,7 @@ async def test_backoff_grows_and_is_capped() -> None:
     writer = FakeWriter()
     writer.down = True
     sink = sink_with(writer, batch_size=1, flush_interval=0.01)
-    delays = [sink._failed(InfluxWriteError("x", retryable=True), 1) for _ in range(10)]
+    delays = [sink.writer.failed(InfluxWriteError("x", retryable=True), 1) for _ in range(10)]
     assert 0.005 <= delays[0] <= 0.01
     assert all(d <= 0.05 for d in delays)
     assert max(delays[5:]) > 0.02  # reached the cap region, jittered
@@ -168,6 +168,7 @@ async def test_buffer_bound_drops_oldest_and_counts(caplog: pytest.LogCaptureFix
         for i in range(9):
             sink.add_gateway(TS + i, {"uptime_s": float(i)})
             await asyncio.sleep(0.005)
+        await sink.commit()  # the last lines reach the (in-memory) outbox and its bound
         assert sink.stats.dropped_lines == 4
         assert sink.stats.buffered_lines == 5
         writer.down = False
@@ -176,7 +177,7 @@ async def test_buffer_bound_drops_oldest_and_counts(caplog: pytest.LogCaptureFix
     assert len(kept) == 5
     assert kept == sorted(kept)
     assert kept[-1] == 8
-    full = [r for r in caplog.records if "buffer full" in r.getMessage()]
+    full = [r for r in caplog.records if "reached its bound" in r.getMessage()]
     assert len(full) == 1
 
 
