@@ -9,6 +9,7 @@ all of them so an enterprise fixes its file in one pass.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import os
@@ -461,6 +462,7 @@ def _issues_from_validation(exc: ValidationError, prefix: str = "") -> list[Conf
 
 
 def _merge_point(base: Point | None, spec: PointSpec, path: str) -> Point | ConfigIssue:
+    """A new point from ``spec``, or the profile's point ``base`` with the keys ``spec`` gives."""
     given = spec.model_dump(exclude_none=True, by_alias=True)
     if base is None:
         for key in ("register", "address"):
@@ -469,21 +471,7 @@ def _merge_point(base: Point | None, spec: PointSpec, path: str) -> Point | Conf
         register = given["register"]
         given.setdefault("type", "bool" if register in BIT_KINDS else "uint16")
         return Point(**given)  # type: ignore[arg-type]
-    merged = {
-        "name": base.name,
-        "register": base.register,
-        "address": base.address,
-        "type": base.type,
-        "order": base.order,
-        "scale": base.scale,
-        "offset": base.offset,
-        "bit": base.bit,
-        "unit": base.unit,
-        "description": base.description,
-        "writable": base.writable,
-    }
-    merged.update(given)
-    return Point(**merged)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **given)
 
 
 def check_point(point: Point, path: str) -> list[ConfigIssue]:
@@ -654,125 +642,17 @@ def _resolve(host: str) -> frozenset[str]:
 
 
 def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = None) -> SiteConfig:
-    """Check a parsed YAML document and resolve it into a :class:`SiteConfig`."""
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            [ConfigIssue("(top level)", "a site file is a mapping with site:, devices:, ...", raw)]
-        )
-    try:
-        sf = SiteFile.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_issues_from_validation(exc)) from None
+    """Check a parsed YAML document and resolve it into a :class:`SiteConfig`.
 
-    issues: list[ConfigIssue] = []
-    profiles: dict[str, Profile] = {}
-    devices: list[Device] = []
-    seen_ids: dict[str, int] = {}
-    endpoints: dict[tuple[str, str, int, int], int] = {}
-    addresses = _HostAddresses()
-    for i, dev in enumerate(sf.devices):
-        dpath = f"devices[{i}]"
-        if dev.id in seen_ids:
-            issues.append(
-                ConfigIssue(
-                    f"{dpath}.id", f"duplicate device id (also devices[{seen_ids[dev.id]}])", dev.id
-                )
-            )
-        seen_ids.setdefault(dev.id, i)
-        conn = dev.connection
-        # one device under two spellings of its host (localhost / 127.0.0.1) is still one device
-        keys: list[tuple[str, str, int, int]]
-        if isinstance(conn, RtuConnectionFile):
-            keys = [(conn.transport, conn.port, 0, dev.unit)]
-        else:
-            keys = [(conn.transport, a, conn.port, dev.unit) for a in addresses(conn.host)]
-        clash = next((endpoints[k] for k in keys if k in endpoints), None)
-        if clash is not None:
-            issues.append(
-                ConfigIssue(
-                    f"{dpath}.unit",
-                    f"devices[{clash}] already uses this connection and unit",
-                    dev.unit,
-                )
-            )
-        for k in keys:
-            endpoints.setdefault(k, i)
-        if dev.profile not in profiles:
-            try:
-                profiles[dev.profile] = load_profile(dev.profile, base_dir)
-            except ConfigError as exc:
-                hint = ""
-                if dev.profile not in BUILTIN_PROFILES and not dev.profile.endswith(
-                    (".yaml", ".yml")
-                ):
-                    hint = f"; built-in profiles: {', '.join(sorted(BUILTIN_PROFILES))}"
-                for issue in exc.issues:
-                    prefix = f"{dpath}.profile"
-                    issues.append(
-                        ConfigIssue(
-                            prefix,
-                            f"{issue.path}: {issue.message}{hint}"
-                            if issue.path != prefix
-                            else issue.message,
-                            dev.profile,
-                        )
-                    )
-                continue
-        profile = profiles[dev.profile]
-        points, pissues = _resolve_points(
-            profile.points, dev.points, f"{dpath}.points", f"{dpath}.profile({profile.name})"
-        )
-        issues.extend(pissues)
-        devices.append(
-            Device(
-                id=dev.id,
-                profile=profile,
-                connection=connection_from_file(conn),
-                unit=dev.unit,
-                poll_interval=dev.poll_interval,
-                timeout=dev.timeout,
-                tags=dict(dev.tags),
-                points=points,
-                limits={k: dict(v) for k, v in dev.limits.items()},
-                max_gap=dev.max_gap,
-                refusal_recheck=dev.refusal_recheck,
-                limits_reason=dev.limits_reason,
-                calibrated_at=_epoch(dev.calibrated_at, sf.site.zone),
-            )
-        )
-
-    rules: list[Path] = []
-    for i, rule_path in enumerate(sf.rules):
-        path = Path(rule_path)
-        candidates = [path] if path.is_absolute() else [(base_dir or Path.cwd()) / path]
-        if not path.is_absolute():
-            candidates.append(Path(__file__).resolve().parent.parent / path)
-        found = next((c for c in candidates if c.exists()), None)
-        if found is None:
-            issues.append(ConfigIssue(f"rules[{i}]", "rule pack file not found", rule_path))
-        elif not found.is_file():  # /dev/zero, a FIFO, a directory: never opened
-            issues.append(
-                ConfigIssue(f"rules[{i}]", "not a regular file: a rule pack is a file", rule_path)
-            )
-        else:
-            rules.append(found)
-
-    for env_path, env_name in (
-        ("mqtt.username_env", sf.mqtt.username_env),
-        ("mqtt.password_env", sf.mqtt.password_env),
-    ):
-        if env_name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env_name):
-            issues.append(ConfigIssue(env_path, "not a valid environment variable name", env_name))
-    if sf.mqtt.tls is not None:
-        for tls_key in ("ca_file", "cert_file", "key_file"):
-            value = getattr(sf.mqtt.tls, tls_key)
-            if value is not None:
-                p = Path(value)
-                if not p.is_absolute() and base_dir is not None:
-                    p = base_dir / p
-                if not p.is_file():
-                    issues.append(ConfigIssue(f"mqtt.tls.{tls_key}", "file not found", value))
-
+    Every problem of the devices, the rule pack paths and the MQTT credentials and files is
+    collected first, in the order of the file, and raised together as one :class:`ConfigError`.
+    """
+    sf = _site_file(raw)
+    devices, issues = _resolve_devices(sf.devices, sf.site.zone, base_dir)
+    rules, rule_issues = _find_rule_packs(sf.rules, base_dir)
+    issues += rule_issues
+    issues += _check_mqtt_env_names(sf.mqtt)
+    issues += _check_tls_files(sf.mqtt.tls, base_dir)
     if issues:
         raise ConfigError(issues)
     return SiteConfig(
@@ -780,14 +660,197 @@ def parse_site(raw: Any, base_dir: Path | None = None, source: Path | None = Non
         mqtt=sf.mqtt,
         influx=sf.influx,
         outbox=_resolve_outbox(sf.outbox, sf.site.id, base_dir),
-        rules=tuple(rules),
-        devices=tuple(devices),
+        rules=rules,
+        devices=devices,
         source=source,
         shutdown_timeout=sf.shutdown_timeout,
         metrics=sf.metrics,
         exposure=_resolve_exposure(sf.exposure, sf.site.id, base_dir),
         rescue=sf.rescue,
     )
+
+
+def _site_file(raw: Any) -> SiteFile:
+    """The document's structure checked by the file models (every problem at once)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            [ConfigIssue("(top level)", "a site file is a mapping with site:, devices:, ...", raw)]
+        )
+    try:
+        return SiteFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_issues_from_validation(exc)) from None
+
+
+def _resolve_devices(
+    device_files: Sequence[DeviceFile], zone: dt.tzinfo, base_dir: Path | None
+) -> tuple[tuple[Device, ...], list[ConfigIssue]]:
+    """Each device with its profile loaded and its points merged and checked."""
+    issues: list[ConfigIssue] = []
+    devices: list[Device] = []
+    seen = _SeenDevices()
+    profiles = _ProfileLoader(base_dir)
+    for i, dev in enumerate(device_files):
+        path = f"devices[{i}]"
+        issues += seen.clashes(dev, i)
+        profile = profiles.load(dev.profile, f"{path}.profile")
+        if not isinstance(profile, Profile):
+            issues += profile
+            continue
+        points, point_issues = _resolve_points(
+            profile.points, dev.points, f"{path}.points", f"{path}.profile({profile.name})"
+        )
+        issues += point_issues
+        devices.append(_device(dev, profile, points, zone))
+    return tuple(devices), issues
+
+
+def _device(
+    dev: DeviceFile, profile: Profile, points: tuple[Point, ...], zone: dt.tzinfo
+) -> Device:
+    """The field model's device: its file entry with the profile and points resolved."""
+    return Device(
+        id=dev.id,
+        profile=profile,
+        connection=connection_from_file(dev.connection),
+        unit=dev.unit,
+        poll_interval=dev.poll_interval,
+        timeout=dev.timeout,
+        tags=dict(dev.tags),
+        points=points,
+        limits={k: dict(v) for k, v in dev.limits.items()},
+        max_gap=dev.max_gap,
+        refusal_recheck=dev.refusal_recheck,
+        limits_reason=dev.limits_reason,
+        calibrated_at=_epoch(dev.calibrated_at, zone),
+    )
+
+
+_Endpoint = tuple[str, str, int, int]  # transport, host address or serial port, TCP port, unit
+
+
+class _SeenDevices:
+    """The devices met so far: a later device may not reuse an id, nor a connection and unit."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._endpoints: dict[_Endpoint, int] = {}
+        self._addresses = _HostAddresses()
+
+    def clashes(self, dev: DeviceFile, index: int) -> list[ConfigIssue]:
+        issues: list[ConfigIssue] = []
+        path = f"devices[{index}]"
+        first = self._ids.setdefault(dev.id, index)
+        if first != index:
+            issues.append(
+                ConfigIssue(f"{path}.id", f"duplicate device id (also devices[{first}])", dev.id)
+            )
+        endpoints = self._endpoints_of(dev)
+        clash = next((self._endpoints[e] for e in endpoints if e in self._endpoints), None)
+        if clash is not None:
+            issues.append(
+                ConfigIssue(
+                    f"{path}.unit",
+                    f"devices[{clash}] already uses this connection and unit",
+                    dev.unit,
+                )
+            )
+        for e in endpoints:
+            self._endpoints.setdefault(e, index)
+        return issues
+
+    def _endpoints_of(self, dev: DeviceFile) -> list[_Endpoint]:
+        # one device under two spellings of its host (localhost / 127.0.0.1) is still one device
+        conn = dev.connection
+        if isinstance(conn, RtuConnectionFile):
+            return [(conn.transport, conn.port, 0, dev.unit)]
+        return [(conn.transport, a, conn.port, dev.unit) for a in self._addresses(conn.host)]
+
+
+class _ProfileLoader:
+    """The profiles the devices name, each loaded once (a profile that fails to load is tried,
+    and reported, again for every device that names it)."""
+
+    def __init__(self, base_dir: Path | None) -> None:
+        self._base_dir = base_dir
+        self._loaded: dict[str, Profile] = {}
+
+    def load(self, name: str, path: str) -> Profile | list[ConfigIssue]:
+        """The profile, or its problems under ``path`` (the device's ``profile`` key)."""
+        found = self._loaded.get(name)
+        if found is not None:
+            return found
+        try:
+            found = self._loaded[name] = load_profile(name, self._base_dir)
+        except ConfigError as exc:
+            hint = ""
+            if name not in BUILTIN_PROFILES and not name.endswith((".yaml", ".yml")):
+                hint = f"; built-in profiles: {', '.join(sorted(BUILTIN_PROFILES))}"
+            return [
+                ConfigIssue(
+                    path,
+                    f"{issue.path}: {issue.message}{hint}" if issue.path != path else issue.message,
+                    name,
+                )
+                for issue in exc.issues
+            ]
+        return found
+
+
+#: Where a relative rule pack path is looked for after the site file's directory: the project
+#: root, so ``rules/packs/...`` works from any site file.
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _find_rule_packs(
+    paths: Sequence[str], base_dir: Path | None
+) -> tuple[tuple[Path, ...], list[ConfigIssue]]:
+    """Each rule pack file, relative to the site file's directory, else the project root."""
+    found: list[Path] = []
+    issues: list[ConfigIssue] = []
+    for i, rule_path in enumerate(paths):
+        path = Path(rule_path)
+        candidates = [path] if path.is_absolute() else [(base_dir or Path.cwd()) / path]
+        if not path.is_absolute():
+            candidates.append(_PROJECT_ROOT / path)
+        pack = next((c for c in candidates if c.exists()), None)
+        if pack is None:
+            issues.append(ConfigIssue(f"rules[{i}]", "rule pack file not found", rule_path))
+        elif not pack.is_file():  # /dev/zero, a FIFO, a directory: never opened
+            issues.append(
+                ConfigIssue(f"rules[{i}]", "not a regular file: a rule pack is a file", rule_path)
+            )
+        else:
+            found.append(pack)
+    return tuple(found), issues
+
+
+def _check_mqtt_env_names(mqtt: MqttConfig) -> list[ConfigIssue]:
+    """The environment variables named for the MQTT user name and password are valid names."""
+    return [
+        ConfigIssue(key, "not a valid environment variable name", name)
+        for key, name in (
+            ("mqtt.username_env", mqtt.username_env),
+            ("mqtt.password_env", mqtt.password_env),
+        )
+        if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)
+    ]
+
+
+def _check_tls_files(tls: TlsConfig | None, base_dir: Path | None) -> list[ConfigIssue]:
+    """The TLS files exist (a relative path is relative to the site file)."""
+    if tls is None:
+        return []
+    issues: list[ConfigIssue] = []
+    for key in ("ca_file", "cert_file", "key_file"):
+        value = getattr(tls, key)
+        if value is not None:
+            p = Path(value)
+            if not p.is_absolute() and base_dir is not None:
+                p = base_dir / p
+            if not p.is_file():
+                issues.append(ConfigIssue(f"mqtt.tls.{key}", "file not found", value))
+    return issues
 
 
 def _resolve_outbox(cfg: OutboxConfig, site_id: str, base_dir: Path | None) -> OutboxConfig | None:
