@@ -15,6 +15,7 @@ import math
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -34,7 +35,8 @@ __all__ = [
 if TYPE_CHECKING:
     from gateway.points import DeviceRows
 
-_QUALITY_CODES: Final = {name: code for code, name in enumerate(QUALITY_NAMES)}
+#: Quality name -> code; keyed by ``object`` so any hashable JSON value can be looked up.
+_QUALITY_CODES: Final[dict[object, int]] = {name: code for code, name in enumerate(QUALITY_NAMES)}
 _QUALITY_TEXTS: Final = tuple(json_payload(name).decode() for name in QUALITY_NAMES)
 _GOOD_CODE: Final = np.uint8(GOOD)
 _BAD_CODE: Final = np.uint8(BAD)
@@ -176,26 +178,35 @@ def sample_from_doc(
     it does not know is one when its value is a JSON ``true``/``false``.
 
     Raises ValueError or TypeError for a value that is not a number.
+
+    A platform worker calls this for every message, so the common document (every quality a
+    name, every name a known point) is read with C-level ``map`` calls, not a Python loop per
+    point; the rest takes the loops below.
     """
     names = tuple(values)
     raw = list(values.values())
     read = MAINTENANCE if maintenance else GOOD
-    array = np.array([math.nan if v is None else v for v in raw], dtype=np.float64)
+    array = np.array(raw, dtype=np.float64)  # a null is NaN
+    codes: list[int]
     if quality is None:
         codes = [BAD if v is None else read for v in raw]
     else:
-        codes = [
-            BAD if v is None else _QUALITY_CODES.get(q, BAD) if isinstance(q, str) else BAD
-            for v, q in zip(raw, map(quality.get, names), strict=True)
-        ]
-    mask = np.array(
-        [integer.get(name, isinstance(v, bool)) for name, v in zip(names, raw, strict=True)],
-        dtype=np.bool_,
-    )
+        try:
+            codes = list(map(_QUALITY_CODES.get, map(quality.get, names), repeat(BAD)))
+        except TypeError:  # a quality that is not a name (unhashable)
+            codes = [
+                _QUALITY_CODES.get(q, BAD) if isinstance(q, str) else BAD
+                for q in map(quality.get, names)
+            ]
+        if None in raw:
+            codes = [BAD if v is None else c for v, c in zip(raw, codes, strict=True)]
+    flags: list[bool | None] = list(map(integer.get, names))
+    if None in flags:  # names that are not the device's points: integer when a JSON bool
+        flags = [isinstance(v, bool) if f is None else f for f, v in zip(flags, raw, strict=True)]
     return TelemetrySample(
         device=device,
         names=names,
-        integer=mask,
+        integer=np.array(flags, dtype=np.bool_),
         ts_ms=ts_ms,
         values=array,
         quality=np.array(codes, dtype=np.uint8),

@@ -242,15 +242,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         return EXIT_CONFIG
     from hazardgw.demo import run_demo
+    from simulators import SCENARIOS, EndpointError
 
+    if args.scenario not in SCENARIOS:
+        print(
+            f"--scenario: unknown scenario {args.scenario!r}; "
+            f"known: {', '.join(sorted(SCENARIOS))}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     _setup_logging("WARNING")
-    return int(
-        asyncio.run(
-            run_demo(
-                seconds=args.seconds, mqtt_url=args.mqtt, scenario=args.scenario, speed=args.speed
+    try:
+        return int(
+            asyncio.run(
+                run_demo(
+                    seconds=args.seconds,
+                    mqtt_url=args.mqtt,
+                    scenario=args.scenario,
+                    speed=args.speed,
+                )
             )
         )
-    )
+    except EndpointError as exc:  # every free port taken by others, PORT_ATTEMPTS times
+        print(f"hazardgw demo: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_dashboards(args: argparse.Namespace) -> int:

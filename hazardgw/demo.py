@@ -41,6 +41,8 @@ __all__ = ["DemoView", "demo_site", "run_demo"]
 
 log = logging.getLogger(__name__)
 
+#: Times the simulators are started on new free ports when another program took one first.
+PORT_ATTEMPTS = 3
 #: The example site (package data: the demo works from an installed wheel).
 EXAMPLE_SITE = Path(__file__).resolve().parent / "examples" / "site.yaml"
 
@@ -205,24 +207,33 @@ async def run_demo(
     from rich.live import Live  # noqa: PLC0415  (the demo extra)
 
     from hazardgw.live_view import render_view  # noqa: PLC0415
-    from simulators import SiteSimulator  # noqa: PLC0415
+    from simulators import EndpointError, SiteSimulator  # noqa: PLC0415
 
     async with contextlib.AsyncExitStack() as stack:
         if mqtt_url is None:
             mqtt_url = await stack.enter_async_context(embedded_broker(_free_port()))
-        site = demo_site(site_path, mqtt_url)
-        if site.outbox is not None:  # a show, not a site: its outbox goes with it
-            demo_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hazardgw-")))
-            outbox = site.outbox.model_copy(update={"path": str(demo_dir / "outbox.sqlite3")})
-            site = dataclasses.replace(site, outbox=outbox)
-        topics = Topics(site.mqtt.topic_prefix, site.site.id)
+        demo_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hazardgw-")))
         # The scenario plays `speed` times faster than the wall clock, so a viewer sees the
         # alarms rise, get acknowledged and clear within a few minutes; polling stays real time.
         t0 = time.monotonic()
-        sim = SiteSimulator(
-            site, scenario=scenario, seed=seed, clock=lambda: t0 + (time.monotonic() - t0) * speed
-        )
-        await stack.enter_async_context(sim)
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            site = demo_site(site_path, mqtt_url)
+            if site.outbox is not None:  # a show, not a site: its outbox goes with it
+                outbox = site.outbox.model_copy(update={"path": str(demo_dir / "outbox.sqlite3")})
+                site = dataclasses.replace(site, outbox=outbox)
+            sim = SiteSimulator(
+                site,
+                scenario=scenario,
+                seed=seed,
+                clock=lambda: t0 + (time.monotonic() - t0) * speed,
+            )
+            try:
+                await stack.enter_async_context(sim)
+                break
+            except EndpointError:  # another program took a free port first: pick new ones
+                if attempt == PORT_ATTEMPTS:
+                    raise
+        topics = Topics(site.mqtt.topic_prefix, site.site.id)
         gateway = Gateway(site, backoff_max=5.0, stats_interval=2.0)
         view = DemoView(site, topics)
         stop = asyncio.Event()

@@ -275,8 +275,9 @@ class TelemetryEncoder:
         return encoder
 
     def _field_keys(self, names: tuple[str, ...]) -> list[str]:
-        """``key=`` of each name, escaped; kept for the last names seen (a device's own)."""
-        if names is not self._names:
+        """``key=`` of each name, escaped; kept for the last names seen (a device's own: the
+        same tuple for every poll, an equal one for every document a platform worker decodes)."""
+        if names is not self._names and names != self._names:
             keys = self._keys
             self._key_list = [keys.get(n) or escape_key(n) + "=" for n in names]
             self._names = names

@@ -130,3 +130,14 @@ def test_a_short_demo_run_shows_messages() -> None:
     finished = proc.stdout.rsplit("demo finished: ", 1)[1]
     assert int(finished.split()[0]) > 0, proc.stdout[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_an_unknown_scenario_is_named_with_the_known_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from hazardgw.cli import main
+
+    assert main(["demo", "--scenario", "no-such-scenario", "--seconds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--scenario: unknown scenario 'no-such-scenario'; known: " in err
+    assert "gas-leak" in err
