@@ -59,6 +59,7 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/rules_bench.py
+	$(BIN)/python benchmarks/on_poll_bench.py
 	$(BIN)/python benchmarks/gateway_bench.py --seconds 20
 
 clean:

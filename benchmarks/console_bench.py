@@ -47,7 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway.topics import Topics, alarm_topic, events_alarm_topic, site_base  # noqa: E402
-from tests.harness.mosquitto import Mosquitto, free_port, wait_port  # noqa: E402
+from tests.harness.mosquitto import Mosquitto  # noqa: E402
+from tests.harness.ports import free_port, wait_port  # noqa: E402
 
 PREFIX = "bench"
 USER, PASSWORD = "bench.operator", "bench-password-1"

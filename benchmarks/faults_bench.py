@@ -56,7 +56,8 @@ from benchmarks.gateway_bench import synthetic_profile  # noqa: E402
 from gateway.config import load_site  # noqa: E402
 from gateway.topics import STATUS, TELEMETRY, site_base  # noqa: E402
 from simulators import Delay, Silence, SiteSimulator  # noqa: E402
-from tests.harness.mosquitto import Mosquitto, free_port  # noqa: E402
+from tests.harness.mosquitto import Mosquitto  # noqa: E402
+from tests.harness.ports import free_port  # noqa: E402
 
 DEAD, SLOW = "dead-dev", "slow-dev"
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the in-process faulty devices

@@ -67,7 +67,8 @@ from gateway.topics import (  # noqa: E402
     Topics,
     interlock_topic,
 )
-from tests.harness.mosquitto import Mosquitto, free_port  # noqa: E402
+from tests.harness.mosquitto import Mosquitto  # noqa: E402
+from tests.harness.ports import free_port  # noqa: E402
 
 BENCH_RULES = ROOT / "benchmarks" / "bench_rules.yaml"
 

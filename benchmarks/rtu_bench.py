@@ -43,7 +43,7 @@ from gateway.config import parse_site  # noqa: E402
 from gateway.drivers.modbus.link import ModbusLink  # noqa: E402
 from gateway.points import PointTable  # noqa: E402
 from gateway.poller import DevicePoller, PollResult  # noqa: E402
-from tests.harness.mosquitto import free_port  # noqa: E402
+from tests.harness.ports import free_port  # noqa: E402
 
 
 def start_pty_pair(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str]:

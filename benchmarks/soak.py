@@ -52,7 +52,7 @@ from _processes import start_gateway, start_simulators, stop_all  # noqa: E402
 from gateway_bench import write_site  # noqa: E402
 
 from gateway.topics import TELEMETRY, Topics  # noqa: E402
-from tests.gateway.chaos.harness import PersistentMosquitto  # noqa: E402
+from tests.harness.mosquitto import PersistentMosquitto  # noqa: E402
 
 SITE_ID = "bench"  # gateway_bench's site id
 TOPICS = Topics("hazard", SITE_ID)

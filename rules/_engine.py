@@ -13,6 +13,7 @@ import numpy.typing as npt
 from ._arrays import F64, I8, BoolArray, IdxArray
 from ._availability import CommBlock, StaleBlock
 from ._binding import Binding, BindingPlan, BlockKind, bind
+from ._binding._overrides import Overrides
 from ._condition import ConditionBlock
 from ._daily import DEFAULT_BIN_S, DailyAccumulator, DailyStats, SensorRef
 from ._errors import InvalidCommand, RulesConfigError, UnknownAlarm, UnknownDevice
@@ -59,7 +60,7 @@ class RuleEngine:
         self,
         points: Sequence[PointRef],
         packs: Sequence[RulePack],
-        overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+        overrides: Overrides | None = None,
         n_devices: int | None = None,
         *,
         limits_reasons: Mapping[str, str] | None = None,

@@ -1,13 +1,15 @@
-"""Shared fixtures: a real Mosquitto per test on a free port; each test's own state directory."""
+"""Shared fixtures: each test's own state directory; the real servers of tests/harness
+(``mosquitto``, ``vm``, ``nats_cluster``: see :mod:`tests.harness.fixtures`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness.mosquitto import Mosquitto, mosquitto_binary
+from tests.harness.fixtures import mosquitto, nats_cluster, vm
+
+__all__ = ["mosquitto", "nats_cluster", "vm"]
 
 
 @pytest.fixture(autouse=True)
@@ -18,14 +20,3 @@ def _state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     state = tmp_path / "state"
     monkeypatch.setenv("STATE_DIRECTORY", str(state))
     return state
-
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    if mosquitto_binary() is None:
-        pytest.skip("mosquitto is not installed: run `make test` as root to install it")
-    broker = Mosquitto(tmp_path).start()
-    try:
-        yield broker
-    finally:
-        broker.stop()

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from gateway.config import load_site
+from tests.harness.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 COMPOSE_SITE = ROOT / "deploy" / "site.compose.yaml"

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,9 +25,11 @@ from typing import Any
 
 import aiomqtt
 
-from gateway.config import load_site
-from simulators import SiteSimulator
-from tests.harness.mosquitto import Mosquitto, free_port, wait_port
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.paths import PACKS, ROOT
+from tests.harness.ports import free_port, wait_port
+from tests.harness.processes import HAZARDGW, stop_process
+from tests.harness.simulators import SimulatorThread
 
 __all__ = [
     "BROKER_PASSWORD",
@@ -39,8 +41,6 @@ __all__ = [
     "chromium_path",
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
-HAZARDGW = [sys.executable, "-m", "hazardgw"]
 OPERATOR, VIEWER, PASSWORD = "wang.operator", "li.viewer", "correct horse 7"
 BROKER_PASSWORD = "broker-pw-Xy9-never-shown"
 SITE_ID = "console-mine-01"
@@ -52,7 +52,7 @@ def chromium_path() -> str | None:
 
 
 def _site_yaml(broker_port: int, prefix: str, ports: list[int]) -> str:
-    packs = ROOT / "rules" / "packs" / "coal_mine.yaml"
+    packs = PACKS / "coal_mine.yaml"
     return f"""
 site: {{id: {SITE_ID}, name: "Console test mine"}}
 mqtt: {{url: "mqtt://127.0.0.1:{broker_port}", topic_prefix: {prefix}, keepalive: 5}}
@@ -71,44 +71,6 @@ devices:
     timeout: 0.5
     tags: {{area: face-1, position: T2}}
 """
-
-
-class _SimulatorThread:
-    """The site's simulators on a fast clock in a thread with its own event loop."""
-
-    def __init__(self, site_file: Path, *, speed: float, hold_s: float) -> None:
-        self.site = load_site(site_file)
-        self.speed = speed
-        self.hold_s = hold_s
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._main, name="simulators", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(15):
-            raise TimeoutError("simulators did not start")
-
-    def _main(self) -> None:
-        asyncio.run(self._serve())
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        t0 = time.monotonic()
-
-        def clock() -> float:
-            return t0 + min((time.monotonic() - t0) * self.speed, self.hold_s)
-
-        async with SiteSimulator(self.site, scenario="gas-leak", seed=1, clock=clock):
-            self._ready.set()
-            await self._stop.wait()
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
 
 
 @dataclass
@@ -174,7 +136,7 @@ class ConsoleStack:
         self.speed = speed
         self.hold_s = hold_s
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.sims: _SimulatorThread | None = None
+        self.sims: SimulatorThread | None = None
         self.recorder: Recorder | None = None
         self.env = {
             **os.environ,
@@ -220,8 +182,9 @@ class ConsoleStack:
         self._adduser(OPERATOR, "operator")
         self._adduser(VIEWER, "viewer")
         self.start_console()
-        self.sims = _SimulatorThread(self.site_file, speed=self.speed, hold_s=self.hold_s)
-        self.sims.start()
+        self.sims = SimulatorThread(
+            self.site_file, scenario="gas-leak", seed=1, speed=self.speed, hold_s=self.hold_s
+        ).start()
         self.procs["gateway"] = subprocess.Popen(
             [*HAZARDGW, "run", "-c", str(self.site_file), "--log-level", "WARNING"],
             stderr=(self.workdir / "gateway.log").open("w"),
@@ -263,18 +226,7 @@ class ConsoleStack:
 
     def stop_process(self, name: str) -> int | None:
         """Ctrl-C to one process; its exit status, or None if it had to be killed after 10 s."""
-        proc = self.procs.pop(name, None)
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(2)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-                return None
-        return proc.returncode
+        return stop_process(self.procs.pop(name, None), sig=signal.SIGINT, timeout=10)
 
     def stop(self) -> None:
         for name in ("gateway", "console"):

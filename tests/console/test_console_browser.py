@@ -24,12 +24,13 @@ from tests.console.harness import (
     chromium_path,
 )
 from tests.harness.mosquitto import mosquitto_binary
+from tests.harness.paths import ROOT
 
 pytestmark = pytest.mark.integration
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ARTIFACTS = ROOT / "tests" / "artifacts"
 ALARM = "face1-gas/ch4/ch4_face"
 ROW = f'tr[data-key="{SITE_ID}/{ALARM}"]'
 SCREEN = {"width": 1366, "height": 768}

@@ -6,7 +6,6 @@ refused at entry like any other; a refused command changes nothing."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any
 
@@ -15,7 +14,9 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import parse_site
-from tests.harness.mosquitto import Mosquitto, free_port
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.mqtt import Message, listening
+from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -64,16 +65,15 @@ async def test_out_of_service_return_and_unshelve_over_mqtt(mosquitto: Mosquitto
     task: asyncio.Task[None] | None = None
     replies: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
-    try:
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-            await client.subscribe(f"{P}/cmd/reply", qos=1)
-            await client.subscribe(f"{P}/events/alarm", qos=1)
 
-            async def listen() -> None:
-                async for msg in client.messages:
-                    assert isinstance(msg.payload, bytes)
-                    doc = json.loads(msg.payload)
-                    (replies if str(msg.topic).endswith("reply") else events).append(doc)
+    def note(message: Message) -> None:
+        (replies if message.topic.endswith("reply") else events).append(message.doc)
+
+    try:
+        async with listening(
+            mosquitto.port, f"{P}/cmd/reply", f"{P}/events/alarm", on_message=note
+        ) as heard:
+            client = heard.client
 
             async def command(verb: str, **doc: Any) -> dict[str, Any]:
                 n = len(replies)
@@ -89,7 +89,6 @@ async def test_out_of_service_return_and_unshelve_over_mqtt(mosquitto: Mosquitto
                         await asyncio.sleep(0.05)
                 return events[n]
 
-            listener = asyncio.create_task(listen())
             task = asyncio.create_task(gw.run(stop))
             await gw.publisher.wait_connected(15)
             async with asyncio.timeout(20):
@@ -145,9 +144,6 @@ async def test_out_of_service_return_and_unshelve_over_mqtt(mosquitto: Mosquitto
             assert len(events) == 4, events  # the refused commands published no event
             assert not task.done()
             assert engine.state(ALARM).state.value == "UNACK_ACTIVE"
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
     finally:
         stop.set()
         if task is not None:

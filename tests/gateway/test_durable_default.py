@@ -13,7 +13,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.config import ConfigError, load_site, parse_site, state_directory
 from hazardgw.cli import main
-from tests.harness.mosquitto import free_port
+from tests.harness.ports import free_port
 
 
 def _site(**extra: Any) -> dict[str, Any]:

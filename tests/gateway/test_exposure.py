@@ -18,8 +18,9 @@ from gateway.points import PointTable
 from gateway.sinks.influx import line_kind
 from gateway.sinks.lineprotocol import EXPOSURE_FIELDS, exposure_lines
 from rules import RuleEngine
+from tests.harness.paths import PACKS
 
-PACK = Path(__file__).resolve().parents[2] / "rules" / "packs" / "occupational_exposure.yaml"
+PACK = PACKS / "occupational_exposure.yaml"
 #: 2023-11-14 00:00 UTC: a shift start with the shifts below.
 START = 1_699_920_000.0
 

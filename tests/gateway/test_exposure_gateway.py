@@ -10,19 +10,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from gateway.app import Gateway
 from gateway.config import SiteConfig, parse_site
 from rules._exposure import load_state
-from tests.gateway.test_gateway_mqtt import GAS_HOLDING, Recorder, recorder
-from tests.harness.mosquitto import Mosquitto, free_port
+from tests.gateway.test_gateway_mqtt import GAS_HOLDING, recorder
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.mqtt import Listener
+from tests.harness.paths import PACKS
+from tests.harness.ports import free_port
+from tests.harness.simulators import serve_tcp
 
 pytestmark = pytest.mark.integration
 __all__ = ["recorder"]  # the fixture, shared with test_gateway_mqtt
 
-PACK = Path(__file__).resolve().parents[2] / "rules" / "packs" / "occupational_exposure.yaml"
+PACK = PACKS / "occupational_exposure.yaml"
 
 
 def exposure_site(broker: Mosquitto, port: int, state_file: Path) -> SiteConfig:
@@ -47,7 +50,7 @@ def exposure_site(broker: Mosquitto, port: int, state_file: Path) -> SiteConfig:
 
 async def test_mac_alarm_and_state_across_a_restart(
     mosquitto: Mosquitto,
-    recorder: Recorder,
+    recorder: Listener,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -64,8 +67,7 @@ async def test_mac_alarm_and_state_across_a_restart(
         ),
     )
     port = free_port()
-    server = ModbusTcpServer(device, address=("127.0.0.1", port))
-    await server.serve_forever(background=True)
+    server = await serve_tcp(port, [device])
     state_file = tmp_path / "exposure.npz"
     try:
         gw = Gateway(exposure_site(mosquitto, port, state_file))
@@ -73,7 +75,7 @@ async def test_mac_alarm_and_state_across_a_restart(
         stop = asyncio.Event()
         task = asyncio.create_task(gw.run(stop))
         topic = "hz/t1/alarms/gas0/h2s/h2s_exposure_mac"
-        _, _, alarm = await recorder.wait_for(lambda t, d: t == topic and d is not None, 15)
+        alarm = (await recorder.wait_for(lambda t, d: t == topic and d is not None, 15)).doc
         assert alarm["state"] == "UNACK_ACTIVE" and alarm["level"] == "MAC"
         assert alarm["value"] == pytest.approx(8.0) and alarm["limit"] == 7.0
         await asyncio.sleep(1.0)  # a second of 5 ppm CO

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +15,10 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from gateway.app import Gateway
 from gateway.config import SiteConfig, parse_site
-from tests.harness.mosquitto import Mosquitto, free_port
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.mqtt import Listener, listening
+from tests.harness.ports import free_port
+from tests.harness.simulators import serve_tcp
 
 pytestmark = pytest.mark.integration
 
@@ -43,9 +44,7 @@ def gas_device(unit: int = 1) -> SimDevice:
 
 
 async def start_server(port: int) -> ModbusTcpServer:
-    server = ModbusTcpServer(gas_device(), address=("127.0.0.1", port))
-    await server.serve_forever(background=True)
-    return server
+    return await serve_tcp(port, [gas_device()])
 
 
 def site_for(broker: Mosquitto, ports: list[int], interval: float) -> SiteConfig:
@@ -67,52 +66,20 @@ def site_for(broker: Mosquitto, ports: list[int], interval: float) -> SiteConfig
     )
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.messages: list[tuple[float, str, Any]] = []
-        self.event = asyncio.Event()
-
-    async def wait_for(self, pred: Any, timeout: float) -> tuple[float, str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            for m in self.messages:
-                if pred(m[1], m[2]):
-                    return m
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no matching message within {timeout} s")
-            self.event.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.event.wait(), remaining)
-
-
 @pytest.fixture
-async def recorder(mosquitto: Mosquitto) -> AsyncIterator[Recorder]:
-    rec = Recorder()
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-        await client.subscribe("hz/#", qos=1)
-
-        async def listen() -> None:
-            async for msg in client.messages:
-                payload = msg.payload if isinstance(msg.payload, bytes) else b""
-                rec.messages.append(
-                    (time.monotonic(), str(msg.topic), json.loads(payload) if payload else None)
-                )
-                rec.event.set()
-
-        task = asyncio.create_task(listen())
-        yield rec
-        task.cancel()
+async def recorder(mosquitto: Mosquitto) -> AsyncIterator[Listener]:
+    async with listening(mosquitto.port, "hz/#") as heard:
+        yield heard
 
 
-async def test_values_on_mqtt_match_registers(mosquitto: Mosquitto, recorder: Recorder) -> None:
+async def test_values_on_mqtt_match_registers(mosquitto: Mosquitto, recorder: Listener) -> None:
     port = free_port()
     server = await start_server(port)
     gw = Gateway(site_for(mosquitto, [port], 0.2))
     stop = asyncio.Event()
     task = asyncio.create_task(gw.run(stop))
     try:
-        _, _, doc = await recorder.wait_for(lambda t, d: t == "hz/t1/gas0/telemetry", 10)
+        doc = (await recorder.wait_for(lambda t, d: t == "hz/t1/gas0/telemetry", 10)).doc
         values, quality = doc["values"], doc["quality"]
         assert set(quality.values()) == {"good"}
         assert values["status"] == 1
@@ -129,9 +96,9 @@ async def test_values_on_mqtt_match_registers(mosquitto: Mosquitto, recorder: Re
         assert values["supply_v"] == pytest.approx(24.5)
         assert values["feed_on"] == 1
         assert values["relay_cut"] == 1
-        _, _, status = await recorder.wait_for(lambda t, d: t == "hz/t1/gas0/status", 5)
+        status = (await recorder.wait_for(lambda t, d: t == "hz/t1/gas0/status", 5)).doc
         assert status["online"] is True
-        _, _, gw_status = await recorder.wait_for(lambda t, d: t == "hz/t1/gateway/status", 5)
+        gw_status = (await recorder.wait_for(lambda t, d: t == "hz/t1/gateway/status", 5)).doc
         assert gw_status["online"] is True
     finally:
         stop.set()
@@ -140,7 +107,7 @@ async def test_values_on_mqtt_match_registers(mosquitto: Mosquitto, recorder: Re
 
 
 async def test_device_offline_within_two_intervals_and_back(
-    mosquitto: Mosquitto, recorder: Recorder
+    mosquitto: Mosquitto, recorder: Listener
 ) -> None:
     interval = 0.5
     port, other_port = free_port(), free_port()
@@ -157,18 +124,18 @@ async def test_device_offline_within_two_intervals_and_back(
         await recorder.wait_for(status(True), 10)
         await server.shutdown()
         gone = time.monotonic()
-        seen, _, doc = await recorder.wait_for(status(False), 10)
-        assert seen - gone <= 2 * interval + 0.3  # timeout is 0.3 s
-        assert doc["error"]
+        offline = await recorder.wait_for(status(False), 10)
+        assert offline.at - gone <= 2 * interval + 0.3  # timeout is 0.3 s
+        assert offline.doc["error"]
         # the healthy device kept publishing while the other was down
-        n_before = sum(1 for m in recorder.messages if m[1] == "hz/t1/gas1/telemetry")
+        n_before = len(recorder.on("hz/t1/gas1/telemetry"))
         await asyncio.sleep(3 * interval)
-        n_after = sum(1 for m in recorder.messages if m[1] == "hz/t1/gas1/telemetry")
+        n_after = len(recorder.on("hz/t1/gas1/telemetry"))
         assert n_after - n_before >= 2
         recorder.messages.clear()
         server = await start_server(port)
         await recorder.wait_for(status(True), 10)
-        _, _, doc = await recorder.wait_for(lambda t, d: t == "hz/t1/gas0/telemetry", 5)
+        doc = (await recorder.wait_for(lambda t, d: t == "hz/t1/gas0/telemetry", 5)).doc
         assert doc["quality"]["ch4"] == "good"
     finally:
         stop.set()

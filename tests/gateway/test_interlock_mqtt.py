@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import time
-from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from gateway.app import Gateway
@@ -24,10 +21,11 @@ from gateway.config import SiteConfig
 from hazardgw.demo import demo_site
 from simulators import SiteSimulator
 from tests.harness.mosquitto import Mosquitto
+from tests.harness.mqtt import listening
+from tests.harness.paths import ROOT
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 BASE = "il/demo-site-01"
 
 
@@ -38,18 +36,9 @@ def site_on(broker: Mosquitto) -> SiteConfig:
 
 async def first(port: int, topics: list[str], want: Any, timeout: float) -> dict[str, Any]:
     """Every message on ``topics`` until ``want(topic, doc)``; returns the last doc per topic."""
-    last: dict[str, Any] = {}
-    async with aiomqtt.Client("127.0.0.1", port) as client:
-        for topic in topics:
-            await client.subscribe(topic, qos=1)
-        async with asyncio.timeout(timeout):
-            async for msg in client.messages:
-                payload = msg.payload if isinstance(msg.payload, bytes) else b""
-                doc = json.loads(payload) if payload else None
-                last[str(msg.topic)] = doc
-                if want(str(msg.topic), doc):
-                    return last
-    return last
+    async with listening(port, *topics) as heard:
+        found = await heard.wait_for(want, timeout)
+        return {m.topic: m.doc for m in heard.messages[: heard.messages.index(found) + 1]}
 
 
 def fast_clock(factor: float = 30.0) -> Any:

@@ -9,7 +9,6 @@ import dataclasses
 import socket
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
@@ -20,9 +19,9 @@ from gateway.config import MetricsConfig, SiteConfig, parse_site
 from gateway.errors import ConfigError
 from hazardgw.demo import demo_site
 from simulators import SiteSimulator
-from tests.harness.mosquitto import Mosquitto, free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.paths import ROOT
+from tests.harness.ports import free_port
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -18,8 +18,7 @@ import yaml
 from gateway.app import Gateway
 from gateway.config import load_site
 from gateway.messages import OutboundMessage
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.harness.paths import ROOT
 
 
 def write_site(tmp_path: Path) -> Path:

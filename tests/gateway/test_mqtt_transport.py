@@ -21,7 +21,8 @@ from gateway.mqtt_transport import (
     MqttTransport,
     Will,
 )
-from tests.harness.mosquitto import Mosquitto, free_port, mosquitto_binary
+from tests.harness.mosquitto import Mosquitto, mosquitto_binary
+from tests.harness.ports import free_port
 
 
 @dataclass

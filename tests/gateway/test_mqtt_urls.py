@@ -11,7 +11,8 @@ from gateway.config import parse_site
 from gateway.errors import ConfigError
 from gateway.mqtt import FAILOVER_DELAY_S, MqttPublisher, failover_delay
 from gateway.topics import Topics
-from tests.harness.mosquitto import Mosquitto, free_port
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.ports import free_port
 
 
 def site(mqtt: dict[str, Any]) -> dict[str, Any]:

@@ -5,18 +5,18 @@ stages (they enter through the gateway's one command entry, like every command).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from gateway.app import Gateway
 from gateway.config import parse_site
 from simulators import SCENARIOS, SiteSimulator
 from simulators.scenarios import ScenarioContext, scenario
-from tests.harness.mosquitto import Mosquitto, free_port
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.mqtt import Message, listening
+from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -64,19 +64,17 @@ async def test_trapped_lift_rescue_over_mqtt(mosquitto: Mosquitto) -> None:
         records: list[tuple[bytes, bool]] = []
         replies: list[dict[str, Any]] = []
         try:
-            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-                await client.subscribe(f"{P}/rescue/lift-a", qos=1)
-                await client.subscribe(f"{P}/cmd/reply", qos=1)
 
-                async def listen() -> None:
-                    async for msg in client.messages:
-                        assert isinstance(msg.payload, bytes)
-                        if str(msg.topic).endswith("reply"):
-                            replies.append(json.loads(msg.payload))
-                        else:
-                            records.append((msg.payload, msg.retain))
+            def note(message: Message) -> None:
+                if message.topic.endswith("reply"):
+                    replies.append(message.doc)
+                else:
+                    records.append((message.payload, message.retain))
 
-                listener = asyncio.create_task(listen())
+            async with listening(
+                mosquitto.port, f"{P}/rescue/lift-a", f"{P}/cmd/reply", on_message=note
+            ) as heard:
+                client = heard.client
                 async with asyncio.timeout(30):
                     while not records:  # noqa: ASYNC110 (filled by the listener)
                         await asyncio.sleep(0.1)
@@ -112,9 +110,6 @@ async def test_trapped_lift_rescue_over_mqtt(mosquitto: Mosquitto) -> None:
                 assert json.loads(final[0])["stages"]["released"] is not None
                 assert cleared[0] == b""
                 assert replies[-1]["ok"] is True
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
         finally:
             stop.set()
             async with asyncio.timeout(20):

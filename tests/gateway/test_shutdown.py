@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 
 from gateway.config import default_outbox_path
-from tests.gateway.chaos.harness import Recorder
 from tests.harness.counting_device import CountingDevices
 from tests.harness.mosquitto import Mosquitto, mosquitto_binary
+from tests.harness.mqtt import SessionRecorder
+from tests.harness.paths import ROOT
 from tests.harness.victoria_metrics import VictoriaMetrics, find_binary
 
 pytestmark = [
@@ -31,7 +32,6 @@ pytestmark = [
     pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto is not installed"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 SITE_ID = "stop-test"
 POLL_S = 0.1
 #: Process start-up and teardown allowance on top of shutdown_timeout (a loaded 2-core machine).
@@ -81,7 +81,7 @@ def _wait_reads(devices: CountingDevices, n: int, gw: subprocess.Popen[bytes], l
         time.sleep(0.1)
 
 
-def _mqtt_seqs(recorder: Recorder) -> dict[str, set[int]]:
+def _mqtt_seqs(recorder: SessionRecorder) -> dict[str, set[int]]:
     out: dict[str, set[int]] = {}
     for m in recorder.snapshot():
         if m.topic.endswith("/telemetry"):
@@ -90,7 +90,7 @@ def _mqtt_seqs(recorder: Recorder) -> dict[str, set[int]]:
     return out
 
 
-def _wait_mqtt(recorder: Recorder, expected: dict[str, set[int]], timeout: float) -> None:
+def _wait_mqtt(recorder: SessionRecorder, expected: dict[str, set[int]], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = _mqtt_seqs(recorder)
@@ -126,7 +126,9 @@ def test_sigterm_delivers_every_sample_read_before_the_signal(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     with CountingDevices(3) as devices, VictoriaMetrics.launch(tmp_path / "vm") as vm:
-        recorder = Recorder(mosquitto.port, "stop-recorder", [f"hazard/{SITE_ID}/+/telemetry"])
+        recorder = SessionRecorder(
+            mosquitto.port, "stop-recorder", [f"hazard/{SITE_ID}/+/telemetry"]
+        )
         recorder.wait_connected()
         try:
             site = _write_site(tmp_path, devices, mosquitto.url, influx_url=vm.url)
@@ -190,7 +192,9 @@ def test_sigint_with_the_broker_down_exits_in_time_and_keeps_the_rest(tmp_path: 
 
             # the next start delivers what the first process kept
             broker.start()
-            recorder = Recorder(broker.port, "stop-recorder-2", [f"hazard/{SITE_ID}/+/telemetry"])
+            recorder = SessionRecorder(
+                broker.port, "stop-recorder-2", [f"hazard/{SITE_ID}/+/telemetry"]
+            )
             try:
                 recorder.wait_connected()
                 log2 = tmp_path / "gateway-2.log"

@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -23,10 +22,9 @@ from hazardgw.demo import demo_site
 from simulators import SiteSimulator
 from tests.fieldmodel.struct_reference import decode_point
 from tests.harness.mosquitto import Mosquitto
+from tests.harness.paths import ROOT
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def site_on(broker: Mosquitto) -> SiteConfig:

@@ -27,9 +27,9 @@ from typing import Self
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
 
-from tests.harness.mosquitto import free_port, wait_port
+from tests.harness.ports import free_port, wait_port
+from tests.harness.simulators import scripted_device, serve_tcp
 
 __all__ = ["COUNTER_PROFILE", "CountingDevice", "CountingDevices"]
 
@@ -72,15 +72,7 @@ class CountingDevice:
         return None
 
     async def _start(self) -> None:
-        simdata = (
-            [SimData(0, values=[False] * 16, datatype=DataType.BITS)],
-            [SimData(0, values=[False] * 16, datatype=DataType.BITS)],
-            [SimData(0, count=16, values=0, datatype=DataType.REGISTERS)],
-            [SimData(0, count=16, values=0, datatype=DataType.REGISTERS)],
-        )
-        device = SimDevice(id=1, simdata=simdata, action=self._action)
-        self._server = ModbusTcpServer([device], address=("127.0.0.1", self.port))
-        await self._server.serve_forever(background=True)
+        self._server = await serve_tcp(self.port, [scripted_device(16, self._action)])
 
     async def _stop(self) -> None:
         if self._server is not None:

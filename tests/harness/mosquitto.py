@@ -1,4 +1,4 @@
-"""Real services for integration tests: Mosquitto on a free loopback port.
+"""Mosquitto for tests: a real broker on a free loopback port.
 
 Started as a subprocess with a config written to a temp dir; as root Mosquitto needs
 ``user root``. ``max_queued_messages 0`` lets a test's subscriber never lose a message.
@@ -6,37 +6,36 @@ Started as a subprocess with a config written to a temp dir; as root Mosquitto n
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-__all__ = ["Mosquitto", "free_port", "mosquitto_binary", "wait_port"]
+from tests.harness.ports import free_port, wait_port
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout} s")
+__all__ = ["Mosquitto", "PersistentMosquitto", "mosquitto_binary", "password_file"]
 
 
 def mosquitto_binary() -> str | None:
     return shutil.which("mosquitto") or (
         "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
     )
+
+
+def password_file(workdir: Path, passwords: dict[str, str]) -> Path:
+    """A Mosquitto password file (``mosquitto_passwd``) for ``{user: password}``, mode 0600."""
+    path = workdir / "passwords"
+    path.write_text("")
+    for user, password in passwords.items():
+        subprocess.run(
+            ["mosquitto_passwd", "-b", str(path), user, password],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+    path.chmod(0o600)
+    return path
 
 
 class Mosquitto:
@@ -90,3 +89,19 @@ class Mosquitto:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.proc = None
+
+
+class PersistentMosquitto(Mosquitto):
+    """Mosquitto with persistence on: sessions, subscriptions and queued QoS 1 messages are
+    saved every second and come back after a restart, also after a SIGKILL (up to the last
+    save)."""
+
+    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+        store = workdir / "mosquitto-store"
+        store.mkdir(parents=True, exist_ok=True)
+        super().__init__(
+            workdir,
+            port=port,
+            extra=f"persistence true\npersistence_location {store}/\nautosave_interval 1\n",
+        )
+        self.store = store / "mosquitto.db"

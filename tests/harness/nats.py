@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from tests.harness.mosquitto import free_port
+from tests.harness.ports import free_port
 
 __all__ = ["NatsCluster", "NatsNode", "nats_binary"]
 

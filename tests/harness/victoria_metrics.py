@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -31,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-__all__ = ["Series", "VictoriaMetrics", "find_binary", "free_port"]
+from tests.harness.ports import free_port
+
+__all__ = ["Series", "VictoriaMetrics", "find_binary"]
 
 BINARY_CANDIDATES = ("victoria-metrics", "victoria-metrics-prod", "/usr/bin/victoria-metrics")
 
@@ -43,12 +44,6 @@ def find_binary() -> str | None:
         if found:
             return found
     return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,14 +6,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rules import AlarmState, AlarmTransition, FloodEvent, PointRef, RuleEngine, RulePack
-
-PACKS = Path(__file__).resolve().parents[2] / "rules" / "packs"
+from tests.harness.paths import PACKS  # noqa: F401 (the rules tests import it from here)
 
 #: Point names (and units) of the built-in profiles, by kind (a subset of gateway/profiles;
 #: test_packs.py checks every name here and every point a pack uses against those files). A

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
 from rules import RulePack, load_packs
 from rules._pack import ConditionRule, ThresholdRule
+from tests.harness.paths import ROOT
 from tests.rules.harness import PACKS, PROFILE_POINTS
 
-PROFILES = Path(__file__).resolve().parents[2] / "gateway" / "profiles"
+PROFILES = ROOT / "gateway" / "profiles"
 ALL = load_packs(sorted(PACKS.glob("*.yaml")))
 
 

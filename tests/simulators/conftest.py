@@ -1,23 +1,17 @@
-"""Fixtures for the simulator tests: site configs built in the test, free ports, a fake clock."""
+"""Fixtures for the simulator tests: site configs built in the test, a fake clock."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from gateway.config import SiteConfig, parse_site
+from tests.harness.ports import free_port
+from tests.harness.simulators import FakeClock
 
 PROFILES = ("gas_detector", "tank_gauge", "elevator", "tower_crane")
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_site(devices: list[dict[str, Any]], site_id: str = "sim-test") -> SiteConfig:
@@ -36,16 +30,6 @@ def tcp_device(
         "unit": unit,
         **extra,
     }
-
-
-class FakeClock:
-    """A clock tests move by hand."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -22,7 +22,9 @@ from simulators import (
     Spikes,
     parse_fault,
 )
-from tests.simulators.conftest import FakeClock, free_port, make_site, tcp_device
+from tests.harness.ports import free_port
+from tests.harness.simulators import FakeClock
+from tests.simulators.conftest import make_site, tcp_device
 
 
 def gas_site() -> SiteConfig:

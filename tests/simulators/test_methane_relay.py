@@ -9,16 +9,13 @@ lockout).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from gateway.config import load_site
 from simulators._methane import relay_settings
 from simulators.gas import STATUS, GasDetectorModel
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.harness.paths import ROOT
 
 
 def test_relay_settings_come_from_the_sites_methane_table() -> None:

@@ -7,15 +7,14 @@ normal operation stays inside every limit of the coal-mine pack.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from gateway.alarm_service import build_engine
 from gateway.config import SiteConfig, parse_site
 from gateway.points import PointTable
 from simulators import SiteSimulator
-from tests.simulators.conftest import FakeClock, tcp_device
+from tests.harness.paths import ROOT
+from tests.harness.simulators import FakeClock
+from tests.simulators.conftest import tcp_device
 
-ROOT = Path(__file__).resolve().parents[2]
 TAGS = {"area": "face-1", "position": "T1"}
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from simulators import SCENARIOS, ScenarioError, SiteSimulator, UnknownDevice
-from tests.simulators.conftest import FakeClock, make_site, tcp_device
+from tests.harness.simulators import FakeClock
+from tests.simulators.conftest import make_site, tcp_device
 
 SITE = make_site(
     [

@@ -13,7 +13,8 @@ from pymodbus.exceptions import ModbusIOException
 from pymodbus.framer import FramerType
 
 from simulators import Delay, SiteSimulator
-from tests.simulators.conftest import free_port, make_site
+from tests.harness.ports import free_port
+from tests.simulators.conftest import make_site
 from tests.simulators.test_serving import read_device
 
 pytestmark = pytest.mark.integration

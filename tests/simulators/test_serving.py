@@ -12,7 +12,7 @@ from fieldmodel.model import Device
 from gateway.config import SiteConfig
 from gateway.drivers.modbus.planner import plan_reads
 from simulators import SiteSimulator
-from tests.simulators.conftest import FakeClock
+from tests.harness.simulators import FakeClock
 
 
 async def read_device(client: ModbusBaseClient, device: Device) -> dict[str, float]:

@@ -16,7 +16,9 @@ from pymodbus.client import AsyncModbusTcpClient
 from gateway.config import parse_site
 from simulators import EndpointError, ScenarioError, SiteSimulator, run_simulator
 from simulators.cli import parse_shard
-from tests.simulators.conftest import FakeClock, free_port, make_site, tcp_device
+from tests.harness.ports import free_port
+from tests.harness.simulators import FakeClock
+from tests.simulators.conftest import make_site, tcp_device
 
 PROFILE = """\
 kind: weather_mast

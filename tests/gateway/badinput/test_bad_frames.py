@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import struct
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
-import aiomqtt
 import pytest
 
 from fieldmodel.model import TcpConnection
@@ -23,6 +20,7 @@ from gateway.drivers.modbus.link import ModbusLink, tcp_frame_problem
 from gateway.drivers.modbus.planner import ReadRequest
 from gateway.errors import DeviceOffline
 from tests.harness.mosquitto import Mosquitto
+from tests.harness.mqtt import listening
 
 Answer = Callable[[int, int, bytes], bytes]
 
@@ -121,26 +119,15 @@ async def test_the_device_status_names_the_framing_error_and_the_log_says_it_onc
         )
         gw = Gateway(site, backoff_max=0.2)
         stop = asyncio.Event()
-        statuses: list[dict[str, Any]] = []
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-            await client.subscribe("bf/frames/pump-1/status", qos=1)
-
-            async def listen() -> None:
-                async for msg in client.messages:
-                    assert isinstance(msg.payload, bytes)
-                    statuses.append(json.loads(msg.payload))
-
-            listener = asyncio.create_task(listen())
+        async with listening(mosquitto.port, "bf/frames/pump-1/status") as heard:
             task = asyncio.create_task(gw.run(stop))
             async with asyncio.timeout(20):
-                while gw.stats.failed_polls < 8 or not statuses:  # noqa: ASYNC110
+                while gw.stats.failed_polls < 8 or not heard.messages:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
             stop.set()
             async with asyncio.timeout(20):
                 await task
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        statuses = heard.docs("bf/frames/pump-1/status")
     assert statuses[-1]["online"] is False
     assert "byte count 250" in statuses[-1]["error"], statuses[-1]
     errors = [

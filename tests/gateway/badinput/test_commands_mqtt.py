@@ -5,7 +5,6 @@ get nothing; the alarm stays as it was and the gateway keeps running — then a 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from typing import Any
@@ -15,7 +14,9 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import parse_site
-from tests.harness.mosquitto import Mosquitto, free_port
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.mqtt import Message, listening
+from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -68,18 +69,15 @@ async def test_bad_commands_over_mqtt_change_nothing(mosquitto: Mosquitto) -> No
     task = asyncio.create_task(gw.run(stop))
     replies: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
+
+    def note(message: Message) -> None:
+        (replies if message.topic.endswith("reply") else events).append(message.doc)
+
     try:
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-            await client.subscribe(f"{P}/cmd/reply", qos=1)
-            await client.subscribe(f"{P}/events/alarm", qos=1)
-
-            async def listen() -> None:
-                async for msg in client.messages:
-                    assert isinstance(msg.payload, bytes)
-                    doc = json.loads(msg.payload)
-                    (replies if str(msg.topic).endswith("reply") else events).append(doc)
-
-            listener = asyncio.create_task(listen())
+        async with listening(
+            mosquitto.port, f"{P}/cmd/reply", f"{P}/events/alarm", on_message=note
+        ) as heard:
+            client = heard.client
             await gw.publisher.wait_connected(15)
             async with asyncio.timeout(20):
                 while engine.state(ALARM).state.value != "UNACK_ACTIVE":  # noqa: ASYNC110 (engine state)
@@ -116,9 +114,6 @@ async def test_bad_commands_over_mqtt_change_nothing(mosquitto: Mosquitto) -> No
                     await asyncio.sleep(0.05)
             assert replies[-1]["ok"] is True
             assert engine.state(ALARM).state.value == "ACK_ACTIVE"
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
     finally:
         stop.set()
         async with asyncio.timeout(20):
@@ -156,23 +151,12 @@ async def test_retained_and_old_commands_are_refused_at_entry(mosquitto: Mosquit
         assert gw.alarms is not None
         engine = gw.alarms.engine
         stop = asyncio.Event()
-        replies: list[dict[str, Any]] = []
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-            await client.subscribe(f"{P}/cmd/reply", qos=1)
-
-            async def listen(
-                client: aiomqtt.Client = client, replies: list[dict[str, Any]] = replies
-            ) -> None:
-                async for msg in client.messages:
-                    assert isinstance(msg.payload, bytes)
-                    replies.append(json.loads(msg.payload))
-
-            listener = asyncio.create_task(listen())
+        async with listening(mosquitto.port, f"{P}/cmd/reply") as heard:
+            client = heard.client
             task = asyncio.create_task(gw.run(stop))
             try:
-                async with asyncio.timeout(20):
-                    while len(replies) < len(retained_topics):  # noqa: ASYNC110
-                        await asyncio.sleep(0.05)
+                got = await heard.wait_count(f"{P}/cmd/reply", len(retained_topics), 20)
+                replies = [m.doc for m in got]
                 assert [r["ok"] for r in replies] == [False, False], replies
                 assert all("retain" in r["error"] and r["ts"] > 0 for r in replies), replies
                 async with asyncio.timeout(20):
@@ -185,10 +169,8 @@ async def test_retained_and_old_commands_are_refused_at_entry(mosquitto: Mosquit
                 fresh = json.dumps({"id": ALARM, "user": "op", "ts": now_ms})
                 await client.publish(f"{P}/cmd/alarm/ack", old, qos=1)
                 await client.publish(f"{P}/cmd/alarm/ack", fresh, qos=1)
-                async with asyncio.timeout(10):
-                    while len(replies) < len(retained_topics) + 2:  # noqa: ASYNC110
-                        await asyncio.sleep(0.05)
-                old_reply, fresh_reply = replies[-2:]
+                got = await heard.wait_count(f"{P}/cmd/reply", len(retained_topics) + 2, 10)
+                old_reply, fresh_reply = [m.doc for m in got[-2:]]
                 assert old_reply["ok"] is False and "old" in old_reply["error"], old_reply
                 assert fresh_reply["ok"] is True, fresh_reply
                 assert engine.state(ALARM).state.value == "ACK_ACTIVE"
@@ -196,6 +178,3 @@ async def test_retained_and_old_commands_are_refused_at_entry(mosquitto: Mosquit
                 stop.set()
                 async with asyncio.timeout(20):
                     await task
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener

@@ -5,12 +5,10 @@ in its error body, which the sink logs — ``Authorization: Token …`` included
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Iterator
 
-import aiomqtt
 import pytest
 from aiohttp import web
 
@@ -18,7 +16,9 @@ from gateway.app import Gateway
 from gateway.config import parse_site
 from gateway.messages import OutboundMessage
 from gateway.redact import MASK, SecretMask
-from tests.harness.mosquitto import Mosquitto, free_port
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.mqtt import listening
+from tests.harness.ports import free_port
 
 TOKEN = "influx-token-7hJk2LmN0pQ"
 PASSWORD = "mqtt-pw-Xq93!fL"
@@ -128,17 +128,9 @@ async def test_a_reflected_token_never_reaches_the_log_or_the_broker(
     )
     caplog.set_level(logging.DEBUG)
     gw = Gateway(site, backoff_max=0.5, stats_interval=0.3)
-    payloads: list[bytes] = []
     stop = asyncio.Event()
     try:
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-            await client.subscribe("mask/#", qos=1)
-
-            async def listen() -> None:
-                async for msg in client.messages:
-                    payloads.append(msg.payload if isinstance(msg.payload, bytes) else b"")
-
-            listener = asyncio.create_task(listen())
+        async with listening(mosquitto.port, "mask/#") as heard:
             task = asyncio.create_task(gw.run(stop))
             async with asyncio.timeout(20):
                 while "you sent" not in caplog.text:  # noqa: ASYNC110 (the sink logs it)
@@ -147,9 +139,7 @@ async def test_a_reflected_token_never_reaches_the_log_or_the_broker(
             stop.set()
             async with asyncio.timeout(20):
                 await task
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        payloads = [m.payload for m in heard.messages]
     finally:
         await runner.cleanup()
     logged = caplog.text + "".join(r.getMessage() for r in caplog.records)

@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from gateway.config import MIN_POLL_INTERVAL_S, MIN_TIMEOUT_S
-from tests.harness.mosquitto import Mosquitto, free_port, wait_port
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.ports import free_port, wait_port
 
 pytestmark = pytest.mark.integration
 

@@ -4,8 +4,8 @@
 (:class:`PersistentMosquitto`: sessions and queued QoS 1 messages saved every second), the
 database (:class:`VictoriaMetrics`), the simulators (``python -m simulators`` with the
 ``chaos-cycle`` scenario) and the gateway (``python -m hazardgw run`` with an ``outbox:`` and
-``telemetry_qos: 1``), plus a :class:`Recorder`: an MQTT subscriber with a persistent session
-(``clean_session`` False, QoS 1, fixed client id) that keeps every message in arrival order.
+``telemetry_qos: 1``), plus a :class:`SessionRecorder`: an MQTT subscriber with a persistent
+session (``clean_session`` False, QoS 1, fixed client id) that keeps every message in order.
 
 What each leg can honestly promise, and what :func:`check` asserts:
 
@@ -41,35 +41,31 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.sinks.lineprotocol import ALARM_STATE_CODES
 from tests.harness.counting_device import CountingDevices
-from tests.harness.mosquitto import Mosquitto, free_port, wait_port
+from tests.harness.mosquitto import PersistentMosquitto
+from tests.harness.mqtt import Message, SessionRecorder
+from tests.harness.paths import PACKS, ROOT
+from tests.harness.ports import free_port
+from tests.harness.processes import HAZARDGW, log_tail, stop_process
+from tests.harness.simulators import SimulatorProcess
 from tests.harness.victoria_metrics import VictoriaMetrics
 
 __all__ = [
     "BROKER_LOSS_WINDOW_MS",
     "ChaosRig",
     "GatewayKill",
-    "PersistentMosquitto",
     "ReadReport",
-    "Recorder",
     "Report",
     "check",
     "check_reads",
 ]
 
-ROOT = Path(__file__).resolve().parents[3]
 SITE_ID = "chaos"
 PREFIX = "hazard"
 BASE = f"{PREFIX}/{SITE_ID}"
@@ -88,75 +84,6 @@ DEVICES: tuple[tuple[str, str, str], ...] = (
     ("lift-1", "elevator", "{building: office}"),
 )
 MEASUREMENTS = "gas|tank|elevator|counter"
-
-
-class PersistentMosquitto(Mosquitto):
-    """Mosquitto with persistence on: sessions, subscriptions and queued QoS 1 messages are
-    saved every second and come back after a restart, also after a SIGKILL (up to the last
-    save)."""
-
-    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
-        store = workdir / "mosquitto-store"
-        store.mkdir(parents=True, exist_ok=True)
-        super().__init__(
-            workdir,
-            port=port,
-            extra=f"persistence true\npersistence_location {store}/\nautosave_interval 1\n",
-        )
-        self.store = store / "mosquitto.db"
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    topic: str
-    payload: bytes
-    at: float  # time.time() on arrival
-
-
-class Recorder:
-    """An MQTT subscriber with a persistent session that records every message in order."""
-
-    def __init__(self, port: int, client_id: str, topics: list[str]) -> None:
-        self.lock = threading.Lock()
-        self.messages: list[Received] = []
-        self.connects = 0
-        self._connected = threading.Event()
-        self._topics = topics
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
-        )
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(min_delay=1, max_delay=1)
-        self.client.connect_async("127.0.0.1", port, keepalive=10)
-        self.client.loop_start()
-
-    def _on_connect(self, client: paho.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        if rc == 0:
-            client.subscribe([(t, 1) for t in self._topics])
-            self.connects += 1
-            self._connected.set()
-
-    def _on_disconnect(self, *_args: Any) -> None:
-        self._connected.clear()
-
-    def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
-        with self.lock:
-            self.messages.append(Received(msg.topic, bytes(msg.payload), time.time()))
-
-    def wait_connected(self, timeout: float = 30.0) -> None:
-        if not self._connected.wait(timeout):
-            raise TimeoutError("the recorder could not connect to the broker")
-
-    def snapshot(self) -> list[Received]:
-        with self.lock:
-            return list(self.messages)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        with contextlib.suppress(Exception):
-            self.client.disconnect()
 
 
 # --------------------------------------------------------------------------- observations
@@ -192,7 +119,7 @@ class Legs:
         return out
 
 
-def parse_mqtt(messages: list[Received]) -> Legs:
+def parse_mqtt(messages: list[Message]) -> Legs:
     legs = Legs()
     last_ts: dict[str, int] = {}
     seen: dict[tuple[str, int], bytes] = {}
@@ -289,7 +216,7 @@ def write_site(
     ]
     if not default_outbox:
         lines.append(f"outbox: {{path: '{work / 'outbox.sqlite3'}', max_mb: 64}}")
-    lines += [f"rules: ['{ROOT / 'rules' / 'packs' / 'coal_mine.yaml'}']", "devices:"]
+    lines += [f"rules: ['{PACKS / 'coal_mine.yaml'}']", "devices:"]
     for (device, profile, tags), port in zip(DEVICES, ports, strict=True):
         lines.append(
             f"  - {{id: {device}, profile: {profile}, connection: {{transport: tcp, "
@@ -326,55 +253,38 @@ class ChaosRig:
         )
         self.timeline = Timeline()
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.sim: subprocess.Popen[bytes] | None = None
+        self.sim: SimulatorProcess | None = None
         self.gateway: subprocess.Popen[bytes] | None = None
         self.gateway_runs = 0
-        self.recorder: Recorder | None = None
+        self.recorder: SessionRecorder | None = None
         self.name = name
 
     # -- lifecycle
 
     def start(self) -> None:
         self.broker.start()
-        self.recorder = Recorder(
+        self.recorder = SessionRecorder(
             self.broker.port,
             f"chaos-recorder-{self.name}",
             [f"{BASE}/+/telemetry", f"{BASE}/events/alarm", f"{BASE}/gateway/status"],
         )
         self.recorder.wait_connected()
-        self.sim = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "simulators",
-                "-c",
-                str(self.work / "sim-site.yaml"),
-                "--scenario",
-                "chaos-cycle",
-                "--import",
-                "tests.gateway.chaos.scenario",
-                "--seed",
-                "7",
-            ],
-            cwd=ROOT,
+        self.sim = SimulatorProcess(
+            self.work / "sim-site.yaml",
+            self.work / "simulators.log",
+            scenario="chaos-cycle",
+            imports=["tests.gateway.chaos.scenario"],
+            seed=7,
+            ports=self.ports,
             env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=(self.work / "simulators.log").open("ab"),
-        )
-        for port in self.ports:
-            wait_port(port, timeout=30)
+        ).start()
         self.start_gateway()
         self.wait_for_status(after_ms=0, timeout=60)  # up, polling and publishing
 
     def close(self) -> None:
-        for proc in (self.gateway, self.sim):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+        stop_process(self.gateway, timeout=15)
+        if self.sim is not None:
+            self.sim.stop()
         if self.recorder is not None:
             self.recorder.close()
         self.broker.stop()
@@ -384,7 +294,7 @@ class ChaosRig:
     def start_gateway(self) -> None:
         self.gateway_runs += 1
         self.gateway = subprocess.Popen(
-            [sys.executable, "-m", "hazardgw", "run", "-c", str(self.site), "--log-level", "INFO"],
+            [*HAZARDGW, "run", "-c", str(self.site), "--log-level", "INFO"],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.DEVNULL,
@@ -408,9 +318,7 @@ class ChaosRig:
             raise AssertionError(f"the gateway exited: {self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:
-        path = self.work / f"gateway-{self.gateway_runs}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.work / f"gateway-{self.gateway_runs}.log", lines)
 
     # -- faults
 
@@ -621,7 +529,7 @@ class ReadReport:
         return json.dumps(dataclasses.asdict(self))
 
 
-def _seqs_on_mqtt(messages: list[Received]) -> dict[str, set[int]]:
+def _seqs_on_mqtt(messages: list[Message]) -> dict[str, set[int]]:
     out: dict[str, set[int]] = {}
     for m in messages:
         if m.topic.endswith("/telemetry") and m.payload:

@@ -20,8 +20,8 @@ from gateway.delivery import TickTransaction
 from gateway.outbox import AsyncOutbox, Outbox, OutboxEntry
 from gateway.sinks.influx import OUTBOX_STREAM, InfluxSink, InfluxWriteError
 from hazardgw.demo import demo_site
+from tests.harness.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 CONFIG = InfluxConfig(url="http://127.0.0.1:9", org="o", bucket="b", flush_interval=0.05)
 
 

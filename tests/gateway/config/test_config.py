@@ -10,8 +10,8 @@ import pytest
 
 from gateway.config import BUILTIN_PROFILES, load_profile, load_site, parse_site
 from gateway.errors import ConfigError
+from tests.harness.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 BAD = sorted((Path(__file__).parent / "bad_configs").glob("*.yaml"))
 
 

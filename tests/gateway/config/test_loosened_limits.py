@@ -20,8 +20,8 @@ import yaml
 from gateway.app import Gateway
 from gateway.config import load_site
 from gateway.messages import OutboundMessage
+from tests.harness.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 REASON = "approved by the chief engineer 2026-11-02: outburst-test heading, ventilation raised"
 
 

@@ -20,8 +20,8 @@ import yaml
 import gateway.config
 from gateway.config import load_profile
 from gateway.sinks.lineprotocol import MeasurementSchema, schema_for
+from tests.harness.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 BOARDS_DIR = ROOT / "dashboards"
 PROVISIONING = BOARDS_DIR / "provisioning"
 PROFILE_DIR = Path(gateway.config.__file__).parent / "profiles"

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from gateway.dashboards import DATASOURCE_UID, DashboardsError, load_boards, push_dashboards
+from tests.harness.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "glsa_test-token-0123456789"
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from gateway.app import Gateway
@@ -28,7 +27,9 @@ from gateway.config import SiteConfig, parse_site
 from gateway.points import GOOD
 from gateway.poller import PollResult
 from simulators import Delay, Drop, ExceptionReply, Fault, Garbage, Silence, SiteSimulator
-from tests.harness.mosquitto import Mosquitto, free_port
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.mqtt import Listener, Message, listening
+from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -100,25 +101,12 @@ class Observed:
                 await asyncio.wait_for(self.event.wait(), min(remaining, 0.2))
 
 
-@contextlib.asynccontextmanager
-async def subscribed(broker: Mosquitto, seen: Observed) -> AsyncIterator[None]:
-    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
-        await client.subscribe(f"{P}/#", qos=1)
+def subscribed(broker: Mosquitto, seen: Observed) -> AbstractAsyncContextManager[Listener]:
+    def note(message: Message) -> None:
+        seen.messages.append((message.wall, message.topic, message.doc))
+        seen.event.set()
 
-        async def listen() -> None:
-            async for msg in client.messages:
-                payload = msg.payload if isinstance(msg.payload, bytes) else b""
-                doc = json.loads(payload) if payload else None
-                seen.messages.append((time.time(), str(msg.topic), doc))
-                seen.event.set()
-
-        task = asyncio.create_task(listen())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    return listening(broker.port, f"{P}/#", on_message=note)
 
 
 def record_attempts(gw: Gateway, seen: Observed) -> None:

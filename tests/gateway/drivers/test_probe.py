@@ -30,7 +30,7 @@ from gateway.drivers.modbus.probe import (
     scan,
 )
 from gateway.errors import DeviceException, DeviceOffline
-from tests.harness.mosquitto import free_port
+from tests.harness.ports import free_port
 
 # ---------------------------------------------------------------------------- pure parts
 

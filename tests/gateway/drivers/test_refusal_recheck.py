@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
 
 from gateway.config import ConfigError, parse_site
 from gateway.drivers.modbus.adaptive import AdaptiveReader
 from gateway.drivers.modbus.link import ModbusLink
-from tests.harness.mosquitto import free_port
+from tests.harness.ports import free_port
+from tests.harness.simulators import scripted_device, serve_tcp
 
 pytestmark = pytest.mark.integration
 
@@ -49,15 +49,7 @@ class ReconfigurableDevice:
         return None
 
     async def start(self) -> None:
-        simdata = (
-            [SimData(0, values=[False] * 16, datatype=DataType.BITS)],
-            [SimData(0, values=[False] * 16, datatype=DataType.BITS)],
-            [SimData(0, count=N, values=0, datatype=DataType.REGISTERS)],
-            [SimData(0, count=N, values=0, datatype=DataType.REGISTERS)],
-        )
-        device = SimDevice(id=1, simdata=simdata, action=self._action)
-        self.server = ModbusTcpServer([device], address=("127.0.0.1", self.port))
-        await self.server.serve_forever(background=True)
+        self.server = await serve_tcp(self.port, [scripted_device(N, self._action)])
 
     async def stop(self) -> None:
         if self.server is not None:

@@ -17,11 +17,10 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 from pymodbus.framer import FramerRTU, FramerType
 from pymodbus.pdu import ModbusPDU
@@ -34,11 +33,13 @@ from gateway.config import parse_site
 from gateway.drivers.modbus.link import ModbusLink
 from gateway.drivers.modbus.planner import ReadRequest
 from gateway.errors import DeviceOffline
-from tests.harness.mosquitto import Mosquitto, free_port
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.mqtt import Listener, listening
+from tests.harness.paths import ROOT
+from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 HEALTHY = (1, 2)
 SILENT = 3
 REFUSING = 4
@@ -192,46 +193,20 @@ def site_doc(conn: dict[str, Any], mqtt_url: str = "mqtt://127.0.0.1:1883") -> d
     }
 
 
-class Subscriber:
-    """Every message under ``hz/rtu/#``, parsed."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[float, str, Any]] = []
-
-    async def wait_for(self, topic: str, pred: Any = None, timeout: float = 15.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for _, t, doc in self.messages:
-                if t == topic and (pred is None or pred(doc)):
-                    return doc
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no message on {topic} within {timeout} s")
-
-    def count(self, topic: str) -> int:
-        return sum(1 for _, t, _ in self.messages if t == topic)
-
-
 @pytest.fixture
-async def subscriber(mosquitto: Mosquitto) -> AsyncIterator[Subscriber]:
-    sub = Subscriber()
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-        await client.subscribe("hz/rtu/#", qos=1)
+async def subscriber(mosquitto: Mosquitto) -> AsyncIterator[Listener]:
+    """Every message under ``hz/rtu/#``."""
+    async with listening(mosquitto.port, "hz/rtu/#") as heard:
+        yield heard
 
-        async def listen() -> None:
-            async for msg in client.messages:
-                payload = msg.payload if isinstance(msg.payload, bytes) else b""
-                doc = json.loads(payload) if payload else None
-                sub.messages.append((time.monotonic(), str(msg.topic), doc))
 
-        task = asyncio.create_task(listen())
-        yield sub
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def on(topic: str, pred: Callable[[Any], bool] | None = None) -> Callable[[str, Any], bool]:
+    """A message on ``topic`` whose document satisfies ``pred``."""
+    return lambda t, doc: t == topic and (pred is None or pred(doc))
 
 
 async def test_shared_line_through_the_gateway(
-    line: tuple[Line, dict[str, Any]], mosquitto: Mosquitto, subscriber: Subscriber
+    line: tuple[Line, dict[str, Any]], mosquitto: Mosquitto, subscriber: Listener
 ) -> None:
     served, conn = line
     gw = Gateway(parse_site(site_doc(conn, mosquitto.url)), backoff_max=1.0)
@@ -240,30 +215,31 @@ async def test_shared_line_through_the_gateway(
     task = asyncio.create_task(gw.run(stop))
     try:
         for unit in HEALTHY:
-            doc = await subscriber.wait_for(f"hz/rtu/gas{unit}/telemetry")
+            doc = (await subscriber.wait_for(on(f"hz/rtu/gas{unit}/telemetry"), 15)).doc
             assert set(doc["quality"].values()) == {"good"}
             assert doc["values"]["co"] == unit  # each unit's own registers, not a neighbour's
             assert doc["values"]["ch4"] == pytest.approx(unit * 0.1)
             assert doc["values"]["ch4_precise"] == pytest.approx(0.42)
-        status = await subscriber.wait_for("hz/rtu/gas3/status", lambda d: d["online"] is False)
+        offline = on("hz/rtu/gas3/status", lambda d: d["online"] is False)
+        status = (await subscriber.wait_for(offline, 15)).doc
         assert "no answer" in status["error"]
 
         # the refusing unit stays online: refused points bad, everything else good
-        doc = await subscriber.wait_for("hz/rtu/gas4/telemetry")
+        doc = (await subscriber.wait_for(on("hz/rtu/gas4/telemetry"), 15)).doc
         assert doc["quality"]["runtime_h"] == "bad"
         others = {k: v for k, v in doc["quality"].items() if k != "runtime_h"}
         assert set(others.values()) == {"good"}
         assert doc["values"]["co"] == REFUSING
         assert doc["values"]["ch4_range"] == pytest.approx(4.0)
         assert doc["values"]["ch4_precise"] == pytest.approx(0.42)
-        await subscriber.wait_for("hz/rtu/gas4/status", lambda d: d["online"] is True)
+        await subscriber.wait_for(on("hz/rtu/gas4/status", lambda d: d["online"] is True), 15)
 
         # healthy units keep their pace while the silent one keeps failing
-        before = {u: subscriber.count(f"hz/rtu/gas{u}/telemetry") for u in HEALTHY}
+        before = {u: len(subscriber.on(f"hz/rtu/gas{u}/telemetry")) for u in HEALTHY}
         await asyncio.sleep(3.0)
         for unit in HEALTHY:  # 10 on schedule; 3 leaves room for a loaded machine
-            assert subscriber.count(f"hz/rtu/gas{unit}/telemetry") - before[unit] >= 3
-        assert not any(t == "hz/rtu/gas3/telemetry" for _, t, _ in subscriber.messages)
+            assert len(subscriber.on(f"hz/rtu/gas{unit}/telemetry")) - before[unit] >= 3
+        assert not subscriber.on("hz/rtu/gas3/telemetry")
 
         link = next(iter(gw.links.values()))
         assert link.resyncs >= 1

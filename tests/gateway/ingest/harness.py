@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,9 @@ from typing import Any
 
 import yaml
 
-from tests.harness.mosquitto import free_port
+from tests.harness.paths import EXAMPLE_SITE, ROOT
+from tests.harness.ports import free_port
+from tests.harness.processes import HAZARDGW, log_tail, stop_process
 
 __all__ = [
     "IngestProcess",
@@ -30,8 +31,6 @@ __all__ = [
     "write_ingest_config",
 ]
 
-ROOT = Path(__file__).resolve().parents[3]
-EXAMPLE_SITE = ROOT / "hazardgw" / "examples" / "site.yaml"
 STATS_RE = re.compile(r"ingest (\S+) (?:stats|stopped): messages=(\d+) lines=(\d+)")
 
 
@@ -117,8 +116,8 @@ class IngestProcess:
 
     def start(self) -> IngestProcess:
         args = [
-            sys.executable,
-            *("-m", "hazardgw", "ingest", "-c", str(self.config)),
+            *HAZARDGW,
+            *("ingest", "-c", str(self.config)),
             *("--nats", ",".join(self.nats_urls), "--stream", self.stream),
             *("--name", self.name, "--stats-interval", str(self.stats_interval)),
         ]
@@ -135,16 +134,8 @@ class IngestProcess:
             self.proc.wait(10)
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        stop_process(self.proc, timeout=timeout)
+        return None if self.proc is None else self.proc.returncode
 
     def bound(self) -> bool:
         """The worker is bound to its consumer (it logged ``ingest NAME: stream ...``)."""
@@ -165,10 +156,7 @@ class IngestProcess:
         return int(found[-1].group(2)), int(found[-1].group(3))
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, lines)
 
 
 async def wait_consumer(js: Any, stream: str, consumer: str, timeout: float) -> None:

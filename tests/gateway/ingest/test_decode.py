@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from pathlib import Path
 
 import pytest
 
@@ -16,9 +15,9 @@ from gateway.sinks.lineprotocol import LineEncoder
 from gateway.telemetry import device_status_payload
 from rules import State
 from rules._model import AlarmTransition
+from tests.harness.paths import EXAMPLE_SITE
 
-ROOT = Path(__file__).resolve().parents[3]
-SITE = load_site(ROOT / "hazardgw" / "examples" / "site.yaml")
+SITE = load_site(EXAMPLE_SITE)
 SID = SITE.site.id
 
 

@@ -25,10 +25,10 @@ from gateway.config import SiteConfig
 from hazardgw.demo import demo_site
 from simulators import SiteSimulator
 from tests.harness.nats import NatsCluster
+from tests.harness.paths import ROOT
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 BASE = "plat/demo-site-01"
 
 

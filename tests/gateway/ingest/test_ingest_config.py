@@ -11,8 +11,8 @@ import pytest
 from gateway.errors import ConfigError
 from gateway.ingest.config import load_ingest, parse_ingest
 from hazardgw.demo import EXAMPLE_SITE
+from tests.harness.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 INFLUX = {"url": "http://db:8086", "org": "city", "bucket": "hazard"}
 
 

@@ -16,7 +16,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness.mosquitto import Mosquitto, free_port, wait_port
+from tests.harness.mosquitto import Mosquitto, password_file
+from tests.harness.ports import free_port, wait_port
 
 __all__ = ["Pki", "SecureMosquitto", "make_pki", "openssl_binary"]
 
@@ -117,16 +118,7 @@ class SecureMosquitto(Mosquitto):
             f"require_certificate {'true' if require_certificate else 'false'}",
         ]
         if passwords:
-            pw = workdir / "passwords"
-            pw.write_text("")
-            for user, password in passwords.items():
-                subprocess.run(
-                    ["mosquitto_passwd", "-b", str(pw), user, password],
-                    check=True,
-                    capture_output=True,
-                    timeout=30,
-                )
-            pw.chmod(0o600)
+            pw = password_file(workdir, passwords)
             lines += ["allow_anonymous false", f"password_file {pw}"]
         super().__init__(workdir, extra="\n".join(lines) + "\n")
 

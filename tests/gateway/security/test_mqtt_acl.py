@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +19,12 @@ import pytest
 from gateway.app import Gateway
 from gateway.config import parse_site
 from simulators import SiteSimulator
-from tests.harness.mosquitto import Mosquitto, free_port, mosquitto_binary
+from tests.harness.mosquitto import Mosquitto, mosquitto_binary, password_file
+from tests.harness.paths import ROOT
+from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 SITE = "xinmi-mine-01"
 BASE = f"hazard/{SITE}"
 GATEWAY, OPERATOR, VIEWER, ADMIN = (
@@ -49,16 +49,7 @@ class AclMosquitto(Mosquitto):
     """Mosquitto with logins and the documented ACL (plus a test admin that may do anything)."""
 
     def __init__(self, workdir: Path) -> None:
-        pw = workdir / "passwords"
-        pw.write_text("")
-        for user, password in PASSWORD.items():
-            subprocess.run(
-                ["mosquitto_passwd", "-b", str(pw), user, password],
-                check=True,
-                capture_output=True,
-                timeout=30,
-            )
-        pw.chmod(0o600)
+        pw = password_file(workdir, PASSWORD)
         acl = workdir / "acl"
         acl.write_text(documented_acl() + f"\nuser {ADMIN}\ntopic readwrite #\n")
         acl.chmod(0o600)

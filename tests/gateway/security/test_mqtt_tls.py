@@ -20,7 +20,8 @@ from gateway.app import Gateway
 from gateway.config import SiteConfig, parse_site
 from simulators import SiteSimulator
 from tests.gateway.security.pki import Pki, SecureMosquitto, make_pki, openssl_binary
-from tests.harness.mosquitto import free_port, mosquitto_binary
+from tests.harness.mosquitto import mosquitto_binary
+from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 

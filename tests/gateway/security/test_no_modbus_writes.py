@@ -10,7 +10,6 @@ import contextlib
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +18,11 @@ from gateway.app import Gateway
 from gateway.config import BUILTIN_PROFILES, load_profile, parse_site
 from gateway.drivers.modbus.link import ModbusLink
 from simulators import SiteSimulator
-from tests.harness.mosquitto import Mosquitto, free_port
+from tests.harness.mosquitto import Mosquitto
+from tests.harness.paths import ROOT
+from tests.harness.ports import free_port
 
-GATEWAY = Path(__file__).resolve().parents[3] / "gateway"
+GATEWAY = ROOT / "gateway"
 READ_CODES = {1, 2, 3, 4}  # read coils, discrete inputs, holding registers, input registers
 WRITE_CALL = re.compile(
     r"\b(write_(coil|coils|register|registers)|mask_write_register|readwrite_registers)\b"

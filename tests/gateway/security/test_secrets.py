@@ -17,7 +17,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.gateway.security.pki import Pki, SecureMosquitto, make_pki, openssl_binary
-from tests.harness.mosquitto import free_port, mosquitto_binary
+from tests.harness.mosquitto import mosquitto_binary
+from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 

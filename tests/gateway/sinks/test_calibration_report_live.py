@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 import yaml
 
@@ -29,10 +28,11 @@ from gateway.config import InfluxConfig, OutboxConfig
 from hazardgw.demo import demo_site
 from simulators import SiteSimulator
 from tests.harness.mosquitto import Mosquitto
+from tests.harness.mqtt import Message, listening
+from tests.harness.paths import ROOT
 from tests.harness.victoria_metrics import VictoriaMetrics
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[3]
 SPEED = 30.0
 MIDNIGHT_AFTER_S = 22.0  # wall seconds from start to the accumulators' local midnight
 FACE = "face1-gas"
@@ -68,16 +68,12 @@ async def test_calibration_is_maintenance_and_the_day_is_reported(
         stop = asyncio.Event()
         task = asyncio.create_task(gw.run(stop))
         try:
-            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-                await client.subscribe(f"{base}/#", qos=1)
 
-                async def listen() -> None:
-                    async for msg in client.messages:
-                        payload = msg.payload if isinstance(msg.payload, bytes) else b""
-                        doc = json.loads(payload) if payload else None
-                        seen.append((time.monotonic() - t0, str(msg.topic), doc))
+            def note(message: Message) -> None:
+                seen.append((message.at - t0, message.topic, message.doc))
 
-                listener = asyncio.create_task(listen())
+            async with listening(mosquitto.port, f"{base}/#", on_message=note) as heard:
+                client = heard.client
                 await asyncio.sleep(0.5)
                 # bad commands first: each gets an error reply and changes nothing
                 bad = [
@@ -94,7 +90,6 @@ async def test_calibration_is_maintenance_and_the_day_is_reported(
                     await client.publish(f"{base}/cmd/{cmd.command}", json.dumps(cmd.payload))
                 vm.stop()  # the database goes away before midnight
                 await asyncio.sleep(max(0.0, midnight + 3.0 - time.time()))
-                listener.cancel()
         finally:
             stop.set()
             await task

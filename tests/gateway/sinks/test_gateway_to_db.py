@@ -22,10 +22,10 @@ from gateway.config import InfluxConfig, OutboxConfig
 from hazardgw.demo import demo_site
 from simulators import SiteSimulator
 from tests.harness.mosquitto import Mosquitto
+from tests.harness.paths import ROOT
 from tests.harness.victoria_metrics import VictoriaMetrics
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("durable", [True, False], ids=["durable-outbox", "outbox-off"])

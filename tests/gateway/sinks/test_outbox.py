@@ -26,8 +26,9 @@ from gateway.outbox import (
     OutboxError,
     StoredEntry,
 )
+from tests.harness.paths import ROOT
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = ROOT
 
 
 def entry(kind: EntryKind = "telemetry", key: str = "dev1", payload: bytes = b"{}") -> OutboxEntry:

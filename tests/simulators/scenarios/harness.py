@@ -31,21 +31,12 @@ from gateway.rescue import RescueBook
 from gateway.topics import Topics
 from rules import AlarmTransition, DailyStats, State
 from simulators import SiteSimulator
+from tests.harness.simulators import FakeClock
 
 __all__ = ["EPOCH", "Raised", "ScenarioRun", "SimulatorRegisters", "run_scenario"]
 
 #: Wall-clock reading at scenario start (any fixed epoch; alarm timestamps are relative to it).
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-class FakeClock:
-    """A clock the run moves by hand."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class SimulatorRegisters:

@@ -14,7 +14,6 @@ import asyncio
 import dataclasses
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -25,10 +24,10 @@ from gateway.config import SiteConfig
 from hazardgw.demo import demo_site
 from simulators import SiteSimulator
 from tests.harness.mosquitto import Mosquitto
+from tests.harness.paths import ROOT
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 SPEED = 10.0
 ALARM = "face1-gas/ch4/ch4_face"
 

@@ -29,9 +29,9 @@ import yaml
 from gateway.config import SiteConfig, load_site
 from rules import State
 from simulators import SCENARIOS
+from tests.harness.paths import ROOT
 from tests.simulators.scenarios.harness import ScenarioRun, run_scenario
 
-ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = Path(__file__).with_name("golden")
 SITE = ROOT / "hazardgw" / "examples" / "site.yaml"
 PREFIX = "hazard"
