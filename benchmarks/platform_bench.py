@@ -29,10 +29,10 @@ each NATS node (``leader`` names the node leading the store and the consumer), e
 VictoriaMetrics, this benchmark (which asks the consumer's state every 50 ms), and ``others``:
 what the rest of the machine used meanwhile (other people's work on a shared host).
 ``cpu_s_per_10k_points`` (medians) divides by the points of the window. ``capacity_points_per_s``
-= cores × 10,000 / (CPU-seconds per 10,000 points of every part of the pipeline): the rate at
-which the pipeline would fill every core of this machine with nothing else running, and so
-``speedup_ceiling`` = capacity / one worker's rate is the most any number of workers could add
-here. The machine's load (``uptime``) is printed with the numbers.
+= cores × 10,000 / (CPU-seconds per 10,000 points of every part of the pipeline, median of the
+two-worker rounds): the rate at which two workers' pipeline would fill every core of this
+machine with nothing else running, and so ``speedup_ceiling`` = capacity / one worker's rate is
+the most two workers could add here. The machine's load (``uptime``) is printed with the numbers.
 
 Prints human lines, then one JSON line last:
 
@@ -348,9 +348,8 @@ def summary(rounds: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
         }
         for w, rs in by.items()
     }
-    pipeline = statistics.median(
-        sum(r["cpu_s_per_10k_points"][k] for k in PIPELINE) for r in rounds
-    )
+    # what bounds two workers: the pipeline's cost in the two-worker rounds
+    pipeline = statistics.median(sum(r["cpu_s_per_10k_points"][k] for k in PIPELINE) for r in by[2])
     cpus = os.cpu_count() or 1
     capacity = cpus * 10_000 / pipeline
     return {
