@@ -13,7 +13,7 @@ import aiomqtt
 import pytest
 
 from gateway.app import Gateway
-from gateway.config import parse_site
+from gateway.config import SiteConfig, parse_site
 from tests.harness.mosquitto import Mosquitto
 from tests.harness.mqtt import Message, listening
 from tests.harness.ports import free_port
@@ -44,8 +44,9 @@ BAD_ON_SHELVE = [
 OTHER_TOPICS = [f"{P}/cmd/alarm/delete", f"{P}/cmd/alarm", f"{P}/cmd/anything/else"]
 
 
-async def test_bad_commands_over_mqtt_change_nothing(mosquitto: Mosquitto) -> None:
-    site = parse_site(
+def _command_site(mosquitto: Mosquitto) -> SiteConfig:
+    """One methane detector at a main return (no power-off: gas_comm) under prefix ``bi``."""
+    return parse_site(
         {
             "site": {"id": "cmd-site"},
             "mqtt": {"url": mosquitto.url, "topic_prefix": "bi"},
@@ -55,13 +56,17 @@ async def test_bad_commands_over_mqtt_change_nothing(mosquitto: Mosquitto) -> No
                     "id": "face1-gas",
                     "profile": "gas_detector",
                     "connection": {"transport": "tcp", "host": "127.0.0.1", "port": free_port()},
-                    "tags": {"position": "main_return"},  # no power-off: gas_comm
+                    "tags": {"position": "main_return"},
                     "poll_interval": 0.5,
                     "timeout": 0.3,
                 }
             ],
         }
     )
+
+
+async def test_bad_commands_over_mqtt_change_nothing(mosquitto: Mosquitto) -> None:
+    site = _command_site(mosquitto)
     gw = Gateway(site, backoff_max=1.0)
     assert gw.alarms is not None
     engine = gw.alarms.engine
@@ -124,23 +129,7 @@ async def test_retained_and_old_commands_are_refused_at_entry(mosquitto: Mosquit
     """A shelve left retained on the broker by yesterday's operator is refused at every start,
     like a retained command on any other command topic; a live command with an old ``ts`` is
     refused too; a live, fresh one works."""
-    site = parse_site(
-        {
-            "site": {"id": "cmd-site"},
-            "mqtt": {"url": mosquitto.url, "topic_prefix": "bi"},
-            "rules": ["rules/packs/coal_mine.yaml"],
-            "devices": [
-                {
-                    "id": "face1-gas",
-                    "profile": "gas_detector",
-                    "connection": {"transport": "tcp", "host": "127.0.0.1", "port": free_port()},
-                    "tags": {"position": "main_return"},  # no power-off: gas_comm
-                    "poll_interval": 0.5,
-                    "timeout": 0.3,
-                }
-            ],
-        }
-    )
+    site = _command_site(mosquitto)
     shelve = json.dumps({"id": ALARM, "user": "old-operator", "minutes": 1440})
     retained_topics = [f"{P}/cmd/alarm/shelve", f"{P}/cmd/device/maintenance"]
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
